@@ -1,0 +1,80 @@
+// Command concord is Concord's command-line tool.
+//
+//	concord proto-deps [-skip-concord] DIR   write the include directory for buf or protoc
+//	concord version                          print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/concordrpc/concord/internal/protodeps"
+	"github.com/concordrpc/concord/rpc"
+)
+
+const usage = `concord is the Concord command-line tool.
+
+Usage:
+
+	concord proto-deps [-skip-concord] DIR
+		Write buf/validate/validate.proto (from the checksum-verified Go
+		module github.com/bufbuild/protovalidate) and
+		concord/v1/options.proto into the include directory DIR.
+	concord version
+		Print Concord's version.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	var uerr usageError
+	switch {
+	case errors.As(err, &uerr):
+		fmt.Fprintf(os.Stderr, "concord: %v\n\n%s", err, usage)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "concord: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "proto-deps":
+		return protoDeps(ctx, args[1:], stderr)
+	case "version":
+		fmt.Fprintln(stdout, rpc.Version)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func protoDeps(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("proto-deps", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	skip := fs.Bool("skip-concord", false, "do not write concord/v1/options.proto (for a workspace that already has it)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() != 1 {
+		return usageError{"proto-deps needs exactly one DIR"}
+	}
+	return protodeps.Write(ctx, fs.Arg(0), protodeps.Options{SkipConcord: *skip})
+}

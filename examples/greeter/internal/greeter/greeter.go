@@ -1,0 +1,31 @@
+// Package greeter implements the example GreeterService.
+package greeter
+
+import (
+	"context"
+
+	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+)
+
+// Service implements greeterv1connect.GreeterServiceHandler. Requests reach
+// it already validated against the rules in greeter.proto.
+type Service struct{}
+
+var _ greeterv1connect.GreeterServiceHandler = Service{}
+
+// Greet greets one name.
+func (Service) Greet(_ context.Context, req *greeterv1.GreetRequest) (*greeterv1.GreetResponse, error) {
+	return &greeterv1.GreetResponse{Greeting: "Hello, " + req.GetName() + "!"}, nil
+}
+
+// GreetMany sends one greeting per name.
+func (s Service) GreetMany(ctx context.Context, req *greeterv1.GreetManyRequest, stream greeterv1connect.GreeterServiceGreetManyServerStream) error {
+	for _, name := range req.GetNames() {
+		res, _ := s.Greet(ctx, &greeterv1.GreetRequest{Name: name})
+		if err := stream.Send(res); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,23 @@
+// Package rpc is Concord's RPC runtime, the code that generated code calls.
+//
+// A Server serves protobuf services over Connect, gRPC and gRPC-Web on one
+// port, with health, reflection and a default interceptor chain (logging,
+// metrics, panic recovery, deadlines, admission, protovalidate validation,
+// TCC) driven by the method policies that protoc-gen-concord builds from the
+// (concord.v1.*) options. A Conn builds clients that reach a service at a
+// fixed URL or through a Resolver, and apply the client side of the same
+// policies.
+//
+// rpc knows nothing of NATS or Badger. Coordination features reach it
+// through small interfaces that package coord implements: Resolver,
+// LimiterStore and TxLog.
+//
+// # Failure behaviour
+//
+// Bad input never crashes the server: malformed messages, unknown methods,
+// wrong content types and oversized bodies get a Connect error with a
+// standard code; a panicking handler gets internal; a request that breaks
+// its protovalidate rules gets invalid_argument with buf.validate.Violations
+// details. Errors that are not *connect.Error reach clients as a bare code
+// without their text.
+package rpc
