@@ -10,6 +10,9 @@ import (
 	"sync"
 
 	"connectrpc.com/connect/v2"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/concordrpc/concord/rpc/internal/healthv1"
 )
@@ -107,7 +110,7 @@ func (r *readiness) status() healthv1.HealthCheckResponse_ServingStatus {
 // healthMethods implements grpc.health.v1.Health. Every registered service
 // has the server's status; "" names the server itself.
 func (r *readiness) healthMethods(done <-chan struct{}) []connect.Method {
-	svc := healthv1.File_concord_internal_grpchealth_v1_health_proto.Services().Get(0)
+	svc := healthSchema()
 	return []connect.Method{
 		{
 			Spec: connect.Spec{
@@ -165,6 +168,35 @@ func (r *readiness) healthMethods(done <-chan struct{}) []connect.Method {
 			},
 		},
 	}
+}
+
+// healthSchema describes grpc.health.v1.Health for reflection and
+// CallInfo. It is healthv1's descriptor under the protocol's own package
+// and file name, built on its own rather than registered globally, so that
+// it cannot clash with grpc-go's copy.
+func healthSchema() protoreflect.ServiceDescriptor {
+	fdp := protodesc.ToFileDescriptorProto(healthv1.File_concord_internal_grpchealth_v1_health_proto)
+	fdp.Name = proto.String("grpc/health/v1/health.proto")
+	fdp.Package = proto.String("grpc.health.v1")
+	rename := func(s *string) {
+		*s = strings.Replace(*s, ".concord.internal.grpchealth.v1.", ".grpc.health.v1.", 1)
+	}
+	for _, m := range fdp.GetService()[0].GetMethod() {
+		rename(m.InputType)
+		rename(m.OutputType)
+	}
+	for _, msg := range fdp.GetMessageType() {
+		for _, f := range msg.GetField() {
+			if f.TypeName != nil {
+				rename(f.TypeName)
+			}
+		}
+	}
+	fd, err := protodesc.NewFile(fdp, nil)
+	if err != nil { // unreachable: the descriptor is fixed and valid
+		return healthv1.File_concord_internal_grpchealth_v1_health_proto.Services().Get(0)
+	}
+	return fd.Services().Get(0)
 }
 
 func ctxError(ctx context.Context) error {

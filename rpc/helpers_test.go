@@ -1,0 +1,150 @@
+package rpc_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connecthttp"
+
+	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+	"github.com/concordrpc/concord/rpc"
+)
+
+// testGreeter greets, and misbehaves on request: a name of "panic" panics,
+// "slow:<duration>" sleeps (or until the call ends), and "deadline" reports
+// the deadline it sees.
+type testGreeter struct {
+	started chan string // if set, receives the name of every call that starts
+}
+
+func (g *testGreeter) Greet(ctx context.Context, req *greeterv1.GreetRequest) (*greeterv1.GreetResponse, error) {
+	name := req.GetName()
+	if g.started != nil {
+		g.started <- name
+	}
+	switch {
+	case name == "panic":
+		panic("boom: secret detail")
+	case name == "deadline":
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return &greeterv1.GreetResponse{Greeting: "none"}, nil
+		}
+		return &greeterv1.GreetResponse{Greeting: time.Until(dl).Round(time.Second).String()}, nil
+	case strings.HasPrefix(name, "slow:"):
+		d, err := time.ParseDuration(strings.TrimPrefix(name, "slow:"))
+		if err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, "bad duration")
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, connect.NewError(connect.CodeDeadlineExceeded, "gave up")
+		}
+	}
+	return &greeterv1.GreetResponse{Greeting: "Hello, " + name + "!"}, nil
+}
+
+func (g *testGreeter) GreetMany(_ context.Context, req *greeterv1.GreetManyRequest, stream greeterv1connect.GreeterServiceGreetManyServerStream) error {
+	for _, n := range req.GetNames() {
+		if err := stream.Send(&greeterv1.GreetResponse{Greeting: "Hello, " + n + "!"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// testServer is a running rpc.Server on 127.0.0.1.
+type testServer struct {
+	srv     *rpc.Server
+	url     string
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+}
+
+// startServer starts srv (with the test greeter registered unless
+// register is false) and stops it at cleanup.
+func startServer(t *testing.T, srv *rpc.Server, g *testGreeter) *testServer {
+	t.Helper()
+	if g != nil {
+		greeterv1concord.RegisterGreeterService(srv, g)
+	}
+	ln := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ts := &testServer{srv: srv, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { ts.done <- srv.Serve(ctx, ln) }()
+	waitReady(t, ts.url)
+	t.Cleanup(func() { ts.stop(t) })
+	return ts
+}
+
+// stop cancels the server and waits for Serve to return.
+func (ts *testServer) stop(t *testing.T) error {
+	t.Helper()
+	if ts.stopped {
+		return nil
+	}
+	ts.stopped = true
+	ts.cancel()
+	select {
+	case err := <-ts.done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not stop within 30s")
+		return nil
+	}
+}
+
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; time.Now().Before(deadline) && i < 2000; i++ {
+		res, err := http.Get(url + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready within 10s", url)
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// connectTransport is a raw connect-go transport to url over h2c.
+func connectTransport(url string, opts ...connecthttp.Option) connect.Transport {
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	return connecthttp.NewTransport(&http.Client{Transport: &http.Transport{Protocols: protocols}}, url, opts...)
+}
+
+func quietServer(opts ...rpc.ServerOption) *rpc.Server {
+	return rpc.NewServer(append([]rpc.ServerOption{rpc.WithLogger(discardLogger())}, opts...)...)
+}
+
+func codeOf(t *testing.T, err error) connect.Code {
+	t.Helper()
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("error %v (%T) is not a *connect.Error", err, err)
+	}
+	return cerr.Code()
+}

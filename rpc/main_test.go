@@ -1,0 +1,14 @@
+package rpc_test
+
+import (
+	"log/slog"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
