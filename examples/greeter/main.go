@@ -18,7 +18,7 @@ import (
 	"syscall"
 
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
-	"github.com/concordrpc/concord/examples/greeter/internal/greeter"
+	"github.com/concordrpc/concord/examples/greeter/greeter"
 	"github.com/concordrpc/concord/rpc"
 )
 
