@@ -17,9 +17,21 @@
 //
 // Generate rejects, with a message naming the file, service and method:
 // unknown or mistyped TCC Confirm and Cancel methods, negative or unparsable
-// durations, a rate below 1 or a burst or queue below 1, retries on a
-// non-idempotent or streaming method, a circuit breaker or TCC role on a
-// streaming method, and an unknown rate-limit key source.
+// durations, a zero rate-limit period or circuit-breaker window or open_for,
+// a rate below 1 or a burst or queue below 1, retries on a non-idempotent or
+// streaming method, a circuit breaker or TCC role on a streaming method, an
+// unknown rate-limit key source, and services whose generated Go names would
+// be declared twice in one package. It reports every problem, joined, and
+// then generates nothing.
+//
+// # Tests
+//
+// Golden tests (golden_test.go) compile the .proto files of each case under
+// testdata/ in process and compare the output with testdata/<case>/want;
+// `go test ./codegen -run TestGolden -update` rewrites it. Other tests build
+// the golden output with protoc-gen-go's and protoc-gen-connect-go's, and
+// run every case through the real `buf generate`. The compile-and-call test
+// lives in internal/testpb.
 //
 // # Streaming methods
 //

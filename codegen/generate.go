@@ -51,10 +51,6 @@ func Generate(plugin *protogen.Plugin) error {
 		uint64(pluginpb.CodeGeneratorResponse_FEATURE_SUPPORTS_EDITIONS)
 	plugin.SupportedEditionsMinimum = descriptorpb.Edition_EDITION_PROTO2
 	plugin.SupportedEditionsMaximum = descriptorpb.Edition_EDITION_2024
-	type fileWork struct {
-		file     *protogen.File
-		policies []*servicePolicy
-	}
 	var work []fileWork
 	var errs []error
 	for _, file := range plugin.Files {
@@ -66,12 +62,12 @@ func Generate(plugin *protogen.Plugin) error {
 			sp, err := resolveService(file, service)
 			if err != nil {
 				errs = append(errs, err)
-				continue
 			}
-			fw.policies = append(fw.policies, sp)
+			fw.policies = append(fw.policies, sp) // nil on error
 		}
 		work = append(work, fw)
 	}
+	errs = append(errs, checkNames(work)...)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
@@ -81,13 +77,25 @@ func Generate(plugin *protogen.Plugin) error {
 	return nil
 }
 
+// fileWork is a file to generate and the resolved policies of its
+// services, in declaration order; a policy is nil if its service has errors.
+type fileWork struct {
+	file     *protogen.File
+	policies []*servicePolicy
+}
+
+// concordPackage returns the name and import path of the Go package that
+// holds the generated code of file.
+func concordPackage(file *protogen.File) (protogen.GoPackageName, protogen.GoImportPath) {
+	name := file.GoPackageName + packageSuffix
+	return name, protogen.GoImportPath(path.Join(string(file.GoImportPath), string(name)))
+}
+
 func generateFile(plugin *protogen.Plugin, file *protogen.File, policies []*servicePolicy) {
 	prefix := path.Clean(file.GeneratedFilenamePrefix)
-	pkgName := string(file.GoPackageName) + packageSuffix
-	g := plugin.NewGeneratedFile(
-		path.Join(path.Dir(prefix), pkgName, path.Base(prefix)+".concord.go"),
-		protogen.GoImportPath(path.Join(string(file.GoImportPath), pkgName)),
-	)
+	name, importPath := concordPackage(file)
+	pkgName := string(name)
+	g := plugin.NewGeneratedFile(path.Join(path.Dir(prefix), pkgName, path.Base(prefix)+".concord.go"), importPath)
 	connectPkg := protogen.GoImportPath(path.Join(string(file.GoImportPath), string(file.GoPackageName)+connectSuffix))
 	generatePreamble(g, file, pkgName)
 	for i, service := range file.Services {
@@ -115,8 +123,8 @@ func generatePreamble(g *protogen.GeneratedFile, file *protogen.File, pkgName st
 func generateService(g *protogen.GeneratedFile, connectPkg protogen.GoImportPath, service *protogen.Service, sp *servicePolicy) {
 	name := service.GoName
 	fullName := string(service.Desc.FullName())
-	discovery := name + "DiscoveryName"
-	policyFunc := name + "Policy"
+	discovery := discoveryConstName(service)
+	policyFunc := policyFuncName(service)
 	handler := connectPkg.Ident(name + "Handler")
 	client := connectPkg.Ident(name + "Client")
 
@@ -140,17 +148,17 @@ func generateService(g *protogen.GeneratedFile, connectPkg protogen.GoImportPath
 	g.P("}")
 	g.P()
 
-	g.P("// Register", name, " registers svc on r with the policies of ", policyFunc, ".")
-	g.P("func Register", name, "(r ", rpcPackage.Ident("ServiceRegistrar"), ", svc ", handler, ") {")
+	g.P("// ", registerFuncName(service), " registers svc on r with the policies of ", policyFunc, ".")
+	g.P("func ", registerFuncName(service), "(r ", rpcPackage.Ident("ServiceRegistrar"), ", svc ", handler, ") {")
 	g.P("r.RegisterService(", policyFunc, "(), func(s *", connectPackage.Ident("Server"), ") {")
 	g.P(connectPkg.Ident("Register"+name+"Handler"), "(s, svc)")
 	g.P("})")
 	g.P("}")
 	g.P()
 
-	g.P("// New", name, "Client returns a client of ", fullName, " that")
+	g.P("// ", clientFuncName(service), " returns a client of ", fullName, " that")
 	g.P("// reaches it through conn and applies the policies of ", policyFunc, ".")
-	g.P("func New", name, "Client(conn ", rpcPackage.Ident("ClientConn"), ") ", client, " {")
+	g.P("func ", clientFuncName(service), "(conn ", rpcPackage.Ident("ClientConn"), ") ", client, " {")
 	g.P("return ", connectPkg.Ident("New"+name+"Client"), "(conn.Client(", policyFunc, "()))")
 	g.P("}")
 	g.P()
@@ -224,14 +232,13 @@ func generateMethodPolicy(g *protogen.GeneratedFile, connectPkg protogen.GoImpor
 
 func generateTCCBranch(g *protogen.GeneratedFile, client protogen.GoIdent, mp *methodPolicy) {
 	m := mp.method
-	service := m.Parent.GoName
-	fn := service + m.GoName + "Branch"
+	fn := branchFuncName(m)
 	g.P("// ", fn, " returns the TCC branch that calls ", m.GoName, " with req")
 	g.P("// and, once the transaction is decided, ", mp.tcc.confirm.GoName, " or ", mp.tcc.cancel.GoName)
 	g.P("// with the same request. Participants must make all three idempotent.")
 	g.P("func ", fn, "(client ", client, ", req *", m.Input.GoIdent, ") ", rpcPackage.Ident("TCCBranch"), " {")
 	g.P("return ", rpcPackage.Ident("TCCBranch"), "{")
-	g.P("Service: ", service, "DiscoveryName,")
+	g.P("Service: ", discoveryConstName(m.Parent), ",")
 	for _, phase := range []struct{ field, method string }{
 		{"Try", m.GoName}, {"Confirm", mp.tcc.confirm.GoName}, {"Cancel", mp.tcc.cancel.GoName},
 	} {
@@ -290,6 +297,9 @@ func durationLiteral(g *protogen.GeneratedFile, d time.Duration) string {
 	}{
 		{time.Hour, "Hour"}, {time.Minute, "Minute"}, {time.Second, "Second"},
 		{time.Millisecond, "Millisecond"}, {time.Microsecond, "Microsecond"},
+	}
+	if d == 0 {
+		return "0"
 	}
 	for _, u := range units {
 		if d%u.size == 0 {

@@ -115,7 +115,7 @@ func resolveService(file *protogen.File, service *protogen.Service) (*servicePol
 	}
 	for _, m := range service.Methods {
 		mopts, _ := proto.GetExtension(m.Desc.Options(), concordv1.E_Method).(*concordv1.MethodOptions)
-		merged := mergeOptions(sopts.GetDefaults(), mopts)
+		merged := mergeOptions(applicableDefaults(m, sopts.GetDefaults()), mopts)
 		mp := &methodPolicy{method: m}
 		resolveMethod(errs, m, merged, mp)
 		tcc, _ := proto.GetExtension(m.Desc.Options(), concordv1.E_Tcc).(*concordv1.TCC)
@@ -128,6 +128,33 @@ func resolveService(file *protogen.File, service *protogen.Service) (*servicePol
 		return nil, errors.Join(errs.errs...)
 	}
 	return sp, nil
+}
+
+// applicableDefaults drops the service defaults that cannot apply to m, so
+// that a service-wide retry or circuit breaker default covers the methods
+// that can take it and leaves the others alone: retry needs an idempotent
+// unary method, a circuit breaker a unary method. A method's own option is
+// still checked strictly.
+func applicableDefaults(m *protogen.Method, d *concordv1.MethodOptions) *concordv1.MethodOptions {
+	if d == nil || (d.Retry == nil && d.CircuitBreaker == nil) {
+		return d
+	}
+	d = proto.CloneOf(d)
+	if isStreaming(m) || !isIdempotent(m) {
+		d.Retry = nil
+	}
+	if isStreaming(m) {
+		d.CircuitBreaker = nil
+	}
+	return d
+}
+
+func isIdempotent(m *protogen.Method) bool {
+	switch m.Desc.Options().(*descriptorpb.MethodOptions).GetIdempotencyLevel() {
+	case descriptorpb.MethodOptions_NO_SIDE_EFFECTS, descriptorpb.MethodOptions_IDEMPOTENT:
+		return true
+	}
+	return false
 }
 
 // mergeOptions lays a method's options over the service defaults: each
@@ -178,9 +205,7 @@ func resolveRetry(errs *methodErrors, m *protogen.Method, r *concordv1.RetryPoli
 	if isStreaming(m) {
 		errs.add(m, "retry applies to unary methods only")
 	}
-	switch m.Desc.Options().(*descriptorpb.MethodOptions).GetIdempotencyLevel() {
-	case descriptorpb.MethodOptions_NO_SIDE_EFFECTS, descriptorpb.MethodOptions_IDEMPOTENT:
-	default:
+	if !isIdempotent(m) {
 		errs.add(m, "retry needs an idempotent method: set option idempotency_level = IDEMPOTENT or NO_SIDE_EFFECTS")
 	}
 	rp := &retryPolicy{
@@ -285,6 +310,12 @@ func resolveBreaker(errs *methodErrors, m *protogen.Method, cb *concordv1.Circui
 		window:  duration(errs, m, "circuit_breaker.window", cb.Window, defaultBreakerWindow),
 		openFor: duration(errs, m, "circuit_breaker.open_for", cb.OpenFor, defaultOpenFor),
 		probes:  cb.HalfOpenProbes,
+	}
+	if bp.window == 0 && cb.Window != "" {
+		errs.add(m, "circuit_breaker.window must be positive")
+	}
+	if bp.openFor == 0 && cb.OpenFor != "" {
+		errs.add(m, "circuit_breaker.open_for must be positive")
 	}
 	if bp.ratio == 0 {
 		bp.ratio = defaultFailureRatio

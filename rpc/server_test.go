@@ -446,4 +446,3 @@ func waitStatus(t *testing.T, url string, want int) string {
 	t.Fatalf("%s did not answer %d within 4s (last body %q)", url, want, last)
 	return ""
 }
-

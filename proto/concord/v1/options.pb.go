@@ -205,7 +205,9 @@ type ServiceOptions struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Defaults for every method of the service. A method's own
 	// (concord.v1.method) option replaces each field it sets; fields it leaves
-	// unset keep the service default.
+	// unset keep the service default. A default retry applies only to
+	// idempotent unary methods, and a default circuit_breaker only to unary
+	// methods; other methods ignore them.
 	Defaults      *MethodOptions `protobuf:"bytes,2,opt,name=defaults,proto3" json:"defaults,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
