@@ -1,0 +1,75 @@
+package coord
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of Concord's key-value buckets and streams on JetStream.
+const (
+	// BucketRegistry holds service instances, each under a TTL lease.
+	BucketRegistry = "concord_registry"
+	// BucketLocks holds lock holders and fencing counters.
+	BucketLocks = "concord_locks"
+	// BucketElections holds election leaders.
+	BucketElections = "concord_elections"
+	// BucketConfig holds dynamic configuration, with history.
+	BucketConfig = "concord_config"
+	// StreamTxLog is the TCC transaction log.
+	StreamTxLog = "CONCORD_TXLOG"
+	// StreamMessages carries durable messages from outboxes.
+	StreamMessages = "CONCORD_MESSAGES"
+)
+
+// buckets returns the configurations of Concord's key-value buckets.
+// Buckets whose keys expire by TTL keep History 1: with more history an
+// expiring key vanishes without a marker or watch event.
+func buckets(replicas int) []jetstream.KeyValueConfig {
+	ttl := func(name, desc string) jetstream.KeyValueConfig {
+		return jetstream.KeyValueConfig{
+			Bucket: name, Description: desc, History: 1, Storage: jetstream.FileStorage,
+			Replicas: replicas, LimitMarkerTTL: time.Second,
+		}
+	}
+	return []jetstream.KeyValueConfig{
+		ttl(BucketRegistry, "Concord service registry"),
+		ttl(BucketLocks, "Concord locks and fencing counters"),
+		ttl(BucketElections, "Concord leader elections"),
+		{Bucket: BucketConfig, Description: "Concord dynamic configuration", History: 16, Storage: jetstream.FileStorage, Replicas: replicas},
+	}
+}
+
+// streams returns the configurations of Concord's streams.
+func streams(replicas int) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{
+		{
+			Name: StreamTxLog, Description: "Concord TCC transaction log", Subjects: []string{"concord.txlog.>"},
+			Storage: jetstream.FileStorage, Replicas: replicas, Retention: jetstream.LimitsPolicy,
+			MaxMsgsPerSubject: 16, Discard: jetstream.DiscardOld,
+		},
+		{
+			Name: StreamMessages, Description: "Concord durable messages", Subjects: []string{"concord.msg.>"},
+			Storage: jetstream.FileStorage, Replicas: replicas, Retention: jetstream.LimitsPolicy,
+			MaxAge: 7 * 24 * time.Hour, Duplicates: 2 * time.Minute,
+		},
+	}
+}
+
+// ensureResources creates or updates every bucket and stream. It is
+// idempotent; updating raises the replica count when the cluster grew.
+func ensureResources(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	for _, cfg := range buckets(replicas) {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	for _, cfg := range streams(replicas) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
