@@ -17,9 +17,32 @@ run: ## Build and start the greeter example (embedded single-binary mode)
 	./bin/greeter
 
 .PHONY: test
-test: ## Run every test, with -race
+test: conformance ## Run every test, with -race
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+# The Connect conformance suite (connectrpc.com/conformance, at the version
+# pinned in tools/go.mod) against rpc.Server; see conformance/README.md. Its
+# .proto files are copied from the checksum-verified module, and the Go code
+# generated from them goes to git-ignored conformance/internal/gen.
+CONFORMANCE_PROTO := .build/conformance/proto
+# The server under test is built with -race: the suite's concurrent calls
+# over three protocols then double as a race test of rpc/.
+CONFORMANCE_BUILDFLAGS ?= -race
+# RPCs in flight at once; 8 keeps 2 cores busy through the suite's delays.
+CONFORMANCE_FLAGS ?= --parallel 8
+
+.PHONY: conformance
+conformance: ## Run the Connect conformance suite against rpc.Server
+	$(GO) mod download -modfile=tools/go.mod connectrpc.com/conformance
+	rm -rf $(CONFORMANCE_PROTO) && mkdir -p $(CONFORMANCE_PROTO)/connectrpc/conformance/v1
+	cp "$$($(GO) list -modfile=tools/go.mod -m -f '{{.Dir}}' connectrpc.com/conformance)"/proto/connectrpc/conformance/v1/*.proto $(CONFORMANCE_PROTO)/connectrpc/conformance/v1/
+	chmod -R u+w $(CONFORMANCE_PROTO)
+	$(BUF) generate $(CONFORMANCE_PROTO) --template conformance/buf.gen.yaml
+	$(GO) -C conformance vet ./...
+	$(GO) -C conformance build $(CONFORMANCE_BUILDFLAGS) -o $(CURDIR)/bin/concord-sut ./cmd/concord-sut
+	GORACE=halt_on_error=1 $(GO) tool -modfile=tools/go.mod connectconformance --mode server \
+		--conf conformance/config.yaml $(CONFORMANCE_FLAGS) -- bin/concord-sut
 
 .PHONY: protodeps
 protodeps: ## Write third-party .proto includes into .build/protodeps (git-ignored)
@@ -44,3 +67,10 @@ lint: protodeps ## Run go vet, gofmt and buf lint
 .PHONY: clean
 clean: ## Remove build outputs
 	rm -rf bin .build
+
+# Three interleaved rounds: the table shows the median of each metric.
+BENCHFLAGS ?= -count 3
+
+.PHONY: bench
+bench: ## Benchmark RPC throughput and cold start against connect-go and grpc-go (see BENCHMARKS.md)
+	cd bench && $(GO) run ./cmd/rpcbench $(BENCHFLAGS)

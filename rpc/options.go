@@ -3,6 +3,7 @@ package rpc
 import (
 	"crypto/tls"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -56,6 +57,12 @@ type serverConfig struct {
 	drainTimeout      time.Duration
 	drainDelay        time.Duration
 	gates             []string
+	handlers          []route
+}
+
+type route struct {
+	pattern string
+	handler http.Handler
 }
 
 func defaultServerConfig() serverConfig {
@@ -186,6 +193,13 @@ func WithTimeouts(readHeader, idle time.Duration) ServerOption {
 // DefaultDrainTimeout.
 func WithDrain(delay, timeout time.Duration) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.drainDelay, c.drainTimeout = delay, timeout })
+}
+
+// WithHandler serves handler for pattern (http.ServeMux syntax, like
+// "GET /concord/status") beside the RPC routes, for example for admin
+// endpoints. It runs outside the interceptor chain.
+func WithHandler(pattern string, handler http.Handler) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.handlers = append(c.handlers, route{pattern, handler}) })
 }
 
 // WithReadinessGates declares components that must report ready (see

@@ -161,6 +161,9 @@ func (s *Server) handlerLocked() http.Handler {
 	)
 	mux.HandleFunc("GET /healthz", s.ready.serveLive)
 	mux.HandleFunc("GET /readyz", s.ready.serveReady)
+	for _, r := range s.cfg.handlers {
+		mux.Handle(r.pattern, r.handler)
+	}
 	var h http.Handler = mux
 	if s.cfg.cors != nil {
 		h = s.cfg.cors.middleware(h)

@@ -1,10 +1,14 @@
-// Command greeter is Concord's main example: a greeter service in one
-// binary. `make run` builds and starts it.
+// Command greeter is Concord's main example: a greeter service with its
+// coordination node in one binary. `make run` builds and starts it.
 //
-//	greeter [-addr 127.0.0.1:8080]
+//	greeter [-addr 127.0.0.1:8080] [-data data] [-name concord]
+//	        [-cluster 127.0.0.1:6222 -peers host:port,host:port,...]
+//	        [-nats nats://host:4222]
 //
-// It serves Connect, gRPC and gRPC-Web on one port, with health, reflection
-// and protovalidate validation, and drains gracefully on SIGTERM or SIGINT.
+// By default it embeds a single JetStream node under -data. With -cluster
+// and -peers, three or more greeters form a Raft cluster and keep
+// coordination state on three replicas. With -nats it runs no node and uses
+// an existing NATS cluster. It drains gracefully on SIGTERM or SIGINT.
 package main
 
 import (
@@ -14,40 +18,46 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
+	"strings"
 
+	"github.com/concordrpc/concord"
+	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/greeter"
 	"github.com/concordrpc/concord/rpc"
 )
 
 func main() {
-	addr := flag.String("addr", envOr("GREETER_ADDR", "127.0.0.1:8080"), "address to serve on (env GREETER_ADDR)")
+	addr := flag.String("addr", concord.DefaultAddr, "address to serve RPCs on")
+	data := flag.String("data", coord.DefaultDataDir, "data directory of the embedded node")
+	name := flag.String("name", "concord", "node name, stable and unique in a cluster")
+	cluster := flag.String("cluster", "", "cluster mode: this node's route address, host:port")
+	peers := flag.String("peers", "", "cluster mode: route addresses of all nodes, comma-separated")
+	natsURL := flag.String("nats", "", "client mode: URLs of an existing NATS cluster, comma-separated")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := run(ctx, *addr, logger); err != nil {
+
+	coordOpts := []coord.Option{coord.WithName(*name)}
+	switch {
+	case *natsURL != "":
+		coordOpts = append(coordOpts, coord.WithClient(strings.Split(*natsURL, ","), coord.ClientAuth{}))
+	case *cluster != "":
+		coordOpts = append(coordOpts, coord.WithCluster(coord.Cluster{Listen: *cluster, Peers: strings.Split(*peers, ",")}))
+	}
+	app := concord.New(
+		concord.WithAddr(*addr),
+		concord.WithDataDir(*data),
+		concord.WithLogger(logger),
+		concord.WithCoordOptions(coordOpts...),
+	)
+	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
+	err := app.Run(context.Background())
+	if errors.Is(err, rpc.ErrDrainTimeout) {
+		logger.Warn("greeter: some calls were cut off at shutdown")
+		err = nil
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "greeter:", err)
 		os.Exit(1)
 	}
-}
-
-func run(ctx context.Context, addr string, logger *slog.Logger) error {
-	srv := rpc.NewServer(rpc.WithLogger(logger))
-	greeterv1concord.RegisterGreeterService(srv, greeter.Service{})
-	err := srv.ListenAndServe(ctx, addr)
-	if errors.Is(err, rpc.ErrDrainTimeout) {
-		logger.Warn("greeter: some calls were cut off at shutdown")
-		return nil
-	}
-	return err
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connecthttp"
+	"github.com/concordrpc/concord/bench/internal/baseline"
+	"github.com/concordrpc/concord/bench/internal/grpcgreeter"
+	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+	"github.com/concordrpc/concord/rpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// A system is one row of the throughput table: a server and the client that
+// calls it. Every measurement starts a fresh instance in this process on
+// 127.0.0.1 and closes it afterwards.
+type system struct {
+	server   string // what serves
+	protocol string // the client's wire protocol and codec
+	http     string // the HTTP version on the wire
+	// baseline names the raw connect-go row with the same protocol, the
+	// reference for what Concord adds; empty for rows without one.
+	baseline string
+	start    func() (*instance, error)
+}
+
+func (s system) key() string { return s.server + " " + s.protocol }
+
+// instance is a running server with a connected client.
+type instance struct {
+	call  func(context.Context) error // one Greet, checked
+	close func() error
+}
+
+const (
+	rawConnect = "raw connect-go"
+	grpcGo     = "grpc-go"
+	concord    = "Concord"
+
+	connectProto = "Connect+proto"
+	connectJSON  = "Connect+JSON"
+	grpcProto    = "gRPC+proto"
+)
+
+// systems lists the rows in table order. The first is the reference for the
+// "vs connect" column.
+func systems() []system {
+	return []system{
+		{server: rawConnect, protocol: connectProto, http: "h2c", start: startRawConnect()},
+		{server: rawConnect, protocol: connectJSON, http: "h2c", start: startRawConnect(connecthttp.WithProtoJSON())},
+		{server: rawConnect, protocol: grpcProto, http: "h2c", start: startRawConnect(connecthttp.WithGRPC())},
+		{server: grpcGo, protocol: grpcProto, http: "h2c", start: startGRPC},
+		{server: concord, protocol: connectProto, http: "h2c", baseline: rawConnect + " " + connectProto, start: startConcord()},
+		{server: concord, protocol: connectJSON, http: "h2c", baseline: rawConnect + " " + connectJSON, start: startConcord(rpc.WithJSON())},
+		{server: concord, protocol: grpcProto, http: "h2c", baseline: rawConnect + " " + grpcProto, start: startConcord(rpc.WithProtocol(rpc.ProtocolGRPC))},
+	}
+}
+
+func listen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func connectCall(client greeterv1connect.GreeterServiceClient) func(context.Context) error {
+	return func(ctx context.Context) error {
+		res, err := client.Greet(ctx, baseline.Request())
+		if err != nil {
+			return err
+		}
+		return baseline.Check(res)
+	}
+}
+
+// startRawConnect serves the greeter on plain connect-go (compression off)
+// and calls it through a connect-go client whose HTTP client has the
+// settings of Concord's default one.
+func startRawConnect(opts ...connecthttp.Option) func() (*instance, error) {
+	return func() (*instance, error) {
+		ln, err := listen()
+		if err != nil {
+			return nil, err
+		}
+		hs := baseline.NewHTTPServer(baseline.RawConnectHandler())
+		served := make(chan error, 1)
+		go func() { served <- hs.Serve(ln) }()
+		hc := baseline.NewHTTPClient()
+		client := greeterv1connect.NewGreeterServiceClient(connect.NewClient(
+			connecthttp.NewTransport(hc, "http://"+ln.Addr().String(), opts...)))
+		return &instance{
+			call: connectCall(client),
+			close: func() error {
+				hc.CloseIdleConnections()
+				err := shutdownHTTP(hs)
+				if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+					err = errors.Join(err, serr)
+				}
+				return err
+			},
+		}, nil
+	}
+}
+
+func shutdownHTTP(hs *http.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return hs.Shutdown(ctx)
+}
+
+// startGRPC serves the greeter on grpc-go with its defaults and calls it
+// with a grpc-go client over one HTTP/2 (h2c) connection.
+func startGRPC() (*instance, error) {
+	ln, err := listen()
+	if err != nil {
+		return nil, err
+	}
+	gs := grpcgreeter.NewServer()
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(ln) }()
+	cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		gs.Stop()
+		return nil, err
+	}
+	return &instance{
+		call: func(ctx context.Context) error {
+			res := new(greeterv1.GreetResponse)
+			if err := cc.Invoke(ctx, grpcgreeter.GreetMethod, baseline.Request(), res); err != nil {
+				return err
+			}
+			return baseline.Check(res)
+		},
+		close: func() error {
+			err := cc.Close()
+			gs.GracefulStop()
+			return errors.Join(err, <-served)
+		},
+	}, nil
+}
+
+// startConcord serves the greeter on a Concord server with the full default
+// chain and a Warn-level logger, and calls it through an rpc.NewConn client
+// with Concord's default HTTP client.
+func startConcord(opts ...rpc.ClientOption) func() (*instance, error) {
+	return func() (*instance, error) {
+		ln, err := listen()
+		if err != nil {
+			return nil, err
+		}
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		srv := rpc.NewServer(rpc.WithLogger(logger))
+		greeterv1concord.RegisterGreeterService(srv, baseline.Greeter{})
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ctx, ln) }()
+		conn := rpc.NewConn("http://"+ln.Addr().String(), opts...)
+		client := greeterv1concord.NewGreeterServiceClient(conn)
+		return &instance{
+			call: connectCall(client),
+			close: func() error {
+				err := conn.Close()
+				cancel()
+				if serr := <-served; serr != nil {
+					err = errors.Join(err, fmt.Errorf("concord serve: %w", serr))
+				}
+				return err
+			},
+		}, nil
+	}
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connecthttp"
+	"github.com/concordrpc/concord/bench/internal/baseline"
+	"google.golang.org/protobuf/proto"
+)
+
+// summary is a row's result at one concurrency: the median of each metric
+// over the rounds.
+type summary struct {
+	sys      system
+	conc     int
+	rps      float64
+	spread   float64 // (max-min)/median of req/s over the rounds
+	p50, p99 time.Duration
+	cpu      time.Duration
+	errors   int
+	firstErr error
+}
+
+func runThroughput(cfg config, out io.Writer) error {
+	var rows []system
+	for _, s := range systems() {
+		if cfg.rows.MatchString(s.key()) {
+			rows = append(rows, s)
+		}
+	}
+	if len(rows) == 0 {
+		return errors.New("-rows matches no row")
+	}
+	if cfg.cpuProfile != "" {
+		if err := os.MkdirAll(cfg.cpuProfile, 0o755); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "\nUnary Greet over loopback: request %d bytes, response %d bytes (protobuf); %v warm-up, %v measured per row, %d round(s)\n",
+		proto.Size(baseline.Request()), proto.Size(baseline.Response()), cfg.warmup, cfg.duration, cfg.count)
+
+	results := map[string][]*result{} // by row key and concurrency
+	for round := range cfg.count {
+		// Odd rounds run the rows backwards, so that a drift in the
+		// machine's load does not always favour the same rows.
+		order := slices.Clone(rows)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, s := range order {
+			for _, c := range cfg.conc {
+				r, err := measure(cfg, s, c, round)
+				if err != nil {
+					return fmt.Errorf("%s at concurrency %d: %w", s.key(), c, err)
+				}
+				fmt.Fprintf(os.Stderr, "  round %d  %-30s c=%-3d %9.0f req/s  errors %d\n", round+1, s.key(), c, r.rps(), r.errors)
+				k := resultKey(s.key(), c)
+				results[k] = append(results[k], r)
+			}
+		}
+	}
+
+	var sums []summary
+	for _, s := range rows {
+		for _, c := range cfg.conc {
+			sums = append(sums, summarize(s, c, results[resultKey(s.key(), c)]))
+		}
+	}
+	printTable(out, sums)
+	printTargets(out, sums)
+	return nil
+}
+
+func resultKey(row string, conc int) string { return fmt.Sprintf("%s@%d", row, conc) }
+
+// measure starts a fresh instance of s, checks one call, loads it and
+// closes it.
+func measure(cfg config, s system, conc, round int) (*result, error) {
+	inst, err := s.start()
+	if err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	if err := checkHTTP(s, inst); err != nil {
+		return nil, errors.Join(err, inst.close())
+	}
+	// Collect the garbage of start-up (a Concord server builds its
+	// validator on the first call) and of earlier rows, so that no row pays
+	// for another's.
+	runtime.GC()
+	var profile *os.File
+	if cfg.cpuProfile != "" {
+		name := strings.NewReplacer(" ", "_", "+", "-").Replace(s.key())
+		if cfg.count > 1 {
+			name += fmt.Sprintf("-r%d", round+1)
+		}
+		profile, err = os.Create(filepath.Join(cfg.cpuProfile, fmt.Sprintf("%s-c%d.pprof", name, conc)))
+		if err != nil {
+			return nil, errors.Join(err, inst.close())
+		}
+		defer profile.Close()
+	}
+	var w io.Writer
+	if profile != nil {
+		w = profile
+	}
+	r, err := runLoad(inst.call, conc, cfg.warmup, cfg.duration, w)
+	if cerr := inst.close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close: %w", cerr))
+	}
+	return r, err
+}
+
+// checkHTTP makes one call and checks that it used the HTTP version the
+// row claims.
+func checkHTTP(s system, inst *instance) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ctx, _ = connect.NewClientContext(ctx)
+	if err := inst.call(ctx); err != nil {
+		return fmt.Errorf("first call: %w", err)
+	}
+	info, ok := connecthttp.ClientInfoForContext(ctx)
+	if !ok {
+		return nil // grpc-go: always HTTP/2
+	}
+	want := "HTTP/1.1"
+	if s.http == "h2c" {
+		want = "HTTP/2.0"
+	}
+	if got := info.ResponseProto(); got != want {
+		return fmt.Errorf("row claims %s but the call used %s", s.http, got)
+	}
+	return nil
+}
+
+func summarize(s system, conc int, rs []*result) summary {
+	sum := summary{sys: s, conc: conc}
+	sum.rps = median(rs, func(r *result) float64 { return r.rps() })
+	lo, hi := rs[0].rps(), rs[0].rps()
+	for _, r := range rs {
+		lo, hi = min(lo, r.rps()), max(hi, r.rps())
+	}
+	sum.spread = (hi - lo) / sum.rps
+	sum.p50 = time.Duration(median(rs, func(r *result) float64 { return float64(r.quantile(0.50)) }))
+	sum.p99 = time.Duration(median(rs, func(r *result) float64 { return float64(r.quantile(0.99)) }))
+	sum.cpu = time.Duration(median(rs, func(r *result) float64 { return float64(r.cpuPerCall()) }))
+	for _, r := range rs {
+		sum.errors += r.errors
+		if sum.firstErr == nil {
+			sum.firstErr = r.firstErr
+		}
+	}
+	return sum
+}
+
+func median(rs []*result, f func(*result) float64) float64 {
+	vs := make([]float64, len(rs))
+	for i, r := range rs {
+		vs[i] = f(r)
+	}
+	slices.Sort(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2]
+	}
+	return (vs[n/2-1] + vs[n/2]) / 2
+}
+
+// find returns the summary of row key at conc, or nil.
+func find(sums []summary, key string, conc int) *summary {
+	for i := range sums {
+		if sums[i].sys.key() == key && sums[i].conc == conc {
+			return &sums[i]
+		}
+	}
+	return nil
+}
+
+func ratio(sums []summary, s summary, key string) string {
+	ref := find(sums, key, s.conc)
+	if ref == nil || ref.rps == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", s.rps/ref.rps)
+}
+
+const (
+	refConnect = rawConnect + " " + connectProto
+	refGRPC    = grpcGo + " " + grpcProto
+	concordRow = concord + " " + connectProto
+)
+
+func printTable(out io.Writer, sums []summary) {
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "server\tclient protocol\tHTTP\tconc\treq/s\tspread\tp50\tp99\tCPU/call\tvs connect\tvs grpc-go\tvs raw same protocol\terrors\t")
+	for _, s := range sums {
+		same := "-"
+		if s.sys.baseline != "" {
+			same = ratio(sums, s, s.sys.baseline)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f\t%.0f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n",
+			s.sys.server, s.sys.protocol, s.sys.http, s.conc, s.rps, s.spread*100,
+			micros(s.p50), micros(s.p99), micros(s.cpu),
+			ratio(sums, s, refConnect), ratio(sums, s, refGRPC), same, s.errors)
+	}
+	tw.Flush()
+	fmt.Fprintln(out, "\nreq/s, p50, p99 and CPU/call are medians over the rounds; spread is (max-min)/median of req/s over the rounds.")
+	fmt.Fprintln(out, "vs connect: req/s over raw connect-go Connect+proto at the same concurrency; vs grpc-go: over grpc-go;")
+	fmt.Fprintln(out, "vs raw same protocol: Concord over raw connect-go with the same client protocol. CPU/call: user+system CPU")
+	fmt.Fprintln(out, "of the whole process (client and server) per call. Every row uses h2c (HTTP/2 with prior knowledge) on one")
+	fmt.Fprintln(out, "client connection: Concord's default client and the raw connect-go client share its transport settings.")
+	for _, s := range sums {
+		if s.errors > 0 {
+			fmt.Fprintf(out, "errors in %s at concurrency %d, first: %v\n", s.sys.key(), s.conc, s.firstErr)
+		}
+	}
+}
+
+func micros(d time.Duration) string {
+	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+}
+
+// printTargets states the performance targets and whether this run met
+// them.
+func printTargets(out io.Writer, sums []summary) {
+	fmt.Fprintln(out, "\nTargets")
+	fmt.Fprintln(out, "  1. Concord with the full default chain costs at most 5% vs raw connect-go (Connect+proto req/s ratio >= 0.95)")
+	for _, s := range sums {
+		if s.sys.key() != concordRow {
+			continue
+		}
+		ref := find(sums, refConnect, s.conc)
+		if ref == nil {
+			fmt.Fprintf(out, "     conc %d: not measured (raw connect-go row skipped)\n", s.conc)
+			continue
+		}
+		r := s.rps / ref.rps
+		fmt.Fprintf(out, "     conc %-3d %.0f vs %.0f req/s: ratio %.3f, Concord costs %.1f%%: %s\n",
+			s.conc, s.rps, ref.rps, r, (1-r)*100, verdict(r, 0.95))
+	}
+	fmt.Fprintln(out, "  2. Concord Connect+proto at concurrency 1 >= grpc-go at concurrency 1")
+	s, ref := find(sums, concordRow, 1), find(sums, refGRPC, 1)
+	if s == nil || ref == nil {
+		fmt.Fprintln(out, "     not measured (needs both rows at concurrency 1)")
+		return
+	}
+	r := s.rps / ref.rps
+	fmt.Fprintf(out, "     %.0f vs %.0f req/s: ratio %.3f: %s\n", s.rps, ref.rps, r, verdict(r, 1))
+}
+
+func verdict(ratio, target float64) string {
+	if ratio >= target {
+		return "MET"
+	}
+	return fmt.Sprintf("MISSED by %.1f points (needs %.2f)", (target-ratio)*100, target)
+}

@@ -1,0 +1,203 @@
+// Package overhead measures, one piece at a time, what Concord's defaults
+// add to a unary call, so that a gap in rpcbench's table can be traced to
+// its cause:
+//
+//	cd bench && go test ./overhead -run '^$' -bench . -benchmem
+//
+// BenchmarkChain runs the server and client interceptors over connect-go's
+// in-process transport, with no HTTP, so each one's cost stands alone.
+// BenchmarkLoopback makes serial calls over h2c on 127.0.0.1 with Concord's
+// server and client swapped in one side at a time.
+package overhead
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connecthttp"
+	"connectrpc.com/connect/v2/connectinprocess"
+	"github.com/concordrpc/concord/bench/internal/baseline"
+	"github.com/concordrpc/concord/bench/internal/cputime"
+	"github.com/concordrpc/concord/bench/internal/grpcgreeter"
+	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+	"github.com/concordrpc/concord/rpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+func warnLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func lookup() rpc.PolicyLookup {
+	policies := map[string]*rpc.MethodPolicy{}
+	p := greeterv1concord.GreeterServicePolicy()
+	for i := range p.Methods {
+		policies[p.Methods[i].Procedure] = &p.Methods[i]
+	}
+	return func(procedure string) *rpc.MethodPolicy { return policies[procedure] }
+}
+
+func BenchmarkChain(b *testing.B) {
+	logger := warnLogger()
+	server := map[string]func() connect.ServerInterceptor{
+		"logging":  func() connect.ServerInterceptor { return rpc.NewLoggingInterceptor(logger, slog.LevelDebug) },
+		"recover":  func() connect.ServerInterceptor { return rpc.NewRecoverInterceptor(logger) },
+		"deadline": func() connect.ServerInterceptor { return rpc.NewDeadlineInterceptor(lookup()) },
+		"validate": func() connect.ServerInterceptor { return rpc.NewValidateInterceptor(nil, logger) },
+	}
+	cases := []struct {
+		name   string
+		server []string
+		client bool // the client deadline interceptor
+	}{
+		{name: "none"},
+		{name: "server=logging", server: []string{"logging"}},
+		{name: "server=recover", server: []string{"recover"}},
+		{name: "server=deadline", server: []string{"deadline"}},
+		{name: "server=validate", server: []string{"validate"}},
+		{name: "client=deadline", client: true},
+		{name: "server=all", server: []string{"logging", "recover", "deadline", "validate"}},
+		{name: "server=all,client=deadline", server: []string{"logging", "recover", "deadline", "validate"}, client: true},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			var ics []connect.ServerInterceptor
+			for _, name := range tc.server {
+				ics = append(ics, server[name]())
+			}
+			srv := connect.NewServer(ics...)
+			greeterv1connect.RegisterGreeterServiceHandler(srv, baseline.Greeter{})
+			var cics []connect.ClientInterceptor
+			if tc.client {
+				cics = append(cics, rpc.NewClientDeadlineInterceptor(lookup()))
+			}
+			client := greeterv1connect.NewGreeterServiceClient(connect.NewClient(connectinprocess.New(srv), cics...))
+			call(b, client)
+		})
+	}
+}
+
+func BenchmarkLoopback(b *testing.B) {
+	cases := []struct {
+		name          string
+		concordServer []rpc.ServerOption // nil: raw connect-go server
+		concordClient bool
+		deadline      time.Duration // set on each call's context
+	}{
+		{name: "server=raw,client=raw"},
+		{name: "server=raw,client=raw+deadline", deadline: 2 * time.Second},
+		{name: "server=raw,client=concord", concordClient: true},
+		{name: "server=concord,client=raw", concordServer: []rpc.ServerOption{}},
+		{name: "server=concord,client=concord", concordServer: []rpc.ServerOption{}, concordClient: true},
+		{name: "server=concord-novalidate,client=concord", concordServer: []rpc.ServerOption{rpc.WithoutValidation()}, concordClient: true},
+		{name: "server=concord-nolog-norecover,client=concord", concordServer: []rpc.ServerOption{rpc.WithoutCallLogging(), rpc.WithoutRecovery()}, concordClient: true},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			url := "http://" + ln.Addr().String()
+			if tc.concordServer == nil {
+				hs := baseline.NewHTTPServer(baseline.RawConnectHandler())
+				go hs.Serve(ln)
+				b.Cleanup(func() { hs.Close() })
+			} else {
+				srv := rpc.NewServer(append([]rpc.ServerOption{rpc.WithLogger(warnLogger())}, tc.concordServer...)...)
+				greeterv1concord.RegisterGreeterService(srv, baseline.Greeter{})
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { defer close(done); srv.Serve(ctx, ln) }()
+				b.Cleanup(func() { cancel(); <-done })
+			}
+			var client greeterv1connect.GreeterServiceClient
+			if tc.concordClient {
+				conn := rpc.NewConn(url)
+				b.Cleanup(func() { conn.Close() })
+				client = greeterv1concord.NewGreeterServiceClient(conn)
+			} else {
+				hc := baseline.NewHTTPClient()
+				b.Cleanup(hc.CloseIdleConnections)
+				client = greeterv1connect.NewGreeterServiceClient(connect.NewClient(connecthttp.NewTransport(hc, url)))
+			}
+			callWithin(b, client, tc.deadline)
+		})
+	}
+}
+
+// BenchmarkGRPCGo is the grpc-go baseline for BenchmarkLoopback: serial
+// calls over one HTTP/2 connection on 127.0.0.1.
+func BenchmarkGRPCGo(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpcgreeter.NewServer()
+	go gs.Serve(ln)
+	b.Cleanup(gs.Stop)
+	cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cc.Close() })
+	greet := func() {
+		res := new(greeterv1.GreetResponse)
+		if err := cc.Invoke(context.Background(), grpcgreeter.GreetMethod, baseline.Request(), res); err != nil {
+			b.Fatal(err)
+		}
+		if err := baseline.Check(res); err != nil {
+			b.Fatal(err)
+		}
+	}
+	greet()
+	b.ReportAllocs()
+	cpu := cputime.Process()
+	for b.Loop() {
+		greet()
+	}
+	b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
+}
+
+// call makes one checked call, then b.N serial calls.
+func call(b *testing.B, client greeterv1connect.GreeterServiceClient) {
+	b.Helper()
+	callWithin(b, client, 0)
+}
+
+// callWithin is call with a deadline of timeout on each call, if positive,
+// as Concord's client sets from the method's timeout.
+func callWithin(b *testing.B, client greeterv1connect.GreeterServiceClient, timeout time.Duration) {
+	b.Helper()
+	greet := func() {
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+		}
+		defer cancel()
+		res, err := client.Greet(ctx, baseline.Request())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := baseline.Check(res); err != nil {
+			b.Fatal(err)
+		}
+	}
+	greet() // builds lazy state such as the validator
+	b.ReportAllocs()
+	cpu := cputime.Process()
+	for b.Loop() {
+		greet()
+	}
+	// CPU time of the whole process (client and server) per call: less
+	// disturbed by other load on a shared machine than ns/op.
+	b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
+}

@@ -1,0 +1,17 @@
+// Package concord ties Concord's RPC runtime (package rpc) and its
+// coordination backend (package coord) into one App with one lifecycle.
+//
+//	app := concord.New(concord.WithDataDir("./data"))          // embedded node by default
+//	greeterv1concord.RegisterGreeterService(app, &greeter{})   // generated
+//	err := app.Run(ctx)                                         // serve; drain on SIGTERM
+//
+// The App serves RPCs from the first moment and starts its coordination node
+// beside them: embedded (default), one node of a cluster
+// (WithCoordOptions(coord.WithCluster(...))) or a client of an external NATS
+// cluster (coord.WithClient). Readiness (/readyz, gRPC health) turns true
+// once the node is ready. It serves its coordination status as JSON at
+// StatusPath, which `concord status` prints.
+//
+// Teams that use fx get the same through package concordfx; nothing here
+// needs fx.
+package concord
