@@ -2,7 +2,6 @@ package concord
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -185,19 +184,9 @@ func (a *App) closeNode() error {
 
 func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
 	node, err := a.Node(r.Context())
-	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		coord.WriteStatusError(w, err)
 		return
 	}
-	st, err := node.Status(r.Context())
-	if err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
-		return
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(st)
+	node.ServeHTTP(w, r)
 }

@@ -2,7 +2,9 @@ package coord
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -94,4 +96,26 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 		}
 	}
 	return st, nil
+}
+
+// ServeHTTP serves the node's Status as JSON, or 503 with {"error": ...}
+// when it cannot be read. `concord status` reads it.
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st, err := n.Status(r.Context())
+	writeStatus(w, st, err)
+}
+
+// WriteStatusError writes the JSON error answer of a status endpoint.
+func WriteStatusError(w http.ResponseWriter, err error) { writeStatus(w, nil, err) }
+
+func writeStatus(w http.ResponseWriter, st *Status, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = enc.Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	_ = enc.Encode(st)
 }

@@ -1,6 +1,8 @@
 // Command concord is Concord's command-line tool.
 //
 //	concord proto-deps [-skip-concord] DIR   write the include directory for buf or protoc
+//	concord node [flags]                     run a standalone coordination node
+//	concord status [-addr URL] [-json]       print the coordination status of an app or node
 //	concord version                          print the version
 package main
 
@@ -26,6 +28,14 @@ Usage:
 		Write buf/validate/validate.proto (from the checksum-verified Go
 		module github.com/bufbuild/protovalidate) and
 		concord/v1/options.proto into the include directory DIR.
+	concord node [flags]
+		Run a standalone coordination node (JetStream), for apps in client
+		mode and for tests; -cluster and -peers join nodes into a cluster.
+		Run "concord node -h" for the flags.
+	concord status [-addr http://127.0.0.1:8080] [-json]
+		Print the coordination status of a running app (its RPC address)
+		or node (its -http address): nodes, meta leader, and buckets with
+		their replica counts.
 	concord version
 		Print Concord's version.
 `
@@ -56,6 +66,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "proto-deps":
 		return protoDeps(ctx, args[1:], stderr)
+	case "node":
+		return nodeCmd(ctx, args[1:], stdout, stderr)
+	case "status":
+		return statusCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, rpc.Version)
 		return nil

@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	concordv1 "github.com/concordrpc/concord/proto/concord/v1"
 )
@@ -54,4 +59,70 @@ func TestUsageErrors(t *testing.T) {
 	if err := run(t.Context(), []string{"version"}, &stdout, &stdout); err != nil || strings.TrimSpace(stdout.String()) == "" {
 		t.Fatalf("version: %v %q", err, stdout.String())
 	}
+}
+
+func TestNodeAndStatus(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	httpAddr := freeAddr(t)
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"node", "-data", t.TempDir(), "-name", "n1", "-listen", "127.0.0.1:-1", "-http", httpAddr}, out, io.Discard)
+	}()
+	var status bytes.Buffer
+	var err error
+	for i := 0; i < 200; i++ { // up to 10s for the node to come up
+		status.Reset()
+		if err = run(ctx, []string{"status", "-addr", httpAddr}, &status, io.Discard); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("status: %v (node output %q)", err, out.String())
+	}
+	for _, want := range []string{"mode:        embedded", "meta leader: n1", "KV_concord_locks", "CONCORD_TXLOG"} {
+		if !strings.Contains(status.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, status.String())
+		}
+	}
+	if !strings.Contains(out.String(), "concord node n1 ready") {
+		t.Errorf("node output %q", out.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("node: %v", err)
+	}
+	// Nothing listening: a clear error, not a hang.
+	if err := run(t.Context(), []string{"status", "-addr", freeAddr(t)}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("status of nothing: %v", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

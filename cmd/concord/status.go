@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/concordrpc/concord/coord"
+)
+
+// statusCmd prints the coordination status of a running app or node.
+func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "http://127.0.0.1:8080", "base URL of a running app, or of a node's -http endpoint")
+	asJSON := fs.Bool("json", false, "print the raw JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() != 0 {
+		return usageError{"status takes flags only"}
+	}
+	base := strings.TrimSuffix(*addr, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/concord/status", nil)
+	if err != nil {
+		return usageError{fmt.Sprintf("-addr: %v", err)}
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("status: %s: %s", base, e.Error)
+		}
+		return fmt.Errorf("status: %s answered %s", base, res.Status)
+	}
+	if *asJSON {
+		_, err := stdout.Write(body)
+		return err
+	}
+	var st coord.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("status: %s did not answer with a Concord status: %w", base, err)
+	}
+	printStatus(stdout, &st)
+	return nil
+}
+
+func printStatus(w io.Writer, st *coord.Status) {
+	leader := st.MetaLeader
+	if leader == "" {
+		leader = "(not visible in client mode)"
+	}
+	fmt.Fprintf(w, "mode:        %s\nnode:        %s\nmeta leader: %s\n", st.Mode, st.Node, leader)
+	if len(st.Peers) > 0 {
+		fmt.Fprintln(w, "nodes:")
+		for _, p := range st.Peers {
+			state := "current"
+			switch {
+			case p.Offline:
+				state = "offline"
+			case !p.Current:
+				state = "catching up"
+			}
+			fmt.Fprintf(w, "  %s (%s)\n", p.Name, state)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUCKET\tKIND\tREPLICAS\tLEADER\tMESSAGES")
+	for _, b := range st.Buckets {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\n", b.Name, b.Kind, b.Replicas, b.Leader, b.Messages)
+	}
+	tw.Flush()
+}
