@@ -51,6 +51,7 @@ protodeps: ## Write third-party .proto includes into .build/protodeps (git-ignor
 .PHONY: generate
 generate: protodeps ## Regenerate all generated code, examples included
 	$(BUF) generate
+	$(BUF) generate --template buf.gen.health.yaml
 	$(GO) test ./codegen -run TestGolden -update >/dev/null
 
 .PHONY: checkgenerate

@@ -201,6 +201,9 @@ func (s *Server) Addr(ctx context.Context) (net.Addr, error) {
 	}
 }
 
+// Listening returns a channel that is closed once Serve has its listener.
+func (s *Server) Listening() <-chan struct{} { return s.addrReady }
+
 // ListenAndServe listens on the TCP address addr and calls Serve.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	ln, err := net.Listen("tcp", addr)
