@@ -32,8 +32,10 @@ func runChildNode() {
 		coord.WithDataDir(os.Getenv("NODE_DIR")),
 		coord.WithLogger(logger),
 		coord.WithCluster(coord.Cluster{
-			Listen: os.Getenv("NODE_ROUTE"),
-			Peers:  strings.Split(os.Getenv("NODE_PEERS"), ","),
+			Listen:   os.Getenv("NODE_ROUTE"),
+			Peers:    strings.Split(os.Getenv("NODE_PEERS"), ","),
+			Username: "route",
+			Password: os.Getenv("NODE_ROUTE_PASSWORD"),
 		}),
 	)
 	cancel()
@@ -48,6 +50,9 @@ func runChildNode() {
 	n.Close()
 	os.Exit(0)
 }
+
+// routePassword authenticates the test cluster's routes.
+const routePassword = "r0ute-s3cret"
 
 // childNode is a cluster node in a child process.
 type childNode struct {
@@ -70,7 +75,7 @@ func (c *childNode) start(t *testing.T, peers []string) <-chan error {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", "NODE_NAME="+c.name, "NODE_DIR="+c.dir,
-		"NODE_ROUTE="+c.route, "NODE_PEERS="+strings.Join(peers, ","))
+		"NODE_ROUTE="+c.route, "NODE_PEERS="+strings.Join(peers, ","), "NODE_ROUTE_PASSWORD="+routePassword)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -117,7 +122,7 @@ func waitAll(t *testing.T, chans ...<-chan error) {
 }
 
 // TestClusterSurvivesKill9 forms a 3-node cluster of child processes on
-// loopback, writes through it, kills -9 each node in turn while writing,
+// loopback, with password-protected routes, writes through it, kills -9 each node in turn while writing,
 // restarts it, and checks that writes resume within a bound and that every
 // acknowledged write is still there, with R3 buckets throughout.
 func TestClusterSurvivesKill9(t *testing.T) {

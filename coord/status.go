@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -31,8 +32,11 @@ type PeerStatus struct {
 	Name string `json:"name"`
 	// Current reports whether the peer is caught up with the meta leader.
 	Current bool `json:"current"`
-	// Offline reports whether the peer is unreachable.
+	// Offline reports whether the peer is known to be unreachable.
 	Offline bool `json:"offline,omitempty"`
+	// LastSeen is how long ago this node last heard from the peer (0 for
+	// this node itself).
+	LastSeen time.Duration `json:"last_seen_ns,omitempty"`
 }
 
 // BucketStatus describes one bucket or stream.
@@ -64,7 +68,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 			st.MetaLeader = jsz.Meta.Leader
 			st.Peers = append(st.Peers, PeerStatus{Name: n.srv.Name(), Current: true})
 			for _, p := range jsz.Meta.Replicas {
-				st.Peers = append(st.Peers, PeerStatus{Name: p.Name, Current: p.Current, Offline: p.Offline})
+				st.Peers = append(st.Peers, PeerStatus{Name: p.Name, Current: p.Current, Offline: p.Offline, LastSeen: p.Active})
 			}
 			sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].Name < st.Peers[j].Name })
 		}

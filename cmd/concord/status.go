@@ -80,6 +80,9 @@ func printStatus(w io.Writer, st *coord.Status) {
 			case !p.Current:
 				state = "catching up"
 			}
+			if p.LastSeen > 0 {
+				state += fmt.Sprintf(", last seen %s ago", p.LastSeen.Round(100*time.Millisecond))
+			}
 			fmt.Fprintf(w, "  %s (%s)\n", p.Name, state)
 		}
 	}

@@ -6,11 +6,8 @@ import (
 	"io"
 	"math"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"net/http"
 	"slices"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -20,31 +17,18 @@ import (
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
 )
 
-const (
-	pollEvery      = 200 * time.Microsecond
-	attemptTimeout = time.Second
-	startDeadline  = 10 * time.Second
-)
-
-// A program is a binary built for the start-up rows.
-type program struct {
-	name string
-	dir  string // module directory to build in, relative to the repository root
-	pkg  string
-	// args returns the arguments for serving on addr with dataDir, a fresh
-	// empty directory per start (also the working directory).
-	args func(addr, dataDir string) []string
-}
-
 // A startRow is one row of the start-up table: a program and the moment it
-// counts as started. To add a row (coordination-ready, say), add a probe and
-// a startRow; metrics that are not a duration (idle RSS) get their own
-// table next to this one.
+// counts as started. Metrics that are not a duration (idle RSS) have their
+// own table (rss.go).
 type startRow struct {
 	name     string
 	program  *program
 	probe    probe
 	baseline bool // the reference for the ratio column of rows with the same probe
+	// target, if positive, is the most the median may take; the verdict
+	// is printed under the table as target number targetNo.
+	target   time.Duration
+	targetNo int
 }
 
 // A probe reports whether the process serving on addr counts as started:
@@ -58,6 +42,8 @@ type probe struct {
 var (
 	rawGreeterProgram = &program{name: "rawgreeter", dir: "bench", pkg: "./cmd/rawgreeter",
 		args: func(addr, _ string) []string { return []string{"-addr", addr} }}
+	// greeterProgram is the example in its default, embedded mode: one
+	// JetStream node in the process, state under the fresh data directory.
 	greeterProgram = &program{name: "greeter", dir: ".", pkg: "./examples/greeter",
 		args: func(addr, dataDir string) []string { return []string{"-addr", addr, "-data", dataDir} }}
 
@@ -67,6 +53,30 @@ var (
 		hc := baseline.NewHTTPClient()
 		client := greeterv1connect.NewGreeterServiceClient(connect.NewClient(connecthttp.NewTransport(hc, "http://"+addr)))
 		return connectCall(client), hc.CloseIdleConnections
+	}}
+
+	// coordReady succeeds on the first 200 from GET /readyz, which a
+	// concord.App answers once its coordination node (and local store) is
+	// open. It uses the same h2c HTTP client as firstGreet.
+	coordReady = probe{name: "coordination ready (GET /readyz 200)", new: func(addr string) (func(context.Context) error, func()) {
+		hc := baseline.NewHTTPClient()
+		url := "http://" + addr + "/readyz"
+		return func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				return err
+			}
+			res, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET /readyz: %s", res.Status)
+			}
+			return nil
+		}, hc.CloseIdleConnections
 	}}
 
 	// listening succeeds once a TCP connection is accepted: the rows with
@@ -83,48 +93,37 @@ var (
 	}}
 )
 
+const (
+	rawGreeterName = "raw connect-go (bench/cmd/rawgreeter)"
+	greeterName    = "Concord embedded (examples/greeter)"
+)
+
 func startRows() []startRow {
 	return []startRow{
-		{name: "raw connect-go (bench/cmd/rawgreeter)", program: rawGreeterProgram, probe: firstGreet, baseline: true},
-		{name: "Concord (examples/greeter)", program: greeterProgram, probe: firstGreet},
-		{name: "raw connect-go (bench/cmd/rawgreeter)", program: rawGreeterProgram, probe: listening, baseline: true},
-		{name: "Concord (examples/greeter)", program: greeterProgram, probe: listening},
+		{name: rawGreeterName, program: rawGreeterProgram, probe: firstGreet, baseline: true},
+		{name: greeterName, program: greeterProgram, probe: firstGreet, target: 10 * time.Millisecond, targetNo: 3},
+		{name: greeterName, program: greeterProgram, probe: coordReady, target: 50 * time.Millisecond, targetNo: 4},
+		{name: rawGreeterName, program: rawGreeterProgram, probe: listening, baseline: true},
+		{name: greeterName, program: greeterProgram, probe: listening},
 	}
 }
 
-func runColdStart(cfg config, out io.Writer) error {
-	tmp, err := os.MkdirTemp("", "rpcbench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
+func runColdStart(cfg config, tmp string, bins map[*program]string, out io.Writer) error {
 	rows := startRows()
-	bins := map[*program]string{}
-	for _, r := range rows {
-		if _, ok := bins[r.program]; ok {
-			continue
-		}
-		bin, err := build(cfg.repo, tmp, r.program)
-		if err != nil {
-			return err
-		}
-		bins[r.program] = bin
-	}
-
 	times := make([][]time.Duration, len(rows))
 	// Interleave the rows so that a burst of other load on the machine
 	// hits them alike.
 	for run := range cfg.coldRuns {
 		for i, r := range rows {
-			d, err := startOnce(tmp, bins[r.program], r.program.args, r.probe)
+			d, err := startOnce(tmp, bins[r.program], r.program, r.probe)
 			if err != nil {
-				return fmt.Errorf("cold start %s, run %d: %w", r.name, run+1, err)
+				return fmt.Errorf("cold start %s, %s, run %d: %w", r.name, r.probe.name, run+1, err)
 			}
 			times[i] = append(times[i], d)
 		}
 	}
 
-	fmt.Fprintf(out, "\nCold start: time from exec to the probe succeeding, %d runs per row, interleaved; polled every %v\n",
+	fmt.Fprintf(out, "\nCold start: time from exec to the probe succeeding, %d runs per row (each with a fresh data dir), interleaved; polled every %v\n",
 		cfg.coldRuns, pollEvery)
 	refs := map[string]time.Duration{} // baseline median by probe
 	for i, r := range rows {
@@ -134,17 +133,46 @@ func runColdStart(cfg config, out io.Writer) error {
 		}
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "binary\tprobe\tmedian\tp90\tmin\tmax\tvs raw (median)\t")
+	fmt.Fprintln(tw, "binary\tprobe\tmedian\tp90\tmin\tmax\tvs raw (median)\ttarget\t")
 	for i, r := range rows {
 		ts := times[i]
 		vs := "-"
 		if ref := refs[r.probe.name]; ref > 0 {
 			vs = fmt.Sprintf("%.2f", float64(nearestRank(ts, 0.5))/float64(ref))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.probe.name,
-			millis(nearestRank(ts, 0.5)), millis(nearestRank(ts, 0.9)), millis(ts[0]), millis(ts[len(ts)-1]), vs)
+		target := "-"
+		if r.target > 0 {
+			target = "<= " + millis(r.target)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.probe.name,
+			millis(nearestRank(ts, 0.5)), millis(nearestRank(ts, 0.9)), millis(ts[0]), millis(ts[len(ts)-1]), vs, target)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(out, "\nTargets (cold start, embedded mode; the verdict is on the median)")
+	for i, r := range rows {
+		if r.target <= 0 {
+			continue
+		}
+		ts := times[i]
+		med, p90 := nearestRank(ts, 0.5), nearestRank(ts, 0.9)
+		fmt.Fprintf(out, "  %d. %s within %s of exec\n", r.targetNo, r.probe.name, millis(r.target))
+		fmt.Fprintf(out, "     median %s, p90 %s: %s\n", millis(med), millis(p90), durationVerdict(med, p90, r.target))
+	}
+	return nil
+}
+
+// durationVerdict judges a median against target and says how p90 fares.
+func durationVerdict(med, p90, target time.Duration) string {
+	switch {
+	case p90 <= target:
+		return "MET (p90 too)"
+	case med <= target:
+		return fmt.Sprintf("MET (p90 over by %s)", millis(p90-target))
+	}
+	return fmt.Sprintf("MISSED by %s (%.1fx the target; p90 over by %s)", millis(med-target), float64(med)/float64(target), millis(p90-target))
 }
 
 func millis(d time.Duration) string {
@@ -157,78 +185,20 @@ func nearestRank(ts []time.Duration, q float64) time.Duration {
 	return ts[max(i, 0)]
 }
 
-// build compiles p into dir and returns the binary's path.
-func build(repo, dir string, p *program) (string, error) {
-	bin := filepath.Join(dir, p.name)
-	cmd := exec.Command("go", "build", "-o", bin, p.pkg)
-	cmd.Dir = filepath.Join(repo, p.dir)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build %s in %s: %w", p.pkg, cmd.Dir, err)
-	}
-	return bin, nil
-}
-
-// startOnce execs bin on a free loopback port with a fresh data directory
-// under tmp, polls pr until it succeeds, kills the process and returns the
-// time from exec to success.
-func startOnce(tmp, bin string, args func(addr, dataDir string) []string, pr probe) (time.Duration, error) {
+// startOnce starts p, polls pr until it succeeds, kills the process and
+// returns the time from exec to success.
+func startOnce(tmp, bin string, p *program, pr probe) (time.Duration, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return 0, err
 	}
-	dataDir, err := os.MkdirTemp(tmp, "run-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dataDir)
+	// The client is built before exec, so that the time is the server's.
 	check, release := pr.new(addr)
 	defer release()
-
-	cmd := exec.Command(bin, args(addr, dataDir)...) // output goes to /dev/null
-	cmd.Dir = dataDir
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	proc, err := startProcess(tmp, bin, p, addr)
+	if err != nil {
 		return 0, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
-
-	deadline := start.Add(startDeadline)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-		err := check(ctx)
-		cancel()
-		if err == nil {
-			return time.Since(start), nil
-		}
-		select {
-		case werr := <-exited:
-			exited <- werr // for the deferred wait
-			return 0, fmt.Errorf("%s exited before it answered: %v (last probe error: %w)", bin, werr, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("no answer within %v: %w", startDeadline, err)
-		}
-		time.Sleep(pollEvery)
-	}
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		return "", err
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+	defer proc.stop()
+	return proc.waitFor(check)
 }

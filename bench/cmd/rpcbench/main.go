@@ -12,9 +12,13 @@
 // the same cores; running them in one process keeps the rows comparable
 // and lets one CPU profile show both.
 //
-// Cold start: it builds the greeter example and cmd/rawgreeter, then starts
-// each binary repeatedly and measures the time from exec to the first
-// successful Greet.
+// Cold start: it builds the greeter example (embedded mode) and
+// cmd/rawgreeter, then starts each binary repeatedly, each time with a fresh
+// data directory, and measures the time from exec to the first successful
+// Greet and, for the greeter, to coordination ready (GET /readyz 200).
+//
+// Idle RSS: it starts each binary, waits until it is ready, makes a few
+// calls, lets it idle and reads VmRSS from /proc/<pid>/status.
 package main
 
 import (
@@ -38,6 +42,8 @@ type config struct {
 	rows       *regexp.Regexp
 	throughput bool
 	coldRuns   int
+	rssRuns    int
+	idle       time.Duration
 	repo       string
 	cpuProfile string
 }
@@ -52,6 +58,8 @@ func main() {
 	flag.StringVar(&rows, "rows", "", "run only throughput rows whose \"server protocol\" matches this regexp")
 	flag.BoolVar(&cfg.throughput, "throughput", true, "run the throughput rows")
 	flag.IntVar(&cfg.coldRuns, "coldstart-runs", 10, "starts per binary for cold start; 0 skips cold start")
+	flag.IntVar(&cfg.rssRuns, "rss-runs", 5, "starts per binary for idle RSS; 0 skips idle RSS")
+	flag.DurationVar(&cfg.idle, "idle", 2*time.Second, "idle time before reading RSS")
 	flag.StringVar(&cfg.repo, "repo", "..", "root of the Concord repository (the default suits running from bench/)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of each throughput measurement into this directory")
 	flag.Parse()
@@ -84,8 +92,25 @@ func run(cfg config, out io.Writer) error {
 			return err
 		}
 	}
+	if cfg.coldRuns == 0 && cfg.rssRuns == 0 {
+		return nil
+	}
+	tmp, err := os.MkdirTemp("", "rpcbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bins, err := buildPrograms(cfg.repo, tmp, rawGreeterProgram, greeterProgram)
+	if err != nil {
+		return err
+	}
 	if cfg.coldRuns > 0 {
-		if err := runColdStart(cfg, out); err != nil {
+		if err := runColdStart(cfg, tmp, bins, out); err != nil {
+			return err
+		}
+	}
+	if cfg.rssRuns > 0 {
+		if err := runIdleRSS(cfg, tmp, bins, out); err != nil {
 			return err
 		}
 	}
