@@ -55,7 +55,7 @@ func (g *testGreeter) Greet(ctx context.Context, req *greeterv1.GreetRequest) (*
 
 func (g *testGreeter) GreetMany(_ context.Context, req *greeterv1.GreetManyRequest, stream greeterv1connect.GreeterServiceGreetManyServerStream) error {
 	for _, n := range req.GetNames() {
-		if err := stream.Send(&greeterv1.GreetResponse{Greeting: "Hello, " + n + "!"}); err != nil {
+		if err := stream.Send(&greeterv1.GreetManyResponse{Greeting: "Hello, " + n + "!"}); err != nil {
 			return err
 		}
 	}

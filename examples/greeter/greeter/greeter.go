@@ -23,7 +23,7 @@ func (Service) Greet(_ context.Context, req *greeterv1.GreetRequest) (*greeterv1
 func (s Service) GreetMany(ctx context.Context, req *greeterv1.GreetManyRequest, stream greeterv1connect.GreeterServiceGreetManyServerStream) error {
 	for _, name := range req.GetNames() {
 		res, _ := s.Greet(ctx, &greeterv1.GreetRequest{Name: name})
-		if err := stream.Send(res); err != nil {
+		if err := stream.Send(&greeterv1.GreetManyResponse{Greeting: res.GetGreeting()}); err != nil {
 			return err
 		}
 	}

@@ -163,6 +163,52 @@ func (x *GreetManyRequest) GetNames() []string {
 	return nil
 }
 
+// GreetManyResponse carries one greeting of a GreetMany stream.
+type GreetManyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The greeting.
+	Greeting      string `protobuf:"bytes,1,opt,name=greeting,proto3" json:"greeting,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GreetManyResponse) Reset() {
+	*x = GreetManyResponse{}
+	mi := &file_greeter_v1_greeter_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GreetManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GreetManyResponse) ProtoMessage() {}
+
+func (x *GreetManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_greeter_v1_greeter_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GreetManyResponse.ProtoReflect.Descriptor instead.
+func (*GreetManyResponse) Descriptor() ([]byte, []int) {
+	return file_greeter_v1_greeter_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GreetManyResponse) GetGreeting() string {
+	if x != nil {
+		return x.Greeting
+	}
+	return ""
+}
+
 var File_greeter_v1_greeter_proto protoreflect.FileDescriptor
 
 const file_greeter_v1_greeter_proto_rawDesc = "" +
@@ -175,11 +221,13 @@ const file_greeter_v1_greeter_proto_rawDesc = "" +
 	"\bgreeting\x18\x01 \x01(\tR\bgreeting\":\n" +
 	"\x10GreetManyRequest\x12&\n" +
 	"\x05names\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n" +
-	"\x10d\"\x06r\x04\x10\x01\x18@R\x05names2\xc1\x01\n" +
+	"\x10d\"\x06r\x04\x10\x01\x18@R\x05names\"/\n" +
+	"\x11GreetManyResponse\x12\x1a\n" +
+	"\bgreeting\x18\x01 \x01(\tR\bgreeting2\xc5\x01\n" +
 	"\x0eGreeterService\x12M\n" +
 	"\x05Greet\x12\x18.greeter.v1.GreetRequest\x1a\x19.greeter.v1.GreetResponse\"\x0f\xfa\xa0\x19\b\n" +
-	"\x022s\x12\x02\b\x03\x90\x02\x01\x12Q\n" +
-	"\tGreetMany\x12\x1c.greeter.v1.GreetManyRequest\x1a\x19.greeter.v1.GreetResponse\"\t\xfa\xa0\x19\x05\n" +
+	"\x022s\x12\x02\b\x03\x90\x02\x01\x12U\n" +
+	"\tGreetMany\x12\x1c.greeter.v1.GreetManyRequest\x1a\x1d.greeter.v1.GreetManyResponse\"\t\xfa\xa0\x19\x05\n" +
 	"\x0330s0\x01\x1a\r\xfa\xa0\x19\t\n" +
 	"\agreeterBIZGgithub.com/concordrpc/concord/examples/greeter/gen/greeter/v1;greeterv1b\x06proto3"
 
@@ -195,17 +243,18 @@ func file_greeter_v1_greeter_proto_rawDescGZIP() []byte {
 	return file_greeter_v1_greeter_proto_rawDescData
 }
 
-var file_greeter_v1_greeter_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_greeter_v1_greeter_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_greeter_v1_greeter_proto_goTypes = []any{
-	(*GreetRequest)(nil),     // 0: greeter.v1.GreetRequest
-	(*GreetResponse)(nil),    // 1: greeter.v1.GreetResponse
-	(*GreetManyRequest)(nil), // 2: greeter.v1.GreetManyRequest
+	(*GreetRequest)(nil),      // 0: greeter.v1.GreetRequest
+	(*GreetResponse)(nil),     // 1: greeter.v1.GreetResponse
+	(*GreetManyRequest)(nil),  // 2: greeter.v1.GreetManyRequest
+	(*GreetManyResponse)(nil), // 3: greeter.v1.GreetManyResponse
 }
 var file_greeter_v1_greeter_proto_depIdxs = []int32{
 	0, // 0: greeter.v1.GreeterService.Greet:input_type -> greeter.v1.GreetRequest
 	2, // 1: greeter.v1.GreeterService.GreetMany:input_type -> greeter.v1.GreetManyRequest
 	1, // 2: greeter.v1.GreeterService.Greet:output_type -> greeter.v1.GreetResponse
-	1, // 3: greeter.v1.GreeterService.GreetMany:output_type -> greeter.v1.GreetResponse
+	3, // 3: greeter.v1.GreeterService.GreetMany:output_type -> greeter.v1.GreetManyResponse
 	2, // [2:4] is the sub-list for method output_type
 	0, // [0:2] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
@@ -224,7 +273,7 @@ func file_greeter_v1_greeter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_greeter_v1_greeter_proto_rawDesc), len(file_greeter_v1_greeter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

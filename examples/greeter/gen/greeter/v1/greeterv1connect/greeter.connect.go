@@ -70,8 +70,8 @@ type GreeterServiceGreetManyClientStream struct {
 }
 
 // Receive returns the next response message from the server.
-func (s GreeterServiceGreetManyClientStream) Receive() (*v1.GreetResponse, error) {
-	var res v1.GreetResponse
+func (s GreeterServiceGreetManyClientStream) Receive() (*v1.GreetManyResponse, error) {
+	var res v1.GreetManyResponse
 	if err := s.stream.Receive(&res); err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func (s GreeterServiceGreetManyServerStream) SendHeaders() error {
 }
 
 // Send sends a response message to the client.
-func (s GreeterServiceGreetManyServerStream) Send(res *v1.GreetResponse) error {
+func (s GreeterServiceGreetManyServerStream) Send(res *v1.GreetManyResponse) error {
 	return s.stream.Send(res)
 }
 
