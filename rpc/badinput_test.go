@@ -44,8 +44,8 @@ func TestBadInput(t *testing.T) {
 			body: []byte(`name=Ada`), wantStatus: http.StatusUnsupportedMediaType,
 		},
 		{
-			name: "unknown method", path: "/greeter.v1.GreeterService/Shout", contentType: "application/json",
-			body: []byte(`{}`), wantStatus: 501, wantCode: "unimplemented", wantMessage: "Shout",
+			name: "unknown method", path: "/greeter.v1.GreeterService/Whisper", contentType: "application/json",
+			body: []byte(`{}`), wantStatus: 501, wantCode: "unimplemented", wantMessage: "Whisper",
 		},
 		{
 			name: "oversized body", path: "/greeter.v1.GreeterService/Greet", contentType: "application/json",

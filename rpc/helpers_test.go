@@ -53,6 +53,10 @@ func (g *testGreeter) Greet(ctx context.Context, req *greeterv1.GreetRequest) (*
 	return &greeterv1.GreetResponse{Greeting: "Hello, " + name + "!"}, nil
 }
 
+func (g *testGreeter) Shout(_ context.Context, req *greeterv1.ShoutRequest) (*greeterv1.ShoutResponse, error) {
+	return &greeterv1.ShoutResponse{Shout: strings.ToUpper(req.GetName())}, nil
+}
+
 func (g *testGreeter) GreetMany(_ context.Context, req *greeterv1.GreetManyRequest, stream greeterv1connect.GreeterServiceGreetManyServerStream) error {
 	for _, n := range req.GetNames() {
 		if err := stream.Send(&greeterv1.GreetManyResponse{Greeting: "Hello, " + n + "!"}); err != nil {

@@ -44,6 +44,7 @@ type serverConfig struct {
 	validator         protovalidate.Validator
 	validation        bool
 	admission         connect.ServerInterceptor
+	admissionOpts     []AdmissionOption
 	tcc               connect.ServerInterceptor
 	interceptors      []connect.ServerInterceptor
 	reflection        bool
@@ -127,10 +128,17 @@ func WithoutValidation() ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.validation = false })
 }
 
-// WithAdmission fills the admission slot of the chain (rate limiting and
-// load shedding). Default: empty.
+// WithAdmission replaces the admission slot of the chain. Default:
+// NewAdmissionInterceptor over the server's method policies, which applies
+// their rate limits (see WithAdmissionOptions).
 func WithAdmission(ic connect.ServerInterceptor) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.admission = ic })
+}
+
+// WithAdmissionOptions configures the default admission interceptor, for
+// example with WithMaxInFlight for load shedding.
+func WithAdmissionOptions(opts ...AdmissionOption) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.admissionOpts = append(c.admissionOpts, opts...) })
 }
 
 // WithTCCParticipant fills the TCC slot of the chain (the participant's

@@ -34,7 +34,7 @@ var ErrDrainTimeout = errors.New("rpc: drain deadline passed with calls in fligh
 //  2. metrics (NewMetricsInterceptor; WithMetrics)
 //  3. panic recovery (NewRecoverInterceptor; WithoutRecovery)
 //  4. deadline from the method's timeout (NewDeadlineInterceptor)
-//  5. admission slot: rate limiting and load shedding (WithAdmission)
+//  5. admission: load shedding and rate limits (NewAdmissionInterceptor; WithAdmissionOptions, WithAdmission)
 //  6. protovalidate request validation (NewValidateInterceptor; WithValidator, WithoutValidation)
 //  7. TCC participant slot (WithTCCParticipant)
 //  8. user interceptors (WithInterceptors)
@@ -101,6 +101,9 @@ func (s *Server) chain() []connect.ServerInterceptor {
 	chain = append(chain, NewDeadlineInterceptor(s.lookup))
 	if c.admission != nil {
 		chain = append(chain, c.admission)
+	} else {
+		chain = append(chain, NewAdmissionInterceptor(s.lookup,
+			append([]AdmissionOption{WithAdmissionLogger(c.logger)}, c.admissionOpts...)...))
 	}
 	if c.validation {
 		chain = append(chain, NewValidateInterceptor(c.validator, c.logger))

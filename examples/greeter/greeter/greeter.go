@@ -3,6 +3,7 @@ package greeter
 
 import (
 	"context"
+	"strings"
 
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
@@ -17,6 +18,12 @@ var _ greeterv1connect.GreeterServiceHandler = Service{}
 // Greet greets one name.
 func (Service) Greet(_ context.Context, req *greeterv1.GreetRequest) (*greeterv1.GreetResponse, error) {
 	return &greeterv1.GreetResponse{Greeting: "Hello, " + req.GetName() + "!"}, nil
+}
+
+// Shout greets in capitals. Its rate limit is declared in greeter.proto
+// and applied by the server before this runs.
+func (Service) Shout(_ context.Context, req *greeterv1.ShoutRequest) (*greeterv1.ShoutResponse, error) {
+	return &greeterv1.ShoutResponse{Shout: "HELLO, " + strings.ToUpper(req.GetName()) + "!"}, nil
 }
 
 // GreetMany sends one greeting per name.

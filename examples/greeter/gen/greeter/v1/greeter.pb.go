@@ -209,6 +209,98 @@ func (x *GreetManyResponse) GetGreeting() string {
 	return ""
 }
 
+// ShoutRequest names who to shout at.
+type ShoutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the person: 1 to 64 characters.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShoutRequest) Reset() {
+	*x = ShoutRequest{}
+	mi := &file_greeter_v1_greeter_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShoutRequest) ProtoMessage() {}
+
+func (x *ShoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_greeter_v1_greeter_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShoutRequest.ProtoReflect.Descriptor instead.
+func (*ShoutRequest) Descriptor() ([]byte, []int) {
+	return file_greeter_v1_greeter_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ShoutRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ShoutResponse carries the shout.
+type ShoutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shout.
+	Shout         string `protobuf:"bytes,1,opt,name=shout,proto3" json:"shout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShoutResponse) Reset() {
+	*x = ShoutResponse{}
+	mi := &file_greeter_v1_greeter_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShoutResponse) ProtoMessage() {}
+
+func (x *ShoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_greeter_v1_greeter_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShoutResponse.ProtoReflect.Descriptor instead.
+func (*ShoutResponse) Descriptor() ([]byte, []int) {
+	return file_greeter_v1_greeter_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ShoutResponse) GetShout() string {
+	if x != nil {
+		return x.Shout
+	}
+	return ""
+}
+
 var File_greeter_v1_greeter_proto protoreflect.FileDescriptor
 
 const file_greeter_v1_greeter_proto_rawDesc = "" +
@@ -223,10 +315,17 @@ const file_greeter_v1_greeter_proto_rawDesc = "" +
 	"\x05names\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n" +
 	"\x10d\"\x06r\x04\x10\x01\x18@R\x05names\"/\n" +
 	"\x11GreetManyResponse\x12\x1a\n" +
-	"\bgreeting\x18\x01 \x01(\tR\bgreeting2\xc5\x01\n" +
+	"\bgreeting\x18\x01 \x01(\tR\bgreeting\"-\n" +
+	"\fShoutRequest\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x04name\"%\n" +
+	"\rShoutResponse\x12\x14\n" +
+	"\x05shout\x18\x01 \x01(\tR\x05shout2\x96\x02\n" +
 	"\x0eGreeterService\x12M\n" +
 	"\x05Greet\x12\x18.greeter.v1.GreetRequest\x1a\x19.greeter.v1.GreetResponse\"\x0f\xfa\xa0\x19\b\n" +
-	"\x022s\x12\x02\b\x03\x90\x02\x01\x12U\n" +
+	"\x022s\x12\x02\b\x03\x90\x02\x01\x12O\n" +
+	"\x05Shout\x12\x18.greeter.v1.ShoutRequest\x1a\x19.greeter.v1.ShoutResponse\"\x11\xfa\xa0\x19\n" +
+	"\x1a\b\n" +
+	"\x06\b\x03\x12\x021s\x90\x02\x01\x12U\n" +
 	"\tGreetMany\x12\x1c.greeter.v1.GreetManyRequest\x1a\x1d.greeter.v1.GreetManyResponse\"\t\xfa\xa0\x19\x05\n" +
 	"\x0330s0\x01\x1a\r\xfa\xa0\x19\t\n" +
 	"\agreeterBIZGgithub.com/concordrpc/concord/examples/greeter/gen/greeter/v1;greeterv1b\x06proto3"
@@ -243,20 +342,24 @@ func file_greeter_v1_greeter_proto_rawDescGZIP() []byte {
 	return file_greeter_v1_greeter_proto_rawDescData
 }
 
-var file_greeter_v1_greeter_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_greeter_v1_greeter_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_greeter_v1_greeter_proto_goTypes = []any{
 	(*GreetRequest)(nil),      // 0: greeter.v1.GreetRequest
 	(*GreetResponse)(nil),     // 1: greeter.v1.GreetResponse
 	(*GreetManyRequest)(nil),  // 2: greeter.v1.GreetManyRequest
 	(*GreetManyResponse)(nil), // 3: greeter.v1.GreetManyResponse
+	(*ShoutRequest)(nil),      // 4: greeter.v1.ShoutRequest
+	(*ShoutResponse)(nil),     // 5: greeter.v1.ShoutResponse
 }
 var file_greeter_v1_greeter_proto_depIdxs = []int32{
 	0, // 0: greeter.v1.GreeterService.Greet:input_type -> greeter.v1.GreetRequest
-	2, // 1: greeter.v1.GreeterService.GreetMany:input_type -> greeter.v1.GreetManyRequest
-	1, // 2: greeter.v1.GreeterService.Greet:output_type -> greeter.v1.GreetResponse
-	3, // 3: greeter.v1.GreeterService.GreetMany:output_type -> greeter.v1.GreetManyResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	4, // 1: greeter.v1.GreeterService.Shout:input_type -> greeter.v1.ShoutRequest
+	2, // 2: greeter.v1.GreeterService.GreetMany:input_type -> greeter.v1.GreetManyRequest
+	1, // 3: greeter.v1.GreeterService.Greet:output_type -> greeter.v1.GreetResponse
+	5, // 4: greeter.v1.GreeterService.Shout:output_type -> greeter.v1.ShoutResponse
+	3, // 5: greeter.v1.GreeterService.GreetMany:output_type -> greeter.v1.GreetManyResponse
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -273,7 +376,7 @@ func file_greeter_v1_greeter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_greeter_v1_greeter_proto_rawDesc), len(file_greeter_v1_greeter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,19 @@ func GreeterServicePolicy() *rpc.ServicePolicy {
 				},
 			},
 			{
+				Procedure:   greeterv1connect.GreeterServiceShoutProcedure,
+				StreamType:  connect.StreamTypeUnary,
+				Idempotency: connect.IdempotencyNoSideEffects,
+				RateLimit: &rpc.RateLimitPolicy{
+					Algorithm: rpc.TokenBucket,
+					Rate:      3,
+					Per:       1 * time.Second,
+					Burst:     3,
+					Scope:     rpc.ScopeLocal,
+					Key:       rpc.KeyNone,
+				},
+			},
+			{
 				Procedure:   greeterv1connect.GreeterServiceGreetManyProcedure,
 				StreamType:  connect.StreamTypeServer,
 				Idempotency: connect.IdempotencyUnknown,

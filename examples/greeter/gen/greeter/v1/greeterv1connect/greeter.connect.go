@@ -28,6 +28,8 @@ const (
 const (
 	// GreeterServiceGreetProcedure is the procedure name of the GreeterService's Greet RPC.
 	GreeterServiceGreetProcedure = "/greeter.v1.GreeterService/Greet"
+	// GreeterServiceShoutProcedure is the procedure name of the GreeterService's Shout RPC.
+	GreeterServiceShoutProcedure = "/greeter.v1.GreeterService/Shout"
 	// GreeterServiceGreetManyProcedure is the procedure name of the GreeterService's GreetMany RPC.
 	GreeterServiceGreetManyProcedure = "/greeter.v1.GreeterService/GreetMany"
 )
@@ -38,6 +40,14 @@ var (
 			StreamType:       connect.StreamTypeUnary,
 			Schema:           v1.File_greeter_v1_greeter_proto.Services().ByName("GreeterService").Methods().ByName("Greet"),
 			Procedure:        GreeterServiceGreetProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
+	greeterServiceShoutSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_greeter_v1_greeter_proto.Services().ByName("GreeterService").Methods().ByName("Shout"),
+			Procedure:        GreeterServiceShoutProcedure,
 			IdempotencyLevel: connect.IdempotencyNoSideEffects,
 		}
 	})
@@ -54,6 +64,9 @@ var (
 type GreeterServiceClient interface {
 	// Greet returns a greeting for a name.
 	Greet(context.Context, *v1.GreetRequest) (*v1.GreetResponse, error)
+	// Shout greets loudly, at most 3 times a second: the fourth call within a
+	// second gets resource_exhausted (HTTP 429) with a retry delay.
+	Shout(context.Context, *v1.ShoutRequest) (*v1.ShoutResponse, error)
 	// GreetMany streams one greeting per name.
 	GreetMany(context.Context, *v1.GreetManyRequest) (GreeterServiceGreetManyClientStream, error)
 }
@@ -88,6 +101,9 @@ func (s GreeterServiceGreetManyClientStream) Close() error {
 type GreeterServiceHandler interface {
 	// Greet returns a greeting for a name.
 	Greet(context.Context, *v1.GreetRequest) (*v1.GreetResponse, error)
+	// Shout greets loudly, at most 3 times a second: the fourth call within a
+	// second gets resource_exhausted (HTTP 429) with a retry delay.
+	Shout(context.Context, *v1.ShoutRequest) (*v1.ShoutResponse, error)
 	// GreetMany streams one greeting per name.
 	GreetMany(context.Context, *v1.GreetManyRequest, GreeterServiceGreetManyServerStream) error
 }
@@ -98,6 +114,7 @@ func RegisterGreeterServiceHandler(server *connect.Server, svc GreeterServiceHan
 	adapter := greeterServiceHandler{svc: svc}
 	server.Register(
 		connect.Method{Spec: greeterServiceGreetSpec(), Handler: adapter.greet},
+		connect.Method{Spec: greeterServiceShoutSpec(), Handler: adapter.shout},
 		connect.Method{Spec: greeterServiceGreetManySpec(), Handler: adapter.greetMany},
 	)
 }
@@ -124,6 +141,10 @@ func (UnimplementedGreeterServiceHandler) Greet(context.Context, *v1.GreetReques
 	return nil, connect.NewError(connect.CodeUnimplemented, "greeter.v1.GreeterService.Greet is not implemented")
 }
 
+func (UnimplementedGreeterServiceHandler) Shout(context.Context, *v1.ShoutRequest) (*v1.ShoutResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "greeter.v1.GreeterService.Shout is not implemented")
+}
+
 func (UnimplementedGreeterServiceHandler) GreetMany(context.Context, *v1.GreetManyRequest, GreeterServiceGreetManyServerStream) error {
 	return connect.NewError(connect.CodeUnimplemented, "greeter.v1.GreeterService.GreetMany is not implemented")
 }
@@ -135,6 +156,14 @@ type greeterServiceClient struct {
 func (c *greeterServiceClient) Greet(ctx context.Context, req *v1.GreetRequest) (*v1.GreetResponse, error) {
 	var res v1.GreetResponse
 	if err := c.client.CallUnary(ctx, greeterServiceGreetSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *greeterServiceClient) Shout(ctx context.Context, req *v1.ShoutRequest) (*v1.ShoutResponse, error) {
+	var res v1.ShoutResponse
+	if err := c.client.CallUnary(ctx, greeterServiceShoutSpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -156,6 +185,18 @@ func (h greeterServiceHandler) greet(ctx context.Context, _ connect.Spec, stream
 		return err
 	}
 	res, err := h.svc.Greet(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h greeterServiceHandler) shout(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.ShoutRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.Shout(ctx, &req)
 	if err != nil {
 		return err
 	}

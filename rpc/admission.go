@@ -1,0 +1,216 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connectproto"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/concordrpc/concord/rpc/ratelimit"
+)
+
+// subjectKey is the context key of the authenticated subject.
+type subjectKey struct{}
+
+// WithSubject returns a context that carries the authenticated subject of a
+// call. Authentication interceptors set it; rate limits keyed by "subject"
+// read it.
+func WithSubject(ctx context.Context, subject string) context.Context {
+	return context.WithValue(ctx, subjectKey{}, subject)
+}
+
+// SubjectFromContext returns the subject set by WithSubject, or "".
+func SubjectFromContext(ctx context.Context) string {
+	s, _ := ctx.Value(subjectKey{}).(string)
+	return s
+}
+
+// AdmissionOption configures NewAdmissionInterceptor.
+type AdmissionOption interface{ applyAdmission(*admissionConfig) }
+
+type admissionOptionFunc func(*admissionConfig)
+
+func (f admissionOptionFunc) applyAdmission(c *admissionConfig) { f(c) }
+
+type admissionConfig struct {
+	maxInFlight int64
+	maxKeys     int
+	clock       ratelimit.Clock
+	logger      *slog.Logger
+}
+
+// WithMaxInFlight sheds load: past n calls in flight on the server, new
+// calls fail at once with unavailable, which clients may retry elsewhere.
+// Default: 0, no bound.
+func WithMaxInFlight(n int) AdmissionOption {
+	return admissionOptionFunc(func(c *admissionConfig) { c.maxInFlight = int64(n) })
+}
+
+// WithMaxKeys bounds the keys each keyed limit tracks. Default:
+// ratelimit.DefaultMaxKeys.
+func WithMaxKeys(n int) AdmissionOption {
+	return admissionOptionFunc(func(c *admissionConfig) { c.maxKeys = n })
+}
+
+// WithLimiterClock sets the limiters' clock, for tests.
+func WithLimiterClock(c ratelimit.Clock) AdmissionOption {
+	return admissionOptionFunc(func(cfg *admissionConfig) { cfg.clock = c })
+}
+
+// WithAdmissionLogger sets the logger for configuration problems. Default:
+// slog.Default().
+func WithAdmissionLogger(l *slog.Logger) AdmissionOption {
+	return admissionOptionFunc(func(c *admissionConfig) { c.logger = l })
+}
+
+// NewAdmissionInterceptor returns the interceptor that fills the admission
+// slot: it sheds load past WithMaxInFlight and applies each method's
+// RateLimit policy. A rejected call fails with resource_exhausted, a
+// google.rpc.RetryInfo detail with the retry delay, and a Retry-After
+// header (whole seconds, rounded up) that HTTP clients see on the 429.
+// Leaky-bucket limits make a call wait for its slot, within its deadline.
+// On streams, limits admit stream starts.
+//
+// Limits with ScopeCluster need a LimiterStore shared by the instances;
+// without one this interceptor counts them locally and logs that once.
+func NewAdmissionInterceptor(lookup PolicyLookup, opts ...AdmissionOption) connect.ServerInterceptor {
+	cfg := admissionConfig{logger: slog.Default()}
+	for _, o := range opts {
+		o.applyAdmission(&cfg)
+	}
+	a := &admission{cfg: cfg, lookup: lookup}
+	return func(next connect.ServerFunc) connect.ServerFunc {
+		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
+			if a.cfg.maxInFlight > 0 {
+				if n := a.inFlight.Add(1); n > a.cfg.maxInFlight {
+					a.inFlight.Add(-1)
+					return connect.NewError(connect.CodeUnavailable, fmt.Sprintf("server overloaded: %d calls in flight", n-1))
+				}
+				defer a.inFlight.Add(-1)
+			}
+			if err := a.admit(ctx, spec); err != nil {
+				return err
+			}
+			return next(ctx, spec, stream)
+		}
+	}
+}
+
+type admission struct {
+	cfg      admissionConfig
+	lookup   PolicyLookup
+	inFlight atomic.Int64
+	limits   sync.Map // procedure -> *methodLimit
+}
+
+// methodLimit is the limiter state of one method.
+type methodLimit struct {
+	policy *RateLimitPolicy
+	single *ratelimit.Limiter // KeyNone
+	keyed  *ratelimit.Keyed
+	err    error // invalid policy: logged once, then the method is not limited
+}
+
+func (a *admission) admit(ctx context.Context, spec connect.Spec) error {
+	p := a.lookup(spec.Procedure)
+	if p == nil || p.RateLimit == nil {
+		return nil
+	}
+	ml := a.methodLimit(spec.Procedure, p.RateLimit)
+	if ml.err != nil {
+		return nil
+	}
+	l := ml.single
+	if l == nil {
+		l = ml.keyed.Limiter(limitKey(ctx, ml.policy))
+	}
+	err := l.Wait(ctx)
+	if err == nil {
+		return nil
+	}
+	var limited *ratelimit.LimitedError
+	if !errors.As(err, &limited) {
+		return ctxError(ctx)
+	}
+	return rejection(ctx, spec.Procedure, limited.RetryAfter)
+}
+
+func (a *admission) methodLimit(procedure string, p *RateLimitPolicy) *methodLimit {
+	if v, ok := a.limits.Load(procedure); ok {
+		return v.(*methodLimit)
+	}
+	ml := &methodLimit{policy: p}
+	cfg := ratelimit.Config{Algorithm: limiterAlgorithm(p.Algorithm), Rate: p.Rate, Per: p.Per, Burst: p.Burst}
+	if p.Key == KeyNone {
+		ml.single, ml.err = ratelimit.New(cfg, a.cfg.clock)
+	} else {
+		ml.keyed, ml.err = ratelimit.NewKeyed(cfg, a.cfg.clock, a.cfg.maxKeys)
+	}
+	if v, loaded := a.limits.LoadOrStore(procedure, ml); loaded {
+		return v.(*methodLimit)
+	}
+	switch {
+	case ml.err != nil:
+		a.cfg.logger.Error("rpc: invalid rate limit; method not limited", slog.String("procedure", procedure), slog.Any("error", ml.err))
+	case p.Scope == ScopeCluster:
+		a.cfg.logger.Warn("rpc: cluster-scoped rate limit counted per instance: no LimiterStore configured", slog.String("procedure", procedure))
+	}
+	return ml
+}
+
+func limiterAlgorithm(a Algorithm) ratelimit.Algorithm {
+	switch a {
+	case TokenBucket:
+		return ratelimit.TokenBucket
+	case SlidingWindow:
+		return ratelimit.SlidingWindow
+	case LeakyBucket:
+		return ratelimit.LeakyBucket
+	}
+	return 0 // invalid: rejected by Config.Validate
+}
+
+// limitKey extracts the key that selects a call's limiter.
+func limitKey(ctx context.Context, p *RateLimitPolicy) string {
+	info, _ := connect.CallInfoForServerContext(ctx)
+	switch p.Key {
+	case KeyHeader:
+		if info != nil {
+			return info.RequestHeader().Get(p.Header)
+		}
+	case KeyPeer:
+		if info != nil {
+			if host, _, err := net.SplitHostPort(info.PeerAddr); err == nil {
+				return host
+			}
+			return info.PeerAddr
+		}
+	case KeySubject:
+		return SubjectFromContext(ctx)
+	}
+	return ""
+}
+
+// rejection builds the resource_exhausted error of a rejected call.
+func rejection(ctx context.Context, procedure string, retry time.Duration) error {
+	if info, ok := connect.CallInfoForServerContext(ctx); ok {
+		secs := int64((retry + time.Second - 1) / time.Second)
+		info.ResponseHeader().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
+	}
+	err := connect.NewError(connect.CodeResourceExhausted,
+		fmt.Sprintf("rate limit of %s exceeded; retry after %v", procedure, retry.Round(time.Millisecond)))
+	if detail, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)}); derr == nil {
+		err = err.WithDetail(detail)
+	}
+	return err
+}
