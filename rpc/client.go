@@ -3,7 +3,9 @@ package rpc
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -11,6 +13,8 @@ import (
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
+
+	"github.com/concordrpc/concord/rpc/breaker"
 )
 
 // Protocol is the wire protocol a client speaks.
@@ -41,6 +45,10 @@ type clientConfig struct {
 	breaker      connect.ClientInterceptor
 	interceptors []connect.ClientInterceptor
 	http         []connecthttp.Option
+	retryRatio   float64
+	retryReserve int
+	fallback     Fallback
+	now          func() time.Time
 }
 
 // WithHTTPClient sets the HTTP client. Default: a client with a pooled
@@ -65,9 +73,29 @@ func WithJSON() ClientOption {
 	return clientOptionFunc(func(cfg *clientConfig) { cfg.json = true })
 }
 
-// WithBreaker fills the circuit-breaker slot of the client chain.
+// WithBreaker adds an interceptor in the circuit-breaker slot of the client
+// chain, after the built-in per-instance breakers that methods with a
+// CircuitBreaker policy get.
 func WithBreaker(ic connect.ClientInterceptor) ClientOption {
 	return clientOptionFunc(func(cfg *clientConfig) { cfg.breaker = ic })
+}
+
+// WithRetryBudget bounds retries to ratio extra load plus a reserve of
+// retries, over all calls of the Conn. Defaults: DefaultRetryRatio and
+// DefaultRetryReserve.
+func WithRetryBudget(ratio float64, reserve int) ClientOption {
+	return clientOptionFunc(func(cfg *clientConfig) { cfg.retryRatio, cfg.retryReserve = ratio, reserve })
+}
+
+// WithFallback degrades unary calls that fail after retries, or that an open
+// circuit refused: f may fill the response and return nil. Default: none.
+func WithFallback(f Fallback) ClientOption {
+	return clientOptionFunc(func(cfg *clientConfig) { cfg.fallback = f })
+}
+
+// WithBreakerClock sets the clock of the circuit breakers, for tests.
+func WithBreakerClock(now func() time.Time) ClientOption {
+	return clientOptionFunc(func(cfg *clientConfig) { cfg.now = now })
 }
 
 // WithClientInterceptors adds interceptors that run before the policy
@@ -85,9 +113,13 @@ func WithTransportOptions(opts ...connecthttp.Option) ClientOption {
 // Conn reaches services over HTTP, either at one fixed base URL or at the
 // instances a Resolver finds, and builds clients that apply the services'
 // policies. The client chain, outermost first, is: WithClientInterceptors,
-// the method timeout (NewClientDeadlineInterceptor), the circuit-breaker
-// slot (WithBreaker), then the transport. A Conn is safe for concurrent use;
-// share one per process and Close it at exit.
+// the method timeout (NewClientDeadlineInterceptor), retries and fallback
+// (RetryPolicy, under the retry budget; WithFallback), the breaker slot
+// (WithBreaker), then instance selection: round robin over the instances
+// whose per-instance, per-method circuit breaker (CircuitBreaker policy)
+// admits the call. Each retry attempt selects again, so it goes to another
+// instance when there is one. A Conn is safe for concurrent use; share one
+// per process and Close it at exit.
 type Conn struct {
 	cfg        clientConfig
 	baseURL    string
@@ -95,9 +127,14 @@ type Conn struct {
 	ownsClient *http.Client
 	opts       []connecthttp.Option
 
+	budget *retryBudget
+
 	mu         sync.Mutex
 	transports map[string]connect.Transport // by base URL
+	breakers   map[breakerKey]*breaker.Breaker
 }
+
+type breakerKey struct{ baseURL, procedure string }
 
 // NewConn returns a Conn that sends every call to baseURL, like
 // "http://127.0.0.1:8080".
@@ -113,11 +150,16 @@ func NewResolvingConn(r Resolver, opts ...ClientOption) *Conn {
 }
 
 func newConn(baseURL string, r Resolver, opts []ClientOption) *Conn {
-	var cfg clientConfig
+	cfg := clientConfig{retryRatio: DefaultRetryRatio, retryReserve: DefaultRetryReserve, now: time.Now}
 	for _, o := range opts {
 		o.applyClient(&cfg)
 	}
-	c := &Conn{cfg: cfg, baseURL: baseURL, resolver: r, transports: map[string]connect.Transport{}}
+	c := &Conn{
+		cfg: cfg, baseURL: baseURL, resolver: r,
+		budget:     newRetryBudget(cfg.retryRatio, cfg.retryReserve),
+		transports: map[string]connect.Transport{},
+		breakers:   map[breakerKey]*breaker.Breaker{},
+	}
 	if cfg.httpClient == nil {
 		c.ownsClient = defaultHTTPClient(cfg.tls)
 		c.cfg.httpClient = c.ownsClient
@@ -151,14 +193,9 @@ func defaultHTTPClient(tlsConfig *tls.Config) *http.Client {
 
 // Client implements ClientConn.
 func (c *Conn) Client(policy *ServicePolicy) *connect.Client {
-	var transport connect.Transport
-	if c.resolver == nil {
-		transport = c.transport(c.baseURL)
-	} else {
-		transport = &resolvingTransport{conn: c, service: policy.DiscoveryName}
-	}
+	transport := &pickTransport{conn: c, policy: policy}
 	chain := append([]connect.ClientInterceptor{}, c.cfg.interceptors...)
-	chain = append(chain, NewClientDeadlineInterceptor(policy.Method))
+	chain = append(chain, NewClientDeadlineInterceptor(policy.Method), newRetryInterceptor(policy.Method, c.budget, c.cfg.fallback))
 	if c.cfg.breaker != nil {
 		chain = append(chain, c.cfg.breaker)
 	}
@@ -185,18 +222,107 @@ func (c *Conn) transport(baseURL string) connect.Transport {
 	return t
 }
 
-// resolvingTransport picks an instance of a service for each call.
-type resolvingTransport struct {
-	conn    *Conn
-	service string
-	next    atomic.Uint64
+func (c *Conn) breaker(baseURL, procedure string, p *BreakerPolicy) *breaker.Breaker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := breakerKey{baseURL, procedure}
+	b, ok := c.breakers[k]
+	if !ok {
+		b = breaker.New(breaker.Config{
+			FailureRatio: p.FailureRatio, MinRequests: p.MinRequests, Window: p.Window,
+			OpenFor: p.OpenFor, HalfOpenProbes: p.HalfOpenProbes, Now: c.cfg.now,
+		})
+		c.breakers[k] = b
+	}
+	return b
 }
 
-func (t *resolvingTransport) NewClientStream(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
-	instances, err := t.conn.resolver.Resolve(ctx, t.service)
-	if err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Sprintf("no instance of %s: %v", t.service, err)).WithCause(err)
+// pickTransport selects an instance for each call: the fixed URL, or round
+// robin over the resolved instances, skipping those whose breaker for the
+// method is open.
+type pickTransport struct {
+	conn   *Conn
+	policy *ServicePolicy
+	next   atomic.Uint64
+}
+
+func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
+	instances := []Instance{{BaseURL: t.conn.baseURL}}
+	if r := t.conn.resolver; r != nil {
+		var err error
+		if instances, err = r.Resolve(ctx, t.policy.DiscoveryName); err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Sprintf("no instance of %s: %v", t.policy.DiscoveryName, err)).WithCause(err)
+		}
 	}
-	inst := instances[int(t.next.Add(1)-1)%len(instances)]
-	return t.conn.transport(inst.BaseURL).NewClientStream(ctx, spec)
+	var bp *BreakerPolicy
+	if mp := t.policy.Method(spec.Procedure); mp != nil {
+		bp = mp.CircuitBreaker
+	}
+	n := uint64(len(instances))
+	start := t.next.Add(1) - 1
+	for i := range n {
+		inst := instances[(start+i)%n]
+		var br *breaker.Breaker
+		if bp != nil {
+			br = t.conn.breaker(inst.BaseURL, spec.Procedure, bp)
+			if br.Allow() != nil {
+				continue
+			}
+		}
+		stream, err := t.conn.transport(inst.BaseURL).NewClientStream(ctx, spec)
+		if br == nil {
+			return stream, err
+		}
+		if err != nil {
+			br.Done(false)
+			return nil, err
+		}
+		return &breakerStream{ClientStream: stream, br: br}, nil
+	}
+	return nil, connect.NewError(connect.CodeUnavailable,
+		fmt.Sprintf("circuit open for %s on all %d instances of %s", spec.Procedure, n, t.policy.DiscoveryName))
+}
+
+// breakerStream reports a call's outcome to its breaker once: a failure on
+// the first error that counts as one, a success when the stream ends
+// without such an error.
+type breakerStream struct {
+	connect.ClientStream
+	br       *breaker.Breaker
+	reported bool
+}
+
+func (s *breakerStream) report(err error) {
+	if s.reported {
+		return
+	}
+	s.reported = true
+	s.br.Done(!breakerFailure(err))
+}
+
+func (s *breakerStream) Receive(msg any) error {
+	err := s.ClientStream.Receive(msg)
+	if err != nil && breakerFailure(err) {
+		s.report(err)
+	}
+	return err
+}
+
+func (s *breakerStream) Close() error {
+	err := s.ClientStream.Close()
+	s.report(nil)
+	return err
+}
+
+// breakerFailure says whether err counts against an instance.
+func breakerFailure(err error) bool {
+	if err == nil || errors.Is(err, io.EOF) {
+		return false
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeInternal,
+		connect.CodeUnknown, connect.CodeResourceExhausted:
+		return true
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,13 +23,20 @@ import (
 // "slow:<duration>" sleeps (or until the call ends), and "deadline" reports
 // the deadline it sees.
 type testGreeter struct {
-	started chan string // if set, receives the name of every call that starts
+	started chan string  // if set, receives the name of every call that starts
+	calls   atomic.Int64 // Greet calls received
+	failing atomic.Bool  // if set, Greet fails with unavailable
+	failN   atomic.Int64 // Greet fails with unavailable this many more times
 }
 
 func (g *testGreeter) Greet(ctx context.Context, req *greeterv1.GreetRequest) (*greeterv1.GreetResponse, error) {
 	name := req.GetName()
+	g.calls.Add(1)
 	if g.started != nil {
 		g.started <- name
+	}
+	if g.failing.Load() || g.failN.Add(-1) >= 0 {
+		return nil, connect.NewError(connect.CodeUnavailable, "failing on purpose")
 	}
 	switch {
 	case name == "panic":

@@ -382,18 +382,25 @@ func TestResolvingConn(t *testing.T) {
 	if len(ga.started) != 5 || len(gb.started) != 5 {
 		t.Fatalf("round robin sent %d and %d calls, want 5 and 5", len(ga.started), len(gb.started))
 	}
-	// With one instance gone, round robin still reaches the live one.
+	// With one instance gone, round robin alternates between the live and the
+	// dead one: Shout (no retry policy) fails on the dead one, while Greet
+	// (retried on unavailable) moves its retry to the live one.
 	if err := a.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	okCalls := 0
+	shoutOK, greetOK := 0, 0
 	for i := 0; i < 4; i++ {
-		if _, err := client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"}); err == nil {
-			okCalls++
+		if _, err := client.Shout(t.Context(), &greeterv1.ShoutRequest{Name: "x"}); err == nil {
+			shoutOK++
 		}
 	}
-	if okCalls != 2 {
-		t.Fatalf("over one live and one dead instance: %d of 4 calls succeeded, want 2", okCalls)
+	for i := 0; i < 4; i++ {
+		if _, err := client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"}); err == nil {
+			greetOK++
+		}
+	}
+	if shoutOK != 2 || greetOK != 4 {
+		t.Fatalf("over one live and one dead instance: Shout %d/4, Greet %d/4 succeeded; want 2 and 4", shoutOK, greetOK)
 	}
 	// A service the resolver does not know is unavailable, with the reason.
 	unknown := rpc.NewResolvingConn(rpc.NewStaticResolver(nil))

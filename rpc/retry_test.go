@@ -1,0 +1,130 @@
+package rpc_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect/v2"
+
+	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+	"github.com/concordrpc/concord/rpc"
+)
+
+// greetClient returns a Greet client whose policy is edited by edit.
+func greetClient(conn *rpc.Conn, edit func(*rpc.MethodPolicy)) greeterv1connect.GreeterServiceClient {
+	policy := greeterv1concord.GreeterServicePolicy()
+	edit(policy.Method(greeterv1connect.GreeterServiceGreetProcedure))
+	return greeterv1connect.NewGreeterServiceClient(conn.Client(policy))
+}
+
+func fastRetry(attempts int) *rpc.RetryPolicy {
+	return &rpc.RetryPolicy{MaxAttempts: attempts, InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
+		Multiplier: 2, RetryableCodes: []connect.Code{connect.CodeUnavailable}}
+}
+
+func TestRetriesStayWithinBudget(t *testing.T) {
+	g := &testGreeter{}
+	g.failing.Store(true)
+	ts := startServer(t, quietServer(), g)
+	conn := rpc.NewConn(ts.url) // default budget: 10% plus a reserve of 10
+	defer conn.Close()
+	client := greetClient(conn, func(m *rpc.MethodPolicy) { m.Retry = fastRetry(3) })
+	const calls = 200
+	for i := 0; i < calls; i++ {
+		if _, err := client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"}); connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	retries := g.calls.Load() - calls
+	maxRetries := int64(rpc.DefaultRetryReserve + rpc.DefaultRetryRatio*calls + 1)
+	if retries < rpc.DefaultRetryReserve || retries > maxRetries {
+		t.Fatalf("%d retries for %d failing calls; want between %d and %d", retries, calls, rpc.DefaultRetryReserve, maxRetries)
+	}
+}
+
+func TestRetryRecoversAndRespectsDeadline(t *testing.T) {
+	g := &testGreeter{}
+	ts := startServer(t, quietServer(), g)
+	conn := rpc.NewConn(ts.url)
+	defer conn.Close()
+	// Transient failures are retried: the third attempt succeeds.
+	g.failN.Store(2)
+	client := greetClient(conn, func(m *rpc.MethodPolicy) { m.Retry = fastRetry(3) })
+	res, err := client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"})
+	if err != nil || res.GetGreeting() != "Hello, x!" || g.calls.Load() != 3 {
+		t.Fatalf("retried call: %v %v after %d attempts, want success after 3", res, err, g.calls.Load())
+	}
+	// A retry that cannot finish before the deadline is not made.
+	g.failing.Store(true)
+	before := g.calls.Load()
+	slow := greetClient(conn, func(m *rpc.MethodPolicy) {
+		m.Retry = &rpc.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Second, MaxBackoff: time.Second,
+			Multiplier: 1, RetryableCodes: []connect.Code{connect.CodeUnavailable}}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = slow.Greet(ctx, &greeterv1.GreetRequest{Name: "x"})
+	if connect.CodeOf(err) != connect.CodeUnavailable || g.calls.Load()-before != 1 || time.Since(start) > 90*time.Millisecond {
+		t.Fatalf("got %v after %d attempts in %v; want the first error at once", err, g.calls.Load()-before, time.Since(start))
+	}
+}
+
+func TestCircuitBreaker(t *testing.T) {
+	g := &testGreeter{}
+	g.failing.Store(true)
+	ts := startServer(t, quietServer(), g)
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	var fellBack []string
+	conn := rpc.NewConn(ts.url, rpc.WithBreakerClock(clock),
+		rpc.WithFallback(func(_ context.Context, spec connect.Spec, req, res any, err error) error {
+			if !strings.Contains(err.Error(), "circuit open") {
+				return err // only degrade when the breaker refuses
+			}
+			fellBack = append(fellBack, spec.Procedure)
+			res.(*greeterv1.GreetResponse).Greeting = "cached hello"
+			return nil
+		}))
+	defer conn.Close()
+	client := greetClient(conn, func(m *rpc.MethodPolicy) {
+		m.Retry = nil
+		m.CircuitBreaker = &rpc.BreakerPolicy{FailureRatio: 0.5, MinRequests: 4, Window: 10 * time.Second, OpenFor: 5 * time.Second, HalfOpenProbes: 1}
+	})
+	greet := func() (*greeterv1.GreetResponse, error) {
+		return client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"})
+	}
+	for i := 0; i < 4; i++ {
+		if _, err := greet(); connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	// Open: calls no longer reach the server, and the fallback answers.
+	reached := g.calls.Load()
+	res, err := greet()
+	if err != nil || res.GetGreeting() != "cached hello" || g.calls.Load() != reached {
+		t.Fatalf("open breaker: %v %v, server calls %d -> %d", res, err, reached, g.calls.Load())
+	}
+	// Half-open after OpenFor: one probe reaches the healthy server and closes
+	// the breaker.
+	g.failing.Store(false)
+	advance(5 * time.Second)
+	if res, err := greet(); err != nil || res.GetGreeting() != "Hello, x!" {
+		t.Fatalf("probe: %v %v", res, err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := greet(); err != nil {
+			t.Fatalf("closed breaker: %v", err)
+		}
+	}
+	if g.calls.Load() != reached+4 || len(fellBack) != 1 {
+		t.Fatalf("server calls %d (want %d), fallbacks %d (want 1)", g.calls.Load(), reached+4, len(fellBack))
+	}
+}
