@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"connectrpc.com/connect/v2"
 
@@ -61,6 +62,7 @@ func New(opts ...Option) *App {
 	a := &App{cfg: cfg, nodeReady: make(chan struct{})}
 	serverOpts := append([]rpc.ServerOption{
 		rpc.WithLogger(cfg.logger),
+		rpc.WithAdmissionOptions(rpc.WithLimiterStore(&limiterStore{app: a})),
 		rpc.WithReadinessGates(readinessGate),
 		rpc.WithHandler("GET "+StatusPath, http.HandlerFunc(a.serveStatus)),
 	}, cfg.serverOpts...)
@@ -189,4 +191,47 @@ func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	node.ServeHTTP(w, r)
+}
+
+// limiterStore is the App's rpc.LimiterStore: the coordination node's
+// LimitStore, once the node is ready.
+type limiterStore struct {
+	app *App
+
+	mu    sync.Mutex
+	store *coord.LimitStore
+}
+
+var _ rpc.LimiterStore = (*limiterStore)(nil)
+
+func (s *limiterStore) get(ctx context.Context) (*coord.LimitStore, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.store != nil {
+		return s.store, nil
+	}
+	node, err := s.app.Node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.store, err = node.LimitStore(ctx); err != nil {
+		return nil, err
+	}
+	return s.store, nil
+}
+
+func (s *limiterStore) Acquire(ctx context.Context, key string, want, rate int, per time.Duration, burst int) (int, time.Duration, error) {
+	store, err := s.get(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return store.Acquire(ctx, key, want, rate, per, burst)
+}
+
+func (s *limiterStore) Release(ctx context.Context, key string, tokens, rate int, per time.Duration) error {
+	store, err := s.get(ctx)
+	if err != nil {
+		return err
+	}
+	return store.Release(ctx, key, tokens, rate, per)
 }

@@ -74,7 +74,7 @@ func TestEmbeddedKeepsStateAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode != "embedded" || st.MetaLeader != "concord" || len(st.Buckets) != 6 {
+	if st.Mode != "embedded" || st.MetaLeader != "concord" || len(st.Buckets) != 7 {
 		t.Fatalf("status %+v", st)
 	}
 	for _, b := range st.Buckets {
@@ -179,7 +179,7 @@ func TestClientMode(t *testing.T) {
 		t.Fatalf("server sees %v %v", e, err)
 	}
 	st, err := client.Status(ctx)
-	if err != nil || st.Mode != "client" || len(st.Buckets) != 6 {
+	if err != nil || st.Mode != "client" || len(st.Buckets) != 7 {
 		t.Fatalf("client status %+v %v", st, err)
 	}
 }

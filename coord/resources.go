@@ -16,6 +16,8 @@ const (
 	BucketLocks = "concord_locks"
 	// BucketElections holds election leaders.
 	BucketElections = "concord_elections"
+	// BucketLimits holds the state of cluster-scoped rate limits.
+	BucketLimits = "concord_limits"
 	// BucketConfig holds dynamic configuration, with history.
 	BucketConfig = "concord_config"
 	// StreamTxLog is the TCC transaction log.
@@ -38,6 +40,7 @@ func buckets(replicas int) []jetstream.KeyValueConfig {
 		ttl(BucketRegistry, "Concord service registry"),
 		ttl(BucketLocks, "Concord locks and fencing counters"),
 		ttl(BucketElections, "Concord leader elections"),
+		ttl(BucketLimits, "Concord cluster-scoped rate limits"),
 		{Bucket: BucketConfig, Description: "Concord dynamic configuration", History: 16, Storage: jetstream.FileStorage, Replicas: replicas},
 	}
 }

@@ -43,6 +43,7 @@ type admissionOptionFunc func(*admissionConfig)
 func (f admissionOptionFunc) applyAdmission(c *admissionConfig) { f(c) }
 
 type admissionConfig struct {
+	store       LimiterStore
 	maxInFlight int64
 	maxKeys     int
 	clock       ratelimit.Clock
@@ -54,6 +55,13 @@ type admissionConfig struct {
 // Default: 0, no bound.
 func WithMaxInFlight(n int) AdmissionOption {
 	return admissionOptionFunc(func(c *admissionConfig) { c.maxInFlight = int64(n) })
+}
+
+// WithLimiterStore shares ScopeCluster limits among instances through
+// store (the coordination node's, in a Concord App). Default: none, so
+// cluster-scoped limits are counted per instance.
+func WithLimiterStore(store LimiterStore) AdmissionOption {
+	return admissionOptionFunc(func(c *admissionConfig) { c.store = store })
 }
 
 // WithMaxKeys bounds the keys each keyed limit tracks. Default:
@@ -81,8 +89,12 @@ func WithAdmissionLogger(l *slog.Logger) AdmissionOption {
 // Leaky-bucket limits make a call wait for its slot, within its deadline.
 // On streams, limits admit stream starts.
 //
-// Limits with ScopeCluster need a LimiterStore shared by the instances;
-// without one this interceptor counts them locally and logs that once.
+// Limits with ScopeCluster draw batches of tokens from a LimiterStore shared
+// by the instances (WithLimiterStore): decisions stay local, and the
+// aggregate stays within rate + burst plus the tokens held in instances'
+// pools. They count as token buckets (Burst = Rate for sliding windows,
+// Queue for leaky buckets). Without a store, or while it fails, they are
+// counted per instance (logged once).
 func NewAdmissionInterceptor(lookup PolicyLookup, opts ...AdmissionOption) connect.ServerInterceptor {
 	cfg := admissionConfig{logger: slog.Default()}
 	for _, o := range opts {
@@ -111,6 +123,7 @@ type admission struct {
 	lookup   PolicyLookup
 	inFlight atomic.Int64
 	limits   sync.Map // procedure -> *methodLimit
+	warnOnce sync.Once
 }
 
 // methodLimit is the limiter state of one method.
@@ -119,6 +132,9 @@ type methodLimit struct {
 	single *ratelimit.Limiter // KeyNone
 	keyed  *ratelimit.Keyed
 	err    error // invalid policy: logged once, then the method is not limited
+
+	clusterMu sync.Mutex
+	cluster   map[string]*clusterLimit // by limit key, for ScopeCluster with a store
 }
 
 func (a *admission) admit(ctx context.Context, spec connect.Spec) error {
@@ -130,9 +146,24 @@ func (a *admission) admit(ctx context.Context, spec connect.Spec) error {
 	if ml.err != nil {
 		return nil
 	}
+	key := limitKey(ctx, ml.policy)
+	if ml.cluster != nil {
+		ok, retry, err := ml.clusterLimit(a.cfg.store, spec.Procedure, key).take(ctx)
+		switch {
+		case err == nil && ok:
+			return nil
+		case err == nil:
+			return rejection(ctx, spec.Procedure, retry)
+		case ctx.Err() != nil:
+			return ctxError(ctx)
+		}
+		a.warnOnce.Do(func() {
+			a.cfg.logger.Warn("rpc: limiter store failed; counting cluster-scoped limits per instance", slog.Any("error", err))
+		})
+	}
 	l := ml.single
 	if l == nil {
-		l = ml.keyed.Limiter(limitKey(ctx, ml.policy))
+		l = ml.keyed.Limiter(key)
 	}
 	err := l.Wait(ctx)
 	if err == nil {
@@ -156,16 +187,43 @@ func (a *admission) methodLimit(procedure string, p *RateLimitPolicy) *methodLim
 	} else {
 		ml.keyed, ml.err = ratelimit.NewKeyed(cfg, a.cfg.clock, a.cfg.maxKeys)
 	}
+	if p.Scope == ScopeCluster && a.cfg.store != nil && ml.err == nil {
+		ml.cluster = map[string]*clusterLimit{}
+	}
 	if v, loaded := a.limits.LoadOrStore(procedure, ml); loaded {
 		return v.(*methodLimit)
 	}
 	switch {
 	case ml.err != nil:
 		a.cfg.logger.Error("rpc: invalid rate limit; method not limited", slog.String("procedure", procedure), slog.Any("error", ml.err))
-	case p.Scope == ScopeCluster:
+	case p.Scope == ScopeCluster && a.cfg.store == nil:
 		a.cfg.logger.Warn("rpc: cluster-scoped rate limit counted per instance: no LimiterStore configured", slog.String("procedure", procedure))
 	}
 	return ml
+}
+
+// clusterLimit returns the cluster limit of key, creating it if needed.
+// Keys are few per method in practice; past maxClusterKeys the map is
+// cleared (their pools are forfeited, which only lowers admissions).
+func (ml *methodLimit) clusterLimit(store LimiterStore, procedure, key string) *clusterLimit {
+	ml.clusterMu.Lock()
+	defer ml.clusterMu.Unlock()
+	c, ok := ml.cluster[key]
+	if !ok {
+		if len(ml.cluster) >= maxClusterKeys {
+			clear(ml.cluster)
+		}
+		p := *ml.policy
+		if p.Algorithm != TokenBucket {
+			p.Burst = max(p.Burst, 1)
+			if p.Algorithm == SlidingWindow {
+				p.Burst = p.Rate
+			}
+		}
+		c = newClusterLimit(store, procedure+"|"+key, &p)
+		ml.cluster[key] = c
+	}
+	return c
 }
 
 func limiterAlgorithm(a Algorithm) ratelimit.Algorithm {
@@ -179,6 +237,9 @@ func limiterAlgorithm(a Algorithm) ratelimit.Algorithm {
 	}
 	return 0 // invalid: rejected by Config.Validate
 }
+
+// maxClusterKeys bounds the cluster-limit pools one method keeps.
+const maxClusterKeys = 10_000
 
 // limitKey extracts the key that selects a call's limiter.
 func limitKey(ctx context.Context, p *RateLimitPolicy) string {

@@ -5,18 +5,18 @@ import (
 	"time"
 )
 
-// LimiterStore grants token leases for cluster-scoped rate limits, so that
-// instances share one limit without a network round trip per call: an
-// instance takes a batch of tokens, spends them locally, and returns what it
-// did not use. The coordination node implements it.
+// LimiterStore grants tokens of cluster-scoped rate limits, so that the
+// instances of a service share one limit without a network round trip per
+// call: an instance takes a batch of tokens, spends them locally, and
+// returns what it did not spend. The limit is a token bucket of rate tokens
+// per period holding at most burst. The coordination node implements it.
 type LimiterStore interface {
-	// Acquire asks for up to want tokens of the limit identified by key,
-	// which admits rate tokens per period across the cluster. It returns the
-	// tokens granted (possibly 0) and when the grant expires; tokens not
-	// spent by then are forfeited.
-	Acquire(ctx context.Context, key string, want int, rate int, per time.Duration) (granted int, expires time.Time, err error)
-	// Release returns unspent tokens of a grant before it expires.
-	Release(ctx context.Context, key string, tokens int) error
+	// Acquire takes up to want tokens of the limit identified by key and
+	// returns how many it granted (possibly 0), and, when it granted none,
+	// how long until one is available.
+	Acquire(ctx context.Context, key string, want, rate int, per time.Duration, burst int) (granted int, retryAfter time.Duration, err error)
+	// Release gives back tokens that were acquired but not spent.
+	Release(ctx context.Context, key string, tokens, rate int, per time.Duration) error
 }
 
 // TxLog is the durable log of TCC transactions that a coordinator writes

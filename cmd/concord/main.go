@@ -1,5 +1,6 @@
 // Command concord is Concord's command-line tool.
 //
+//	concord new DIR [flags]                  write a new module that serves a Concord service
 //	concord proto-deps [-skip-concord] DIR   write the include directory for buf or protoc
 //	concord node [flags]                     run a standalone coordination node
 //	concord status [-addr URL] [-json]       print the coordination status of an app or node
@@ -24,6 +25,13 @@ const usage = `concord is the Concord command-line tool.
 
 Usage:
 
+	concord new DIR [--module PATH] [--service NAME] [--replace CHECKOUT]
+		Write a new Go module into DIR (new or empty) that serves one
+		annotated service with an embedded coordination node, and generate
+		its code, so that "make run" serves at once. Defaults: module
+		example.com/<base name of DIR>, service from DIR (hello gives
+		HelloService). --replace builds against a Concord checkout instead
+		of the version this concord was built from.
 	concord proto-deps [-skip-concord] DIR
 		Write buf/validate/validate.proto (from the checksum-verified Go
 		module github.com/bufbuild/protovalidate) and
@@ -64,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{"no command given"}
 	}
 	switch args[0] {
+	case "new":
+		return newCmd(ctx, args[1:], stdout, stderr)
 	case "proto-deps":
 		return protoDeps(ctx, args[1:], stderr)
 	case "node":
