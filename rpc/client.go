@@ -1,14 +1,11 @@
 package rpc
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -49,6 +46,9 @@ type clientConfig struct {
 	retryReserve int
 	fallback     Fallback
 	now          func() time.Time
+	balancing    Balancing
+	zone         string
+	probation    time.Duration
 }
 
 // WithHTTPClient sets the HTTP client. Default: a client with a pooled
@@ -123,15 +123,16 @@ func WithTransportOptions(opts ...connecthttp.Option) ClientOption {
 type Conn struct {
 	cfg        clientConfig
 	baseURL    string
+	fixed      []Instance // the fixed URL as an instance list
 	resolver   Resolver
 	ownsClient *http.Client
 	opts       []connecthttp.Option
 
 	budget *retryBudget
 
-	mu         sync.Mutex
-	transports map[string]connect.Transport // by base URL
-	breakers   map[breakerKey]*breaker.Breaker
+	mu        sync.Mutex
+	endpoints map[string]*endpoint // by base URL
+	breakers  map[breakerKey]*breaker.Breaker
 }
 
 type breakerKey struct{ baseURL, procedure string }
@@ -144,21 +145,21 @@ func NewConn(baseURL string, opts ...ClientOption) *Conn {
 
 // NewResolvingConn returns a Conn that resolves each service by its
 // discovery name through r on every call and spreads calls over the
-// instances round-robin.
+// instances (see Balancing).
 func NewResolvingConn(r Resolver, opts ...ClientOption) *Conn {
 	return newConn("", r, opts)
 }
 
 func newConn(baseURL string, r Resolver, opts []ClientOption) *Conn {
-	cfg := clientConfig{retryRatio: DefaultRetryRatio, retryReserve: DefaultRetryReserve, now: time.Now}
+	cfg := clientConfig{retryRatio: DefaultRetryRatio, retryReserve: DefaultRetryReserve, now: time.Now, probation: DefaultProbation}
 	for _, o := range opts {
 		o.applyClient(&cfg)
 	}
 	c := &Conn{
-		cfg: cfg, baseURL: baseURL, resolver: r,
-		budget:     newRetryBudget(cfg.retryRatio, cfg.retryReserve),
-		transports: map[string]connect.Transport{},
-		breakers:   map[breakerKey]*breaker.Breaker{},
+		cfg: cfg, baseURL: baseURL, resolver: r, fixed: []Instance{{ID: baseURL, BaseURL: baseURL}},
+		budget:    newRetryBudget(cfg.retryRatio, cfg.retryReserve),
+		endpoints: map[string]*endpoint{},
+		breakers:  map[breakerKey]*breaker.Breaker{},
 	}
 	if cfg.httpClient == nil {
 		c.ownsClient = defaultHTTPClient(cfg.tls)
@@ -193,7 +194,10 @@ func defaultHTTPClient(tlsConfig *tls.Config) *http.Client {
 
 // Client implements ClientConn.
 func (c *Conn) Client(policy *ServicePolicy) *connect.Client {
-	transport := &pickTransport{conn: c, policy: policy}
+	var transport connect.Transport = &pickTransport{conn: c, policy: policy}
+	if c.resolver == nil && !hasBreaker(policy) {
+		transport = c.endpoint(c.baseURL).transport // one instance, nothing to track
+	}
 	chain := append([]connect.ClientInterceptor{}, c.cfg.interceptors...)
 	chain = append(chain, NewClientDeadlineInterceptor(policy.Method), newRetryInterceptor(policy.Method, c.budget, c.cfg.fallback))
 	if c.cfg.breaker != nil {
@@ -211,15 +215,15 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-func (c *Conn) transport(baseURL string) connect.Transport {
+func (c *Conn) endpoint(baseURL string) *endpoint {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t, ok := c.transports[baseURL]
+	e, ok := c.endpoints[baseURL]
 	if !ok {
-		t = connecthttp.NewTransport(c.cfg.httpClient, baseURL, c.opts...)
-		c.transports[baseURL] = t
+		e = &endpoint{transport: connecthttp.NewTransport(c.cfg.httpClient, baseURL, c.opts...)}
+		c.endpoints[baseURL] = e
 	}
-	return t
+	return e
 }
 
 func (c *Conn) breaker(baseURL, procedure string, p *BreakerPolicy) *breaker.Breaker {
@@ -235,83 +239,6 @@ func (c *Conn) breaker(baseURL, procedure string, p *BreakerPolicy) *breaker.Bre
 		c.breakers[k] = b
 	}
 	return b
-}
-
-// pickTransport selects an instance for each call: the fixed URL, or round
-// robin over the resolved instances, skipping those whose breaker for the
-// method is open.
-type pickTransport struct {
-	conn   *Conn
-	policy *ServicePolicy
-	next   atomic.Uint64
-}
-
-func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
-	instances := []Instance{{BaseURL: t.conn.baseURL}}
-	if r := t.conn.resolver; r != nil {
-		var err error
-		if instances, err = r.Resolve(ctx, t.policy.DiscoveryName); err != nil {
-			return nil, connect.NewError(connect.CodeUnavailable, fmt.Sprintf("no instance of %s: %v", t.policy.DiscoveryName, err)).WithCause(err)
-		}
-	}
-	var bp *BreakerPolicy
-	if mp := t.policy.Method(spec.Procedure); mp != nil {
-		bp = mp.CircuitBreaker
-	}
-	n := uint64(len(instances))
-	start := t.next.Add(1) - 1
-	for i := range n {
-		inst := instances[(start+i)%n]
-		var br *breaker.Breaker
-		if bp != nil {
-			br = t.conn.breaker(inst.BaseURL, spec.Procedure, bp)
-			if br.Allow() != nil {
-				continue
-			}
-		}
-		stream, err := t.conn.transport(inst.BaseURL).NewClientStream(ctx, spec)
-		if br == nil {
-			return stream, err
-		}
-		if err != nil {
-			br.Done(false)
-			return nil, err
-		}
-		return &breakerStream{ClientStream: stream, br: br}, nil
-	}
-	return nil, connect.NewError(connect.CodeUnavailable,
-		fmt.Sprintf("circuit open for %s on all %d instances of %s", spec.Procedure, n, t.policy.DiscoveryName))
-}
-
-// breakerStream reports a call's outcome to its breaker once: a failure on
-// the first error that counts as one, a success when the stream ends
-// without such an error.
-type breakerStream struct {
-	connect.ClientStream
-	br       *breaker.Breaker
-	reported bool
-}
-
-func (s *breakerStream) report(err error) {
-	if s.reported {
-		return
-	}
-	s.reported = true
-	s.br.Done(!breakerFailure(err))
-}
-
-func (s *breakerStream) Receive(msg any) error {
-	err := s.ClientStream.Receive(msg)
-	if err != nil && breakerFailure(err) {
-		s.report(err)
-	}
-	return err
-}
-
-func (s *breakerStream) Close() error {
-	err := s.ClientStream.Close()
-	s.report(nil)
-	return err
 }
 
 // breakerFailure says whether err counts against an instance.

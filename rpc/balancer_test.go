@@ -1,0 +1,94 @@
+package rpc_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect/v2"
+
+	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
+	"github.com/concordrpc/concord/rpc"
+)
+
+// slowDown adds latency to every call of a server.
+func slowDown(d time.Duration) rpc.ServerOption {
+	return rpc.WithInterceptors(func(next connect.ServerFunc) connect.ServerFunc {
+		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
+			time.Sleep(d)
+			return next(ctx, spec, stream)
+		}
+	})
+}
+
+// TestP2CAvoidsSlowInstance sends concurrent load over three instances, one
+// of them 20ms slower, and checks that power-of-two-choices gives the slow
+// one clearly less than its fair third.
+func TestP2CAvoidsSlowInstance(t *testing.T) {
+	fast1, fast2, slow := &testGreeter{}, &testGreeter{}, &testGreeter{}
+	a := startServer(t, quietServer(), fast1)
+	b := startServer(t, quietServer(), fast2)
+	c := startServer(t, quietServer(slowDown(20*time.Millisecond)), slow)
+	conn := rpc.NewResolvingConn(rpc.NewStaticResolver(map[string][]string{"greeter": {a.url, b.url, c.url}}))
+	defer conn.Close()
+	client := greeterv1concord.NewGreeterServiceClient(conn)
+	const workers, perWorker = 8, 40
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				if _, err := client.Greet(context.Background(), &greeterv1.GreetRequest{Name: "x"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total := fast1.calls.Load() + fast2.calls.Load() + slow.calls.Load()
+	share := float64(slow.calls.Load()) / float64(total)
+	t.Logf("calls: fast %d, fast %d, slow %d (slow share %.1f%%)", fast1.calls.Load(), fast2.calls.Load(), slow.calls.Load(), 100*share)
+	if total != workers*perWorker || share > 0.15 {
+		t.Fatalf("slow instance got %.1f%% of %d calls; want under 15%% (a fair share is 33%%)", 100*share, total)
+	}
+}
+
+// zonedResolver is a fixed resolver with zones.
+type zonedResolver []rpc.Instance
+
+func (r zonedResolver) Resolve(context.Context, string) ([]rpc.Instance, error) { return r, nil }
+
+func TestZonePreference(t *testing.T) {
+	near, far := &testGreeter{}, &testGreeter{}
+	a := startServer(t, quietServer(), near)
+	b := startServer(t, quietServer(), far)
+	r := zonedResolver{{ID: "a", BaseURL: a.url, Zone: "eu-1"}, {ID: "b", BaseURL: b.url, Zone: "us-1"}}
+	conn := rpc.NewResolvingConn(r, rpc.WithZone("eu-1"), rpc.WithProbation(time.Minute))
+	defer conn.Close()
+	client := greeterv1concord.NewGreeterServiceClient(conn)
+	for i := 0; i < 20; i++ {
+		if _, err := client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if near.calls.Load() != 20 || far.calls.Load() != 0 {
+		t.Fatalf("zone eu-1 got %d calls, us-1 %d; want 20 and 0", near.calls.Load(), far.calls.Load())
+	}
+	// When the zone's only instance is down, calls fail over to the other
+	// zone (after one connection error, retried by Greet's policy).
+	if err := a.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"}); err != nil {
+			t.Fatalf("failover call %d: %v", i, err)
+		}
+	}
+	if far.calls.Load() != 5 {
+		t.Fatalf("us-1 got %d calls after eu-1 went down, want 5", far.calls.Load())
+	}
+}
