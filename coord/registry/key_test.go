@@ -1,0 +1,64 @@
+package registry
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestEscapeToken(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"greeter", "greeter"},
+		{"greeter.v1.Greeter", "greeter=2Ev1=2EGreeter"},
+		{"a-b_c", "a-b_c"},
+		{"x=y", "x=3Dy"},
+		{"sp ace/é", "sp=20ace=2F=C3=A9"},
+		{"*.>", "=2A=2E=3E"},
+	} {
+		if got := escapeToken(tc.in); got != tc.want {
+			t.Errorf("escapeToken(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if got, ok := unescapeToken(tc.want); !ok || got != tc.in {
+			t.Errorf("unescapeToken(%q) = %q, %v", tc.want, got, ok)
+		}
+	}
+	for _, bad := range []string{"", "a.b", "=", "=2", "=2e", "=41", "a=ZZ", "é"} {
+		if got, ok := unescapeToken(bad); ok {
+			t.Errorf("unescapeToken(%q) = %q, want rejected", bad, got)
+		}
+	}
+	if s, id, ok := splitKey(instanceKey("a.b", "c.d")); !ok || s != "a.b" || id != "c.d" {
+		t.Errorf("splitKey(instanceKey) = %q, %q, %v", s, id, ok)
+	}
+	// A service's pattern matches none of the keys of a service it is a
+	// prefix of.
+	if p, k := servicePattern("a"), instanceKey("a.b", "x"); strings.HasPrefix(k, strings.TrimSuffix(p, "*")) {
+		t.Errorf("pattern %q matches key %q", p, k)
+	}
+}
+
+// FuzzEscapeToken checks that escaping is a canonical, injective mapping
+// onto valid single key tokens, and that decoding untrusted keys never
+// panics.
+func FuzzEscapeToken(f *testing.F) {
+	for _, s := range []string{"", "greeter.v1.Greeter", "=2E", "a=ZZ", "\x00\xff", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if u, ok := unescapeToken(s); ok && escapeToken(u) != s {
+			t.Fatalf("unescapeToken(%q) = %q, which escapes to %q", s, u, escapeToken(u))
+		}
+		if s == "" {
+			return
+		}
+		e := escapeToken(s)
+		for i := 0; i < len(e); i++ {
+			if !plain(e[i]) && e[i] != '=' {
+				t.Fatalf("escapeToken(%q) = %q has byte %q", s, e, e[i])
+			}
+		}
+		if u, ok := unescapeToken(e); !ok || u != s {
+			t.Fatalf("round trip of %q: %q, %v", s, u, ok)
+		}
+		_, _, _ = splitKey(s)
+	})
+}
