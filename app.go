@@ -18,6 +18,8 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/localstore"
+	"github.com/concordrpc/concord/coord/lock"
+	"github.com/concordrpc/concord/coord/registry"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -45,6 +47,11 @@ type App struct {
 	cfg    appConfig
 	server *rpc.Server
 
+	services   []string // discovery names of the registered services
+	conn       *rpc.Conn
+	resolver   *appResolver
+	registrars []*registry.Registrar
+
 	nodeReady chan struct{} // closed when node (and local) or nodeErr is set
 	node      *coord.Node
 	local     *localstore.Store
@@ -67,12 +74,15 @@ func New(opts ...Option) *App {
 		rpc.WithHandler("GET "+StatusPath, http.HandlerFunc(a.serveStatus)),
 	}, cfg.serverOpts...)
 	a.server = rpc.NewServer(serverOpts...)
+	a.resolver = &appResolver{app: a}
+	a.conn = rpc.NewResolvingConn(a.resolver, append([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, cfg.clientOpts...)...)
 	return a
 }
 
 // RegisterService implements rpc.ServiceRegistrar, so generated
 // Register<Service> functions accept an App.
 func (a *App) RegisterService(policy *rpc.ServicePolicy, register func(*connect.Server)) {
+	a.services = append(a.services, policy.DiscoveryName)
 	a.server.RegisterService(policy, register)
 }
 
@@ -120,7 +130,8 @@ func (a *App) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("concord: listen on %s: %w", a.cfg.addr, err)
 	}
-	serveCtx, stopServing := context.WithCancel(ctx)
+	// Serving stops after deregistration, not at once when ctx ends.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	served := make(chan error, 1)
 	go func() { served <- a.server.Serve(serveCtx, ln) }()
@@ -128,7 +139,11 @@ func (a *App) run(ctx context.Context) error {
 	nodeCtx, cancelOpen := context.WithCancel(ctx)
 	defer cancelOpen()
 	go func() {
-		if err := a.openState(nodeCtx); err != nil {
+		err := a.openState(nodeCtx)
+		if err == nil {
+			err = a.register(nodeCtx, ln.Addr())
+		}
+		if err != nil {
 			a.nodeErr = fmt.Errorf("%w: %w", ErrNotReady, err)
 		} else {
 			a.server.SetReady(readinessGate)
@@ -142,18 +157,24 @@ func (a *App) run(ctx context.Context) error {
 		if a.nodeErr != nil && ctx.Err() == nil {
 			a.cfg.logger.Error("concord: coordination failed to start", slog.Any("error", a.nodeErr))
 			runErr = a.nodeErr
-			stopServing()
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case err := <-served:
+			served <- err // the server failed: shut down and report it
 		}
 	case err := <-served:
-		// The server failed before shutdown began.
-		cancelOpen()
-		<-a.nodeReady
-		return errors.Join(err, a.closeNode())
+		served <- err
 	case <-ctx.Done():
 	}
-	err = <-served // drains once ctx (or stopServing) ends
+	// Shutdown: leave the registry first, so that clients stop choosing this
+	// instance, then drain.
 	cancelOpen()
 	<-a.nodeReady
+	a.deregister()
+	stopServing()
+	err = <-served
 	if cerr := a.closeNode(); runErr == nil {
 		runErr = errors.Join(err, cerr)
 	}
@@ -178,10 +199,113 @@ func (a *App) openState(ctx context.Context) error {
 }
 
 func (a *App) closeNode() error {
+	err := errors.Join(a.conn.Close(), a.resolver.close())
 	if a.node == nil {
+		return err
+	}
+	return errors.Join(err, a.local.Close(), a.node.Close())
+}
+
+// register puts every registered service in the registry, at the address
+// the App serves on (or WithAdvertiseURL).
+func (a *App) register(ctx context.Context, addr net.Addr) error {
+	base := a.cfg.advertise
+	if base == "" {
+		base = "http://" + advertiseHostPort(addr)
+	}
+	for _, name := range a.services {
+		r, err := registry.Register(ctx, a.node, registry.Registration{
+			Service: name, BaseURL: base, Zone: a.cfg.zone, Version: a.cfg.version, Ready: true,
+		}, registry.WithLogger(a.cfg.logger))
+		if err != nil {
+			a.deregister()
+			return fmt.Errorf("register %s: %w", name, err)
+		}
+		a.registrars = append(a.registrars, r)
+	}
+	return nil
+}
+
+// deregister removes the App's instances from the registry, bounded in
+// time, and stops their heartbeats.
+func (a *App) deregister() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, r := range a.registrars {
+		if err := r.Deregister(ctx); err != nil {
+			a.cfg.logger.Warn("concord: deregister", slog.Any("error", err))
+		}
+		_ = r.Close()
+	}
+	a.registrars = nil
+}
+
+// advertiseHostPort turns a listen address into one that peers can dial:
+// an unspecified IP becomes the host name.
+func advertiseHostPort(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Client implements rpc.ClientConn, so that generated New<Service>Client
+// functions accept an App: calls resolve the service by its discovery name
+// through the registry and are balanced over its ready instances. A client
+// may be made before any instance (or the node) is up; its calls wait for
+// one until their deadline.
+func (a *App) Client(policy *rpc.ServicePolicy) *connect.Client {
+	return a.conn.Client(policy)
+}
+
+// appResolver resolves through the registry once the node is ready.
+type appResolver struct {
+	app *App
+
+	mu sync.Mutex
+	r  *registry.Resolver
+}
+
+func (r *appResolver) Resolve(ctx context.Context, service string) ([]rpc.Instance, error) {
+	res, err := r.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return res.Resolve(ctx, service)
+}
+
+func (r *appResolver) get(ctx context.Context) (*registry.Resolver, error) {
+	r.mu.Lock()
+	res := r.r
+	r.mu.Unlock()
+	if res != nil {
+		return res, nil
+	}
+	node, err := r.app.Node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.r == nil {
+		r.r = registry.NewResolver(node, registry.ResolverLogger(r.app.cfg.logger))
+	}
+	return r.r, nil
+}
+
+func (r *appResolver) close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.r == nil {
 		return nil
 	}
-	return errors.Join(a.local.Close(), a.node.Close())
+	return r.r.Close()
 }
 
 func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +314,12 @@ func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
 		coord.WriteStatusError(w, err)
 		return
 	}
-	node.ServeHTTP(w, r)
+	res, err := a.resolver.get(r.Context())
+	if err != nil {
+		coord.WriteStatusError(w, err)
+		return
+	}
+	registry.StatusHandler(node, res).ServeHTTP(w, r)
 }
 
 // limiterStore is the App's rpc.LimiterStore: the coordination node's
@@ -234,4 +363,20 @@ func (s *limiterStore) Release(ctx context.Context, key string, tokens, rate int
 		return err
 	}
 	return store.Release(ctx, key, tokens, rate, per)
+}
+
+// Mutex returns a distributed lock named name on the App's coordination
+// node, with a fencing token per grant (see package coord/lock). It does no
+// I/O: its methods wait for the node (Node) until their context ends. By
+// default each grant has its own lease of lock.DefaultTTL; opts can change
+// that.
+func (a *App) Mutex(name string, opts ...lock.Option) *lock.Mutex {
+	return lock.NewMutex(a, name, opts...)
+}
+
+// Election returns a candidate in the leader election named name on the
+// App's coordination node (see package coord/lock). Like Mutex, it does no
+// I/O and its methods wait for the node.
+func (a *App) Election(name string, opts ...lock.Option) *lock.Election {
+	return lock.NewElection(a, name, opts...)
 }

@@ -22,7 +22,11 @@ type appConfig struct {
 	dataDir    string
 	logger     *slog.Logger
 	serverOpts []rpc.ServerOption
+	clientOpts []rpc.ClientOption
 	coordOpts  []coord.Option
+	advertise  string
+	zone       string
+	version    string
 }
 
 func defaultAppConfig() appConfig {
@@ -53,6 +57,30 @@ func WithLogger(l *slog.Logger) Option {
 // WithServerOptions passes options to the RPC server.
 func WithServerOptions(opts ...rpc.ServerOption) Option {
 	return optionFunc(func(c *appConfig) { c.serverOpts = append(c.serverOpts, opts...) })
+}
+
+// WithClientOptions passes options to the Conn behind App.Client, for
+// example rpc.WithBalancing or rpc.WithFallback.
+func WithClientOptions(opts ...rpc.ClientOption) Option {
+	return optionFunc(func(c *appConfig) { c.clientOpts = append(c.clientOpts, opts...) })
+}
+
+// WithAdvertiseURL sets the base URL other instances reach this one at, as
+// registered in the registry. Default: "http://" plus the listen address,
+// with an unspecified IP (":8080") replaced by the host name.
+func WithAdvertiseURL(url string) Option {
+	return optionFunc(func(c *appConfig) { c.advertise = url })
+}
+
+// WithZone sets the instance's zone: it is registered with the instance,
+// and App.Client prefers instances in the same zone. Default: none.
+func WithZone(zone string) Option {
+	return optionFunc(func(c *appConfig) { c.zone = zone })
+}
+
+// WithVersion sets the version registered with the instance. Default: "".
+func WithVersion(v string) Option {
+	return optionFunc(func(c *appConfig) { c.version = v })
 }
 
 // WithCoordOptions passes options to the coordination node, for example

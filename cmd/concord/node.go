@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/registry"
 )
 
 // nodeCmd runs a standalone coordination node until ctx ends.
@@ -65,7 +66,9 @@ func nodeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("status endpoint: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /concord/status", node)
+		resolver := registry.NewResolver(node)
+		defer resolver.Close()
+		mux.Handle("GET /concord/status", registry.StatusHandler(node, resolver))
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer hs.Close()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/registry"
 )
 
 // statusCmd prints the coordination status of a running app or node.
@@ -56,7 +57,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		_, err := stdout.Write(body)
 		return err
 	}
-	var st coord.Status
+	st := registry.Status{Status: &coord.Status{}}
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("status: %s did not answer with a Concord status: %w", base, err)
 	}
@@ -64,7 +65,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-func printStatus(w io.Writer, st *coord.Status) {
+func printStatus(w io.Writer, st *registry.Status) {
 	leader := st.MetaLeader
 	if leader == "" {
 		leader = "(not visible in client mode)"
@@ -90,6 +91,17 @@ func printStatus(w io.Writer, st *coord.Status) {
 	fmt.Fprintln(tw, "BUCKET\tKIND\tREPLICAS\tLEADER\tMESSAGES")
 	for _, b := range st.Buckets {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\n", b.Name, b.Kind, b.Replicas, b.Leader, b.Messages)
+	}
+	tw.Flush()
+	if len(st.Services) == 0 {
+		return
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nSERVICE\tINSTANCE\tADDRESS\tZONE\tREADY")
+	for _, s := range st.Services {
+		for _, in := range s.Instances {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", s.Name, in.ID, in.BaseURL, in.Zone, in.Ready)
+		}
 	}
 	tw.Flush()
 }

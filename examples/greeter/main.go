@@ -5,7 +5,9 @@
 //	        [-cluster 127.0.0.1:6222 -peers host:port,host:port,...]
 //	        [-nats nats://host:4222]
 //
-// By default it embeds a single JetStream node under -data. With -cluster
+// It serves GreeterService and WelcomeService; WelcomeService calls
+// GreeterService by its discovery name, through the registry. By default it
+// embeds a single JetStream node under -data. With -cluster
 // and -peers, three or more greeters form a Raft cluster and keep
 // coordination state on three replicas. With -nats it runs no node and uses
 // an existing NATS cluster. It drains gracefully on SIGTERM or SIGINT.
@@ -51,6 +53,9 @@ func main() {
 		concord.WithCoordOptions(coordOpts...),
 	)
 	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
+	// WelcomeService calls GreeterService by its discovery name: through the
+	// registry, balanced over every ready greeter instance.
+	greeterv1concord.RegisterWelcomeService(app, greeter.Welcome{Greeter: greeterv1concord.NewGreeterServiceClient(app)})
 	err := app.Run(context.Background())
 	if errors.Is(err, rpc.ErrDrainTimeout) {
 		logger.Warn("greeter: some calls were cut off at shutdown")

@@ -1,0 +1,102 @@
+// Package lock provides leases (Session), distributed locks with fencing
+// tokens (Mutex), leader election (Election) and fencing enforcement where
+// data is written (Guard), on Concord's coordination node: the
+// BucketLocks and BucketElections key-value buckets of JetStream, which
+// are Raft-replicated streams in a cluster (R3) and a single stream on one
+// node (R1).
+//
+//	mu := lock.NewMutex(lock.FromNode(node), "orders/42", lock.WithTTL(10*time.Second))
+//	token, err := mu.Lock(ctx)
+//	...
+//	err = guard.Update(ctx, "orders/42", token, func(tx *localstore.Tx) error { ... })
+//	err = mu.Unlock(ctx)
+//
+// # Algorithm
+//
+// A lock is one key. Acquiring it is one conditional publish on the key's
+// subject (Nats-Expected-Last-Subject-Sequence): it succeeds only if the
+// key's last message is the sequence the acquirer saw free (none, a
+// release marker or an expiry marker). The message carries a per-message
+// TTL (Nats-TTL), the lease, and a random attempt ID. The keepalive
+// re-publishes it every TTL/3 with the same condition on the holder's own
+// last sequence; release publishes a purge marker with the same condition.
+// Every write is conditional, so a write of a holder that lost its key is
+// refused and never affects the next holder.
+//
+// # Guarantees
+//
+// Mutual exclusion (linearizable). Grants are the conditional writes above,
+// decided in the stream's total order (Raft log in a cluster), so at most
+// one grant of a key is live in that order at any time: a grant is
+// accepted only right after a release or expiry marker, or on an empty
+// key. A holder considers itself the holder from the acknowledgement of
+// its grant until its deadline (Session.Deadline): the send time of its
+// last acknowledged write plus the TTL less 1%. The server expires a
+// message a TTL after storing it, which is after it was sent, so a holder's
+// deadline passes before the server frees the key and before any later
+// grant. This assumes clocks that advance at nearly the same rate; after a
+// stream-leader change in a cluster the new leader expires messages by
+// their stored time and its own clock, so clock offsets between nodes also
+// shorten or lengthen leases. A keepalive acknowledged after the deadline
+// does not extend it (the server's expiry marker, an unconditional rollup,
+// may remove it), and a lease whose deadline passed is lost.
+//
+// Fencing tokens. A grant's token is the stream sequence of its message.
+// The stream gives each stored message a sequence greater than every
+// earlier one, and never reuses one: not after messages expire or are
+// purged (the stream keeps its last sequence even when empty), not across
+// restarts, and not across Raft leader changes (a sequence is assigned by
+// the log). A grant is stored after the previous holder's grant on that
+// key, so tokens strictly increase per key across holders, node crashes and
+// restarts. Tokens are not dense. They reset only if the bucket is deleted
+// and created again, and could repeat if acknowledged writes are lost: with
+// coord.WithSyncInterval on a single node that loses power. Refreshes carry
+// the grant's token in a header, so readers (Election.Leader) see it too.
+//
+// Unclear outcomes. A request that times out may still commit. Every write
+// of an acquisition carries the same attempt ID; after an unclear answer
+// the acquirer reads the key back from the stream leader, and a message
+// with its attempt ID proves the grant is its own (the grant's lease is
+// then counted from the first send). If the acquisition ends undecided
+// (ctx ended), it releases the key if the write committed, and otherwise
+// writes a release marker conditional on the key's current free state, so
+// that no write of the attempt (each expected an older sequence) can commit
+// later. A write delayed in the network for longer than the marker lives
+// (one second) on a key that is then empty could still commit; it holds the
+// key for at most a TTL. Keepalives and releases resolve unclear outcomes
+// the same way.
+//
+// Waiting. Lock and Campaign wait on a watch of the key (an ordered
+// consumer), with one bounded re-check per wake and a fallback timer at the
+// holder's lease expiry, never longer than a TTL, since watchers can skip
+// messages or resume late after a node dies. There is no polling loop.
+//
+// # Failures
+//
+// Crash. A holder that crashes keeps its key until the key's TTL runs out
+// after its last keepalive; waiters are then woken by the expiry marker.
+//
+// Process pause. A holder paused past its deadline has lost the lock, and
+// another holder may have it, but the paused code may not know yet: the
+// session notices when it runs again (Session.Done, Mutex.Done). Writes it
+// makes meanwhile must be fenced: pass the token to the resource and check
+// it with a Guard (or the rpc fencing interceptor), which refuses it once
+// a newer token has been seen.
+//
+// Partition. A holder cut off from a majority of the cluster cannot refresh
+// and loses its lease at its deadline; the key expires on the majority side
+// and another holder can take it there. A minority side grants nothing.
+// Requests that stall during a Raft leader election (seconds after a node
+// crash) are retried until the caller's context or the lease's deadline
+// ends.
+//
+// Connection loss. A closed connection to the node ends every session on
+// it (ErrLeaseLost); a reconnecting connection keeps sessions until their
+// deadlines.
+//
+// # Concurrency
+//
+// Session, Mutex, Election and Guard are safe for concurrent use. A Mutex
+// or Election is one contender: use one per goroutine or process that
+// competes.
+package lock

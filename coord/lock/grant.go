@@ -1,0 +1,159 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// grant is a key the session holds.
+type grant struct {
+	s       *Session
+	st      *kvStore
+	key     string
+	data    []byte
+	attempt string // unique to this grant; written in every message of it
+	token   uint64 // the fencing token: the sequence of the grant's message
+
+	op  sync.Mutex // serializes the grant's writes (keepalive, release)
+	seq uint64     // sequence of the key's last message, ours; guarded by op
+
+	// Guarded by s.mu.
+	deadline time.Time // the grant is surely ours until then
+	ended    bool
+	released bool
+	done     chan struct{} // closed when ended
+}
+
+// state returns the grant's deadline and whether it ended.
+func (g *grant) state() (time.Time, bool) {
+	g.s.mu.Lock()
+	defer g.s.mu.Unlock()
+	return g.deadline, g.ended
+}
+
+// refresh extends the grant's key by a TTL with a write conditional on the
+// key's last message being the grant's. ok is false when the outcome is
+// unclear and the refresh should be retried soon.
+func (g *grant) refresh() (ok bool, err error) {
+	g.op.Lock()
+	defer g.op.Unlock()
+	deadline, ended := g.state()
+	if ended {
+		return true, nil
+	}
+	send := time.Now()
+	if !send.Before(deadline) {
+		return false, fmt.Errorf("%w: no keepalive of %q succeeded before its deadline", ErrLeaseLost, g.key)
+	}
+	opDeadline := send.Add(g.s.cfg.opTimeout)
+	if deadline.Before(opDeadline) {
+		opDeadline = deadline
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), opDeadline)
+	defer cancel()
+	ack, err := g.st.put(ctx, g.key, g.data, g.attempt, g.token, g.seq, g.s.cfg.ttl)
+	switch {
+	case err == nil:
+		// An acknowledgement after the deadline does not count: the old
+		// message may have expired first, and the server's expiry marker
+		// (an unconditional rollup) may then remove this refresh.
+		if !time.Now().Before(deadline) {
+			return false, fmt.Errorf("%w: keepalive of %q acknowledged after its deadline", ErrLeaseLost, g.key)
+		}
+		g.seq = ack.Sequence
+		g.s.mu.Lock()
+		if !g.ended {
+			g.deadline = g.s.leaseEnd(send)
+		}
+		g.s.mu.Unlock()
+		return true, nil
+	case isConflict(err):
+		e, rerr := g.st.last(ctx, g.key)
+		if rerr != nil {
+			return false, nil
+		}
+		if !e.free && e.attempt == g.attempt {
+			// An earlier refresh whose answer was lost did commit. Its send
+			// time is unknown, so the deadline stays.
+			g.seq = e.seq
+			return false, nil
+		}
+		if _, ended := g.state(); ended {
+			return true, nil
+		}
+		return false, fmt.Errorf("%w: %q expired or was taken (last sequence %d)", ErrLeaseLost, g.key, e.seq)
+	default:
+		return false, nil
+	}
+}
+
+// release ends the grant and frees its key with a conditional write. It
+// returns the sequence of the release marker, a hint for the next
+// acquisition. It returns ErrNotHeld if the grant had already ended or the
+// key is no longer the grant's.
+func (g *grant) release(ctx context.Context) (uint64, error) {
+	g.op.Lock()
+	defer g.op.Unlock()
+	s := g.s
+	s.mu.Lock()
+	ended, released, serr := g.ended, g.released, s.err
+	if !ended {
+		g.ended, g.released = true, true
+		close(g.done)
+		delete(s.grants, g)
+	}
+	s.mu.Unlock()
+	switch {
+	case released:
+		return 0, ErrNotHeld
+	case ended:
+		return 0, fmt.Errorf("%w: %w", ErrNotHeld, serr)
+	}
+	return g.revoke(ctx)
+}
+
+// revoke frees the grant's key if it is still the grant's, retrying
+// boundedly while the outcome is unclear. The caller holds g.op.
+func (g *grant) revoke(ctx context.Context) (uint64, error) {
+	expect := g.seq
+	var lastErr error
+	for i := range 8 {
+		if i > 0 && !sleep(ctx, backoff(i)) {
+			break
+		}
+		if g.st.nc.IsClosed() {
+			lastErr = nats.ErrConnectionClosed
+			break
+		}
+		pctx, cancel := g.s.opCtx(ctx)
+		ack, err := g.st.release(pctx, g.key, expect)
+		if err == nil {
+			cancel()
+			return ack.Sequence, nil
+		}
+		unclear := !isRefused(err)
+		if !unclear && !isConflict(err) {
+			cancel()
+			lastErr = err
+			continue
+		}
+		e, rerr := g.st.last(pctx, g.key)
+		cancel()
+		switch {
+		case rerr != nil:
+			lastErr = rerr
+		case !e.free && e.attempt == g.attempt:
+			expect = e.seq // ours, at a sequence we did not see
+		case unclear:
+			return e.seq, nil // our release may have been the one that freed it
+		default:
+			return 0, ErrNotHeld
+		}
+	}
+	return 0, fmt.Errorf("lock: release of %q unresolved (it expires within the TTL): %w", g.key, errors.Join(lastErr, ctx.Err()))
+}

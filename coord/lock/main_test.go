@@ -1,0 +1,75 @@
+package lock_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/lock"
+	"github.com/concordrpc/concord/internal/clustertest"
+)
+
+// holderEnv makes the test binary run runHolder instead of the tests, so a
+// test can kill -9 a lock holder's process.
+const holderEnv = "CONCORD_LOCK_TEST_HOLDER"
+
+func TestMain(m *testing.M) {
+	clustertest.MaybeRunNode()
+	if os.Getenv(holderEnv) != "" {
+		runHolder()
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// runHolder connects to the node at HOLDER_URL, takes the lock
+// HOLDER_LOCK with a 2s TTL, prints "LOCKED <token>" and holds it until
+// killed.
+func runHolder() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := coord.Open(ctx, coord.WithClient([]string{os.Getenv("HOLDER_URL")}, coord.ClientAuth{}),
+		coord.WithName("holder"), quiet())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "holder:", err)
+		os.Exit(1)
+	}
+	mu := lock.NewMutex(lock.FromNode(n), os.Getenv("HOLDER_LOCK"), lock.WithTTL(2*time.Second))
+	token, err := mu.Lock(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "holder:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("LOCKED %d\n", token)
+	time.Sleep(time.Minute) // killed long before
+	os.Exit(2)
+}
+
+func quiet() coord.Option { return coord.WithLogger(slog.New(slog.DiscardHandler)) }
+
+// openNode opens an embedded node in a temporary directory, closed at
+// cleanup.
+func openNode(t *testing.T, opts ...coord.Option) *coord.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	n, err := coord.Open(ctx, append([]coord.Option{coord.WithDataDir(t.TempDir()), quiet()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// within returns a context that ends after d (or with the test).
+func within(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

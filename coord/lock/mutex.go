@@ -1,0 +1,77 @@
+package lock
+
+import (
+	"context"
+	"time"
+)
+
+// Mutex is a distributed lock on one name, in the BucketLocks bucket of the
+// coordination node. At most one Mutex holds a name at a time, as decided
+// by the conditional writes in the node's Raft-replicated stream; each
+// grant carries a fencing token that is greater than every earlier grant's
+// on that name. See the package doc for the guarantees.
+//
+// Waiters are not queued: after a release or expiry every waiter re-checks
+// and the first conditional write wins, so there is no FIFO fairness.
+//
+// A Mutex is one holder: it holds the lock at most once (Lock while held
+// returns ErrAlreadyHeld), and its methods are safe for concurrent use. Use
+// one Mutex per contender. Without WithSession, each grant has a lease of
+// its own, which Unlock revokes.
+type Mutex struct {
+	h *holder
+}
+
+// NewMutex returns a Mutex for name on b's node. It does no I/O. An invalid
+// name or TTL makes every method return ErrInvalidName or ErrInvalidTTL.
+func NewMutex(b Backend, name string, opts ...Option) *Mutex {
+	return &Mutex{h: newHolder(b, name, "mutex."+name, func(s *Session) *kvStore { return s.locks }, opts)}
+}
+
+// Lock acquires the lock, waiting while another holder has it, and returns
+// the grant's fencing token. A wait is woken by a watch on the lock's key
+// and by a timer at the holder's lease expiry (never longer than a TTL),
+// and re-checks with one bounded attempt; it does not poll.
+//
+// Lock returns ctx's error when ctx ends first (an acquisition whose
+// outcome was then unclear is resolved and given back), ErrAlreadyHeld,
+// ErrLeaseLost or ErrSessionClosed (a shared session ended),
+// ErrInvalidName, ErrInvalidTTL, or the Backend's error.
+func (m *Mutex) Lock(ctx context.Context) (uint64, error) {
+	return m.h.acquire(ctx, nil, true)
+}
+
+// TryLock acquires the lock if it is free and returns the grant's fencing
+// token. It makes one attempt (a few bounded requests).
+//
+// TryLock returns ErrLocked when another holder has the lock, and the
+// errors of Lock.
+func (m *Mutex) TryLock(ctx context.Context) (uint64, error) {
+	return m.h.acquire(ctx, nil, false)
+}
+
+// Unlock releases the lock with a write conditional on the lock's key
+// still being this grant's, and revokes the grant's own lease. A Mutex that
+// does not hold the lock, or whose lease ended (the key expired or passed
+// to another holder), changes nothing and gets ErrNotHeld (wrapped with the
+// lease's error, if it ended).
+//
+// Unlock returns ErrNotHeld, ctx's error, or an error when the outcome
+// stayed unclear (the key then expires within a TTL).
+func (m *Mutex) Unlock(ctx context.Context) error {
+	return m.h.release(ctx)
+}
+
+// Token returns the fencing token of the current grant, or 0 when the Mutex
+// does not hold the lock.
+func (m *Mutex) Token() uint64 { return m.h.token() }
+
+// Done returns a channel that is closed when the current grant ends: on
+// Unlock, or when its lease is lost. Without a grant it returns a closed
+// channel.
+func (m *Mutex) Done() <-chan struct{} { return m.h.done() }
+
+// Deadline returns until when the current grant is surely held (see
+// Session.Deadline); after the lease was lost, the last such time. It is
+// zero without a grant.
+func (m *Mutex) Deadline() time.Time { return m.h.deadline() }

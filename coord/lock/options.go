@@ -1,0 +1,79 @@
+package lock
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults.
+const (
+	// DefaultTTL is a lease's time to live. A crashed holder's locks are
+	// free again at most this long after its last keepalive.
+	DefaultTTL = 10 * time.Second
+	// DefaultOpTimeout bounds one request to the coordination node. A
+	// request that times out has an unclear outcome, which the package
+	// resolves by reading back (see the package doc).
+	DefaultOpTimeout = 2 * time.Second
+	// MaxNameLen is the longest lock or election name.
+	MaxNameLen = 512
+)
+
+// Option configures a Session, Mutex or Election. Options that do not apply
+// to what they are given to are ignored.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	ttl       time.Duration
+	opTimeout time.Duration
+	session   *Session
+}
+
+func newConfig(opts []Option) config {
+	c := config{ttl: DefaultTTL, opTimeout: DefaultOpTimeout}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	return c
+}
+
+func (c config) validate() error {
+	if c.ttl < time.Second || c.ttl%time.Second != 0 {
+		return fmt.Errorf("%w: got %v", ErrInvalidTTL, c.ttl)
+	}
+	return nil
+}
+
+// WithTTL sets the lease's time to live, a whole number of seconds of at
+// least one second. The lease is refreshed every TTL/3; a holder that cannot
+// refresh it for a TTL loses it. Shorter TTLs free a crashed holder's locks
+// sooner and lose a paused or partitioned holder's locks sooner. Applies to
+// NewSession, and to NewMutex and NewElection without WithSession. Default:
+// DefaultTTL.
+func WithTTL(ttl time.Duration) Option {
+	return optionFunc(func(c *config) { c.ttl = ttl })
+}
+
+// WithOpTimeout bounds each request to the coordination node (an
+// acquisition attempt, a keepalive, a release, a read). Default:
+// DefaultOpTimeout.
+func WithOpTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d > 0 {
+			c.opTimeout = d
+		}
+	})
+}
+
+// WithSession makes a Mutex or Election hold its key under s's lease, shared
+// with everything else s holds, instead of a lease of its own per grant.
+// The Mutex or Election then never closes s. Default: a new lease for each
+// grant, revoked on Unlock or Resign.
+func WithSession(s *Session) Option {
+	return optionFunc(func(c *config) { c.session = s })
+}

@@ -1,0 +1,37 @@
+package rpc
+
+import (
+	"context"
+	"testing"
+)
+
+// BenchmarkResolveAndPick measures what a resolving Conn adds to each call
+// over a fixed-URL Conn (which picks nothing): Resolve plus the balancer's
+// choice among three instances, for each balancing policy.
+//
+//	go test ./rpc -run '^$' -bench ResolveAndPick -benchmem
+func BenchmarkResolveAndPick(b *testing.B) {
+	r := NewStaticResolver(map[string][]string{"svc": {"http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"}})
+	policy := &ServicePolicy{Name: "svc", DiscoveryName: "svc", Methods: []MethodPolicy{{Procedure: "/svc/M"}}}
+	for _, bal := range []struct {
+		name string
+		b    Balancing
+	}{{"p2c", BalanceP2C}, {"round_robin", BalanceRoundRobin}} {
+		b.Run(bal.name, func(b *testing.B) {
+			conn := NewResolvingConn(r, WithBalancing(bal.b))
+			defer conn.Close()
+			t := &pickTransport{conn: conn, policy: policy}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				insts, err := r.Resolve(ctx, "svc")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if e, _ := t.pick(insts, "/svc/M", nil); e == nil {
+					b.Fatal("no pick")
+				}
+			}
+		})
+	}
+}
