@@ -120,10 +120,10 @@ func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) 
 	start := time.Now()
 	stream, err := e.transport.NewClientStream(ctx, spec)
 	if err != nil {
-		t.finish(e, br, start, err)
+		t.finish(ctx, e, br, start, err)
 		return nil, err
 	}
-	return &trackedStream{ClientStream: stream, t: t, e: e, br: br, start: start}, nil
+	return &trackedStream{ClientStream: stream, ctx: ctx, t: t, e: e, br: br, start: start}, nil
 }
 
 // pick chooses an endpoint and, when the method has a breaker, the breaker
@@ -204,9 +204,9 @@ func (t *pickTransport) pick(instances []Instance, procedure string, bp *Breaker
 }
 
 // finish records the end of a call on its endpoint and breaker.
-func (t *pickTransport) finish(e *endpoint, br *breaker.Breaker, start time.Time, err error) {
+func (t *pickTransport) finish(ctx context.Context, e *endpoint, br *breaker.Breaker, start time.Time, err error) {
 	e.inFlight.Add(-1)
-	if connectionError(err) {
+	if transportFailure(ctx, err) {
 		e.ejectedUntil.Store(time.Now().Add(t.conn.cfg.probation).UnixNano())
 	} else {
 		e.observe(time.Since(start))
@@ -216,23 +216,11 @@ func (t *pickTransport) finish(e *endpoint, br *breaker.Breaker, start time.Time
 	}
 }
 
-// connectionError reports whether err means the instance could not be
-// reached at all (not an answer from it).
-func connectionError(err error) bool {
-	if err == nil || errors.Is(err, io.EOF) {
-		return false
-	}
-	var cerr *connect.Error
-	if errors.As(err, &cerr) && cerr.IsRemote() {
-		return false
-	}
-	return connect.CodeOf(err) == connect.CodeUnavailable
-}
-
 // trackedStream reports a call's end once: at the first error that is not
 // the end of the stream, or at Close.
 type trackedStream struct {
 	connect.ClientStream
+	ctx   context.Context //nolint:containedctx // the call's context, to tell a dropped connection from a cancelled call
 	t     *pickTransport
 	e     *endpoint
 	br    *breaker.Breaker
@@ -245,7 +233,7 @@ func (s *trackedStream) end(err error) {
 		return
 	}
 	s.done = true
-	s.t.finish(s.e, s.br, s.start, err)
+	s.t.finish(s.ctx, s.e, s.br, s.start, err)
 }
 
 func (s *trackedStream) Send(msg any) error {

@@ -163,15 +163,32 @@ func (s *retryStream) attempts(res any) error {
 }
 
 func (s *retryStream) retryable(err error) bool {
-	var cerr *connect.Error
 	code := connect.CodeOf(err)
-	if errors.As(err, &cerr) && !cerr.IsRemote() && code != connect.CodeUnavailable {
-		return false // a local failure other than a transport one: retrying will not help
+	if transportFailure(s.ctx, err) {
+		code = connect.CodeUnavailable // the instance could not be reached or dropped the call
 	}
 	for _, c := range s.policy.RetryableCodes {
 		if c == code {
 			return true
 		}
+	}
+	return false
+}
+
+// transportFailure reports whether err is a failure to reach an instance or
+// to hear its answer (a refused or reset connection), as opposed to the
+// instance's own answer or the caller giving up. It counts as unavailable.
+func transportFailure(ctx context.Context, err error) bool {
+	if err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil {
+		return false
+	}
+	var cerr *connect.Error
+	if errors.As(err, &cerr) && cerr.IsRemote() {
+		return false
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeCanceled, connect.CodeUnknown, connect.CodeInternal:
+		return true
 	}
 	return false
 }
