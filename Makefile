@@ -72,6 +72,10 @@ clean: ## Remove build outputs
 # Three interleaved rounds: the table shows the median of each metric.
 BENCHFLAGS ?= -count 3
 
+LOCKBENCHFLAGS ?=
+
 .PHONY: bench
-bench: ## Benchmark RPC throughput and cold start against connect-go and grpc-go (see BENCHMARKS.md)
+bench: ## Benchmarks with their baselines: RPC (connect-go, grpc-go), cold start, RSS, locks (etcd), limiters (x/time/rate)
 	cd bench && $(GO) run ./cmd/rpcbench $(BENCHFLAGS)
+	cd bench && $(GO) run ./cmd/lockbench $(LOCKBENCHFLAGS)
+	$(GO) test -run '^$$' -bench 'Allow|Admission|ResolveAndPick' -benchmem ./rpc/ratelimit ./rpc/breaker ./rpc .

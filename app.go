@@ -184,17 +184,30 @@ func (a *App) run(ctx context.Context) error {
 // openState opens the coordination node, then the local store under the
 // node's data directory (whose lock the node holds).
 func (a *App) openState(ctx context.Context) error {
+	// Badger opens while the node starts: both wait on fsyncs.
+	type opened struct {
+		local *localstore.Store
+		err   error
+	}
+	localCh := make(chan opened, 1)
+	go func() {
+		local, err := localstore.Open(filepath.Join(a.cfg.dataDir, "local"), localstore.WithLogger(a.cfg.logger))
+		localCh <- opened{local, err}
+	}()
 	node, err := coord.Open(ctx, append([]coord.Option{
 		coord.WithDataDir(a.cfg.dataDir), coord.WithLogger(a.cfg.logger),
 	}, a.cfg.coordOpts...)...)
-	if err != nil {
+	l := <-localCh
+	switch {
+	case err != nil: // the node's error (a held data directory, say) explains best
+		if l.local != nil {
+			_ = l.local.Close()
+		}
 		return err
+	case l.err != nil:
+		return errors.Join(l.err, node.Close())
 	}
-	local, err := localstore.Open(filepath.Join(a.cfg.dataDir, "local"), localstore.WithLogger(a.cfg.logger))
-	if err != nil {
-		return errors.Join(err, node.Close())
-	}
-	a.node, a.local = node, local
+	a.node, a.local = node, l.local
 	return nil
 }
 
@@ -213,15 +226,28 @@ func (a *App) register(ctx context.Context, addr net.Addr) error {
 	if base == "" {
 		base = "http://" + advertiseHostPort(addr)
 	}
-	for _, name := range a.services {
-		r, err := registry.Register(ctx, a.node, registry.Registration{
-			Service: name, BaseURL: base, Zone: a.cfg.zone, Version: a.cfg.version, Ready: true,
-		}, registry.WithLogger(a.cfg.logger))
-		if err != nil {
-			a.deregister()
-			return fmt.Errorf("register %s: %w", name, err)
+	regs := make([]*registry.Registrar, len(a.services))
+	errs := make([]error, len(a.services))
+	var wg sync.WaitGroup
+	for i, name := range a.services {
+		wg.Go(func() {
+			regs[i], errs[i] = registry.Register(ctx, a.node, registry.Registration{
+				Service: name, BaseURL: base, Zone: a.cfg.zone, Version: a.cfg.version, Ready: true,
+			}, registry.WithLogger(a.cfg.logger))
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("register %s: %w", name, errs[i])
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range regs {
+		if r != nil {
+			a.registrars = append(a.registrars, r)
 		}
-		a.registrars = append(a.registrars, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		a.deregister()
+		return err
 	}
 	return nil
 }

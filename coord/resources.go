@@ -2,7 +2,9 @@ package coord
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,18 +63,27 @@ func streams(replicas int) []jetstream.StreamConfig {
 	}
 }
 
-// ensureResources creates or updates every bucket and stream. It is
-// idempotent; updating raises the replica count when the cluster grew.
+// ensureResources creates or updates every bucket and stream, concurrently
+// (each create waits for an fsync). It is idempotent; updating raises the
+// replica count when the cluster grew.
 func ensureResources(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	for _, cfg := range buckets(replicas) {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
-			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
-		}
+	var wg sync.WaitGroup
+	bs, ss := buckets(replicas), streams(replicas)
+	errs := make([]error, len(bs)+len(ss))
+	for i, cfg := range bs {
+		wg.Go(func() {
+			if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+				errs[i] = fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+			}
+		})
 	}
-	for _, cfg := range streams(replicas) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("stream %s: %w", cfg.Name, err)
-		}
+	for i, cfg := range ss {
+		wg.Go(func() {
+			if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+				errs[len(bs)+i] = fmt.Errorf("stream %s: %w", cfg.Name, err)
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -57,7 +57,7 @@ func main() {
 	flag.IntVar(&cfg.count, "count", 1, "rounds over all rows, interleaved; the table shows the median of each metric")
 	flag.StringVar(&rows, "rows", "", "run only throughput rows whose \"server protocol\" matches this regexp")
 	flag.BoolVar(&cfg.throughput, "throughput", true, "run the throughput rows")
-	flag.IntVar(&cfg.coldRuns, "coldstart-runs", 10, "starts per binary for cold start; 0 skips cold start")
+	flag.IntVar(&cfg.coldRuns, "coldstart-runs", 20, "starts per cold-start row; 0 skips cold start")
 	flag.IntVar(&cfg.rssRuns, "rss-runs", 5, "starts per binary for idle RSS; 0 skips idle RSS")
 	flag.DurationVar(&cfg.idle, "idle", 2*time.Second, "idle time before reading RSS")
 	flag.StringVar(&cfg.repo, "repo", "..", "root of the Concord repository (the default suits running from bench/)")

@@ -29,13 +29,23 @@ type system struct {
 	server   string // what serves
 	protocol string // the client's wire protocol and codec
 	http     string // the HTTP version on the wire
+	// variant tells apart rows with the same server and protocol.
+	variant string
+	// deadline is the deadline the client puts on each call, for the
+	// table ("none" if it sets none).
+	deadline string
 	// baseline names the raw connect-go row with the same protocol, the
 	// reference for what Concord adds; empty for rows without one.
 	baseline string
 	start    func() (*instance, error)
 }
 
-func (s system) key() string { return s.server + " " + s.protocol }
+func (s system) key() string {
+	if s.variant != "" {
+		return s.server + " " + s.protocol + " " + s.variant
+	}
+	return s.server + " " + s.protocol
+}
 
 // instance is a running server with a connected client.
 type instance struct {
@@ -51,19 +61,27 @@ const (
 	connectProto = "Connect+proto"
 	connectJSON  = "Connect+JSON"
 	grpcProto    = "gRPC+proto"
+
+	// callTimeout is the greeter's declared timeout (greeter.proto), which
+	// Concord's client puts on each call as a deadline.
+	callTimeout = 2 * time.Second
+	// withDeadline is the variant of the raw connect-go row whose client
+	// sets callTimeout on each call, as Concord's does.
+	withDeadline = "2s deadline"
 )
 
 // systems lists the rows in table order. The first is the reference for the
 // "vs connect" column.
 func systems() []system {
 	return []system{
-		{server: rawConnect, protocol: connectProto, http: "h2c", start: startRawConnect()},
-		{server: rawConnect, protocol: connectJSON, http: "h2c", start: startRawConnect(connecthttp.WithProtoJSON())},
-		{server: rawConnect, protocol: grpcProto, http: "h2c", start: startRawConnect(connecthttp.WithGRPC())},
-		{server: grpcGo, protocol: grpcProto, http: "h2c", start: startGRPC},
-		{server: concord, protocol: connectProto, http: "h2c", baseline: rawConnect + " " + connectProto, start: startConcord()},
-		{server: concord, protocol: connectJSON, http: "h2c", baseline: rawConnect + " " + connectJSON, start: startConcord(rpc.WithJSON())},
-		{server: concord, protocol: grpcProto, http: "h2c", baseline: rawConnect + " " + grpcProto, start: startConcord(rpc.WithProtocol(rpc.ProtocolGRPC))},
+		{server: rawConnect, protocol: connectProto, http: "h2c", deadline: "none", start: startRawConnect(0)},
+		{server: rawConnect, protocol: connectProto, http: "h2c", variant: withDeadline, deadline: "2s", start: startRawConnect(callTimeout)},
+		{server: rawConnect, protocol: connectJSON, http: "h2c", deadline: "none", start: startRawConnect(0, connecthttp.WithProtoJSON())},
+		{server: rawConnect, protocol: grpcProto, http: "h2c", deadline: "none", start: startRawConnect(0, connecthttp.WithGRPC())},
+		{server: grpcGo, protocol: grpcProto, http: "h2c", deadline: "none", start: startGRPC},
+		{server: concord, protocol: connectProto, http: "h2c", deadline: "2s", baseline: rawConnect + " " + connectProto, start: startConcord()},
+		{server: concord, protocol: connectJSON, http: "h2c", deadline: "2s", baseline: rawConnect + " " + connectJSON, start: startConcord(rpc.WithJSON())},
+		{server: concord, protocol: grpcProto, http: "h2c", deadline: "2s", baseline: rawConnect + " " + grpcProto, start: startConcord(rpc.WithProtocol(rpc.ProtocolGRPC))},
 	}
 }
 
@@ -81,8 +99,9 @@ func connectCall(client greeterv1connect.GreeterServiceClient) func(context.Cont
 
 // startRawConnect serves the greeter on plain connect-go (compression off)
 // and calls it through a connect-go client whose HTTP client has the
-// settings of Concord's default one.
-func startRawConnect(opts ...connecthttp.Option) func() (*instance, error) {
+// settings of Concord's default one. If timeout is positive, each call gets
+// a deadline of timeout, as Concord's client sets from the method's timeout.
+func startRawConnect(timeout time.Duration, opts ...connecthttp.Option) func() (*instance, error) {
 	return func() (*instance, error) {
 		ln, err := listen()
 		if err != nil {
@@ -94,8 +113,12 @@ func startRawConnect(opts ...connecthttp.Option) func() (*instance, error) {
 		hc := baseline.NewHTTPClient()
 		client := greeterv1connect.NewGreeterServiceClient(connect.NewClient(
 			connecthttp.NewTransport(hc, "http://"+ln.Addr().String(), opts...)))
+		call := connectCall(client)
+		if timeout > 0 {
+			call = withTimeout(call, timeout)
+		}
 		return &instance{
-			call: connectCall(client),
+			call: call,
 			close: func() error {
 				hc.CloseIdleConnections()
 				err := shutdownHTTP(hs)
@@ -105,6 +128,15 @@ func startRawConnect(opts ...connecthttp.Option) func() (*instance, error) {
 				return err
 			},
 		}, nil
+	}
+}
+
+// withTimeout returns call with a deadline of timeout on each call.
+func withTimeout(call func(context.Context) error, timeout time.Duration) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return call(ctx)
 	}
 }
 

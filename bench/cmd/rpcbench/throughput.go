@@ -196,31 +196,36 @@ func ratio(sums []summary, s summary, key string) string {
 }
 
 const (
-	refConnect = rawConnect + " " + connectProto
-	refGRPC    = grpcGo + " " + grpcProto
-	concordRow = concord + " " + connectProto
+	refConnect         = rawConnect + " " + connectProto
+	refConnectDeadline = refConnect + " " + withDeadline
+	refGRPC            = grpcGo + " " + grpcProto
+	concordRow         = concord + " " + connectProto
 )
 
 func printTable(out io.Writer, sums []summary) {
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tclient protocol\tHTTP\tconc\treq/s\tspread\tp50\tp99\tCPU/call\tvs connect\tvs grpc-go\tvs raw same protocol\terrors\t")
+	fmt.Fprintln(tw, "server\tclient protocol\tHTTP\tdeadline\tconc\treq/s\tspread\tp50\tp99\tCPU/call\tvs connect\tvs connect+deadline\tvs grpc-go\tvs raw same protocol\terrors\t")
 	for _, s := range sums {
 		same := "-"
 		if s.sys.baseline != "" {
 			same = ratio(sums, s, s.sys.baseline)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f\t%.0f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n",
-			s.sys.server, s.sys.protocol, s.sys.http, s.conc, s.rps, s.spread*100,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.0f\t%.0f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n",
+			s.sys.server, s.sys.protocol, s.sys.http, s.sys.deadline, s.conc, s.rps, s.spread*100,
 			micros(s.p50), micros(s.p99), micros(s.cpu),
-			ratio(sums, s, refConnect), ratio(sums, s, refGRPC), same, s.errors)
+			ratio(sums, s, refConnect), ratio(sums, s, refConnectDeadline), ratio(sums, s, refGRPC), same, s.errors)
 	}
 	tw.Flush()
 	fmt.Fprintln(out, "\nreq/s, p50, p99 and CPU/call are medians over the rounds; spread is (max-min)/median of req/s over the rounds.")
-	fmt.Fprintln(out, "vs connect: req/s over raw connect-go Connect+proto at the same concurrency; vs grpc-go: over grpc-go;")
-	fmt.Fprintln(out, "vs raw same protocol: Concord over raw connect-go with the same client protocol. CPU/call: user+system CPU")
-	fmt.Fprintln(out, "of the whole process (client and server) per call. Every row uses h2c (HTTP/2 with prior knowledge) on one")
-	fmt.Fprintln(out, "client connection: Concord's default client and the raw connect-go client share its transport settings.")
+	fmt.Fprintln(out, "deadline: what the client puts on each call. Concord's client sets the greeter's declared 2s timeout; the raw")
+	fmt.Fprintln(out, "connect-go row with \"2s\" does the same by hand (context.WithTimeout per call), so it has the deadline's cost")
+	fmt.Fprintln(out, "(client timer, timeout header, server-side deadline context) without anything else Concord adds.")
+	fmt.Fprintln(out, "vs connect: req/s over raw connect-go Connect+proto (no deadline) at the same concurrency; vs connect+deadline:")
+	fmt.Fprintln(out, "over raw connect-go Connect+proto with a 2s deadline; vs grpc-go: over grpc-go; vs raw same protocol: Concord")
+	fmt.Fprintln(out, "over raw connect-go (no deadline) with the same client protocol. CPU/call: user+system CPU of the whole process")
+	fmt.Fprintln(out, "(client and server) per call. Every row uses h2c (HTTP/2 with prior knowledge) on one client connection:")
+	fmt.Fprintln(out, "Concord's default client and the raw connect-go client share its transport settings.")
 	for _, s := range sums {
 		if s.errors > 0 {
 			fmt.Fprintf(out, "errors in %s at concurrency %d, first: %v\n", s.sys.key(), s.conc, s.firstErr)
@@ -246,9 +251,12 @@ func printTargets(out io.Writer, sums []summary) {
 			fmt.Fprintf(out, "     conc %d: not measured (raw connect-go row skipped)\n", s.conc)
 			continue
 		}
-		r := s.rps / ref.rps
-		fmt.Fprintf(out, "     conc %-3d %.0f vs %.0f req/s: ratio %.3f, Concord costs %.1f%%: %s\n",
-			s.conc, s.rps, ref.rps, r, (1-r)*100, verdict(r, 0.95))
+		fmt.Fprintf(out, "     conc %-3d %s\n", s.conc, costLine(s, *ref))
+		// The same budget against the baseline that pays for deadlines
+		// too: what the framework costs beyond that feature.
+		if ref := find(sums, refConnectDeadline, s.conc); ref != nil {
+			fmt.Fprintf(out, "       vs raw connect-go with a 2s deadline: %s\n", costLine(s, *ref))
+		}
 	}
 	fmt.Fprintln(out, "  2. Concord Connect+proto at concurrency 1 >= grpc-go at concurrency 1")
 	s, ref := find(sums, concordRow, 1), find(sums, refGRPC, 1)
@@ -257,7 +265,32 @@ func printTargets(out io.Writer, sums []summary) {
 		return
 	}
 	r := s.rps / ref.rps
-	fmt.Fprintf(out, "     %.0f vs %.0f req/s: ratio %.3f: %s\n", s.rps, ref.rps, r, verdict(r, 1))
+	fmt.Fprintf(out, "     %.0f vs %.0f req/s: ratio %.3f: %s%s\n", s.rps, ref.rps, r, verdict(r, 1), noisy(*s, *ref))
+}
+
+// costLine compares s with ref on req/s, the target's measure, and on CPU
+// per call, which other load on the machine disturbs far less.
+func costLine(s, ref summary) string {
+	r := s.rps / ref.rps
+	return fmt.Sprintf("%.0f vs %.0f req/s: ratio %.3f, Concord costs %.1f%%: %s%s; CPU/call %s vs %s (%+.1f%%)",
+		s.rps, ref.rps, r, (1-r)*100, verdict(r, 0.95), noisy(s, ref),
+		micros(s.cpu), micros(ref.cpu), (float64(s.cpu)/float64(ref.cpu)-1)*100)
+}
+
+// maxSpread is the req/s spread over rounds above which a verdict on req/s
+// is flagged: other load on the machine moved the rows more than the
+// budget being judged.
+const maxSpread = 0.20
+
+func noisy(rows ...summary) string {
+	worst := 0.0
+	for _, s := range rows {
+		worst = max(worst, s.spread)
+	}
+	if worst <= maxSpread {
+		return ""
+	}
+	return fmt.Sprintf(" (UNRELIABLE: req/s spread up to %.0f%%)", worst*100)
 }
 
 func verdict(ratio, target float64) string {

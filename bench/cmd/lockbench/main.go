@@ -1,0 +1,194 @@
+// Command lockbench measures Concord's distributed Mutex (coord/lock) on an
+// embedded single node against embedded etcd's concurrency.Mutex:
+//
+//	cd bench && go run ./cmd/lockbench [flags]
+//
+// Each row starts a fresh backend in this process with its data in a
+// temporary directory, gives every contender its own lease (a lock.Session
+// or a concurrency.Session, TTL 10s), warms up, then runs closed-loop
+// Lock+Unlock pairs on one key for a fixed duration and reports pairs/s
+// and the p50 and p99 latency of a pair (with several contenders, a pair's
+// latency includes waiting for the others). Rows:
+//
+//   - concord durable: JetStream fsyncs before acknowledging each write
+//     (the default).
+//   - concord relaxed: coord.WithSyncInterval(1s).
+//   - etcd durable: etcd's defaults (fsync on every commit).
+//   - etcd relaxed: etcd with UnsafeNoFsync.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// backend is one system under test.
+type backend interface {
+	// contender returns a lock on the shared key for one contender.
+	contender(ctx context.Context) (locker, error)
+	close() error
+}
+
+// locker is one contender's lock.
+type locker interface {
+	lock(ctx context.Context) error
+	unlock(ctx context.Context) error
+	close() error
+}
+
+type row struct {
+	name  string
+	start func(dir string) (backend, error)
+}
+
+type result struct {
+	row         string
+	contenders  int
+	pairs       int
+	perSecond   float64
+	p50, p99    time.Duration
+	failedPairs int
+}
+
+func main() {
+	duration := flag.Duration("duration", 3*time.Second, "measured duration of each row")
+	warmup := flag.Duration("warmup", time.Second, "warm-up before each row")
+	conc := flag.String("contenders", "1,8", "comma-separated numbers of contenders on the one key")
+	only := flag.String("rows", "", "run only rows whose name contains this")
+	flag.Parse()
+	var counts []int
+	for _, f := range strings.Split(*conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fatal(fmt.Errorf("-contenders: bad %q", f))
+		}
+		counts = append(counts, n)
+	}
+	rows := []row{
+		{"concord durable", startConcord(false)},
+		{"concord relaxed", startConcord(true)},
+		{"etcd durable", startEtcd(false)},
+		{"etcd relaxed", startEtcd(true)},
+	}
+	var results []result
+	for _, r := range rows {
+		if !strings.Contains(r.name, *only) {
+			continue
+		}
+		for _, n := range counts {
+			res, err := measure(r, n, *warmup, *duration)
+			if err != nil {
+				fatal(fmt.Errorf("%s, %d contenders: %w", r.name, n, err))
+			}
+			results = append(results, res)
+			fmt.Fprintf(os.Stderr, "%s, %d contenders: %.0f pairs/s\n", r.name, n, res.perSecond)
+		}
+	}
+	printTable(os.Stdout, results)
+}
+
+func measure(r row, contenders int, warmup, duration time.Duration) (result, error) {
+	dir, err := os.MkdirTemp("", "lockbench")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.RemoveAll(dir)
+	b, err := r.start(dir)
+	if err != nil {
+		return result{}, err
+	}
+	defer b.close()
+	ctx, cancel := context.WithTimeout(context.Background(), warmup+duration+time.Minute)
+	defer cancel()
+	lockers := make([]locker, contenders)
+	for i := range lockers {
+		if lockers[i], err = b.contender(ctx); err != nil {
+			return result{}, err
+		}
+		defer lockers[i].close()
+	}
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		failed    int
+		wg        sync.WaitGroup
+	)
+	begin := time.Now()
+	measureFrom := begin.Add(warmup)
+	end := measureFrom.Add(duration)
+	errc := make(chan error, contenders)
+	for _, l := range lockers {
+		wg.Go(func() {
+			var mine []time.Duration
+			fails := 0
+			for time.Now().Before(end) {
+				start := time.Now()
+				lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
+				err := l.lock(lctx)
+				if err == nil {
+					err = l.unlock(lctx)
+				}
+				lcancel()
+				if err != nil {
+					if fails++; fails > 100 {
+						errc <- err
+						return
+					}
+					continue
+				}
+				if start.After(measureFrom) && time.Now().Before(end) {
+					mine = append(mine, time.Since(start))
+				}
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			failed += fails
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return result{}, err
+	}
+	if len(latencies) == 0 {
+		return result{}, errors.New("no pair completed")
+	}
+	slices.Sort(latencies)
+	return result{
+		row: r.name, contenders: contenders, pairs: len(latencies),
+		perSecond:   float64(len(latencies)) / duration.Seconds(),
+		p50:         latencies[len(latencies)/2],
+		p99:         latencies[len(latencies)*99/100],
+		failedPairs: failed,
+	}, nil
+}
+
+func printTable(out io.Writer, results []result) {
+	fmt.Fprintln(out, "| system | contenders | lock+unlock/s | p50 | p99 | failed |")
+	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range results {
+		fmt.Fprintf(out, "| %s | %d | %.0f | %s | %s | %d |\n", r.row, r.contenders, r.perSecond, micros(r.p50), micros(r.p99), r.failedPairs)
+	}
+}
+
+func micros(d time.Duration) string {
+	if d >= 10*time.Millisecond {
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%d µs", d.Microseconds())
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "lockbench:", err)
+	os.Exit(1)
+}
