@@ -65,6 +65,10 @@ const (
 	// callTimeout is the greeter's declared timeout (greeter.proto), which
 	// Concord's client puts on each call as a deadline.
 	callTimeout = 2 * time.Second
+	// limitsOn is the variant of the Concord row whose Greet also has a rate
+	// limit (a token bucket far above the offered load, so that every call
+	// pays for a decision and none is rejected) and a circuit breaker.
+	limitsOn = "limits on"
 	// withDeadline is the variant of the raw connect-go row whose client
 	// sets callTimeout on each call, as Concord's does.
 	withDeadline = "2s deadline"
@@ -80,6 +84,7 @@ func systems() []system {
 		{server: rawConnect, protocol: grpcProto, http: "h2c", deadline: "none", start: startRawConnect(0, connecthttp.WithGRPC())},
 		{server: grpcGo, protocol: grpcProto, http: "h2c", deadline: "none", start: startGRPC},
 		{server: concord, protocol: connectProto, http: "h2c", deadline: "2s", baseline: rawConnect + " " + connectProto, start: startConcord()},
+		{server: concord, protocol: connectProto, http: "h2c", variant: limitsOn, deadline: "2s", baseline: rawConnect + " " + connectProto, start: startConcordWith(withLimits)},
 		{server: concord, protocol: connectJSON, http: "h2c", deadline: "2s", baseline: rawConnect + " " + connectJSON, start: startConcord(rpc.WithJSON())},
 		{server: concord, protocol: grpcProto, http: "h2c", deadline: "2s", baseline: rawConnect + " " + grpcProto, start: startConcord(rpc.WithProtocol(rpc.ProtocolGRPC))},
 	}
@@ -181,6 +186,19 @@ func startGRPC() (*instance, error) {
 // chain and a Warn-level logger, and calls it through an rpc.NewConn client
 // with Concord's default HTTP client.
 func startConcord(opts ...rpc.ClientOption) func() (*instance, error) {
+	return startConcordWith(nil, opts...)
+}
+
+// withLimits adds a rate limit and a circuit breaker to Greet's policy.
+func withLimits(p *rpc.ServicePolicy) {
+	m := p.Method(greeterv1connect.GreeterServiceGreetProcedure)
+	m.RateLimit = &rpc.RateLimitPolicy{Algorithm: rpc.TokenBucket, Rate: 1_000_000_000, Per: time.Second, Burst: 1_000_000}
+	m.CircuitBreaker = &rpc.BreakerPolicy{FailureRatio: 0.5, MinRequests: 20, Window: 10 * time.Second, OpenFor: 5 * time.Second, HalfOpenProbes: 1}
+}
+
+// startConcordWith is startConcord with the greeter's policy edited by edit
+// (nil: as generated from greeter.proto).
+func startConcordWith(edit func(*rpc.ServicePolicy), opts ...rpc.ClientOption) func() (*instance, error) {
 	return func() (*instance, error) {
 		ln, err := listen()
 		if err != nil {
@@ -188,12 +206,16 @@ func startConcord(opts ...rpc.ClientOption) func() (*instance, error) {
 		}
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		srv := rpc.NewServer(rpc.WithLogger(logger))
-		greeterv1concord.RegisterGreeterService(srv, baseline.Greeter{})
+		policy := greeterv1concord.GreeterServicePolicy()
+		if edit != nil {
+			edit(policy)
+		}
+		srv.RegisterService(policy, func(s *connect.Server) { greeterv1connect.RegisterGreeterServiceHandler(s, baseline.Greeter{}) })
 		ctx, cancel := context.WithCancel(context.Background())
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(ctx, ln) }()
 		conn := rpc.NewConn("http://"+ln.Addr().String(), opts...)
-		client := greeterv1concord.NewGreeterServiceClient(conn)
+		client := greeterv1connect.NewGreeterServiceClient(conn.Client(policy))
 		return &instance{
 			call: connectCall(client),
 			close: func() error {

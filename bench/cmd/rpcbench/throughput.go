@@ -211,8 +211,12 @@ func printTable(out io.Writer, sums []summary) {
 		if s.sys.baseline != "" {
 			same = ratio(sums, s, s.sys.baseline)
 		}
+		server := s.sys.server
+		if s.sys.variant != "" && s.sys.variant != withDeadline {
+			server += " (" + s.sys.variant + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.0f\t%.0f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n",
-			s.sys.server, s.sys.protocol, s.sys.http, s.sys.deadline, s.conc, s.rps, s.spread*100,
+			server, s.sys.protocol, s.sys.http, s.sys.deadline, s.conc, s.rps, s.spread*100,
 			micros(s.p50), micros(s.p99), micros(s.cpu),
 			ratio(sums, s, refConnect), ratio(sums, s, refConnectDeadline), ratio(sums, s, refGRPC), same, s.errors)
 	}
