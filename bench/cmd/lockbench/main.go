@@ -174,10 +174,43 @@ func measure(r row, contenders int, warmup, duration time.Duration) (result, err
 }
 
 func printTable(out io.Writer, results []result) {
-	fmt.Fprintln(out, "| system | contenders | lock+unlock/s | p50 | p99 | failed |")
-	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	// etcdOf finds the etcd row with the same durability and contenders.
+	etcdOf := func(r result) *result {
+		want := strings.Replace(r.row, "concord", "etcd", 1)
+		for i := range results {
+			if results[i].row == want && results[i].contenders == r.contenders {
+				return &results[i]
+			}
+		}
+		return nil
+	}
+	fmt.Fprintln(out, "| system | contenders | lock+unlock/s | p50 | p99 | failed | vs etcd (same sync) |")
+	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range results {
-		fmt.Fprintf(out, "| %s | %d | %.0f | %s | %s | %d |\n", r.row, r.contenders, r.perSecond, micros(r.p50), micros(r.p99), r.failedPairs)
+		vs := "-"
+		if e := etcdOf(r); e != nil && strings.HasPrefix(r.row, "concord") && e.perSecond > 0 {
+			vs = fmt.Sprintf("%.2fx", r.perSecond/e.perSecond)
+		}
+		fmt.Fprintf(out, "| %s | %d | %.0f | %s | %s | %d | %s |\n", r.row, r.contenders, r.perSecond, micros(r.p50), micros(r.p99), r.failedPairs, vs)
+	}
+	fmt.Fprintln(out, "\nTargets")
+	for _, r := range results {
+		e := etcdOf(r)
+		switch {
+		case e == nil || !strings.HasPrefix(r.row, "concord"):
+		case r.row == "concord durable" && r.contenders == 1:
+			verdict := "MET"
+			if r.perSecond < 2*e.perSecond {
+				verdict = "MISSED"
+			}
+			fmt.Fprintf(out, "  durable Concord >= 2x etcd with 1 client: %.0f vs %.0f pairs/s = %.2fx: %s\n", r.perSecond, e.perSecond, r.perSecond/e.perSecond, verdict)
+		case r.contenders > 1:
+			verdict := "MET"
+			if r.p50 > 2*time.Millisecond {
+				verdict = "MISSED"
+			}
+			fmt.Fprintf(out, "  %s, %d contenders: handoff p50 <= 2ms: %s (etcd %s): %s\n", r.row, r.contenders, micros(r.p50), micros(e.p50), verdict)
+		}
 	}
 }
 
