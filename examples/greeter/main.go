@@ -1,16 +1,3 @@
-// Command greeter is Concord's main example: a greeter service with its
-// coordination node in one binary. `make run` builds and starts it.
-//
-//	greeter [-addr 127.0.0.1:8080] [-data data] [-name concord]
-//	        [-cluster 127.0.0.1:6222 -peers host:port,host:port,...]
-//	        [-nats nats://host:4222]
-//
-// It serves GreeterService and WelcomeService; WelcomeService calls
-// GreeterService by its discovery name, through the registry. By default it
-// embeds a single JetStream node under -data. With -cluster
-// and -peers, three or more greeters form a Raft cluster and keep
-// coordination state on three replicas. With -nats it runs no node and uses
-// an existing NATS cluster. It drains gracefully on SIGTERM or SIGINT.
 package main
 
 import (

@@ -1,4 +1,3 @@
-// Package greeter implements the example GreeterService.
 package greeter
 
 import (

@@ -1,0 +1,8 @@
+// Command concord is Concord's command-line tool.
+//
+//	concord new DIR [flags]                  write a new module that serves a Concord service
+//	concord proto-deps [-skip-concord] DIR   write the include directory for buf or protoc
+//	concord node [flags]                     run a standalone coordination node
+//	concord status [-addr URL] [-json]       print the coordination status of an app or node
+//	concord version                          print the version
+package main

@@ -1,0 +1,2 @@
+// Package greeter implements the example GreeterService.
+package greeter
