@@ -13,6 +13,19 @@ import (
 func BenchmarkResolveAndPick(b *testing.B) {
 	r := NewStaticResolver(map[string][]string{"svc": {"http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"}})
 	policy := &ServicePolicy{Name: "svc", DiscoveryName: "svc", Methods: []MethodPolicy{{Procedure: "/svc/M"}}}
+	b.Run("fixed_url", func(b *testing.B) {
+		// A fixed-URL Conn without breakers hands calls straight to its
+		// transport; this is the work it skips, for one instance.
+		conn := NewConn("http://127.0.0.1:1")
+		defer conn.Close()
+		t := &pickTransport{conn: conn, policy: policy}
+		b.ReportAllocs()
+		for b.Loop() {
+			if e, _ := t.pick(conn.fixed, "/svc/M", nil); e == nil {
+				b.Fatal("no pick")
+			}
+		}
+	})
 	for _, bal := range []struct {
 		name string
 		b    Balancing
