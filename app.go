@@ -48,6 +48,7 @@ type App struct {
 	server *rpc.Server
 
 	services   []string // discovery names of the registered services
+	policies   []*rpc.ServicePolicy
 	conn       *rpc.Conn
 	resolver   *appResolver
 	registrars []*registry.Registrar
@@ -69,7 +70,7 @@ func New(opts ...Option) *App {
 	a := &App{cfg: cfg, nodeReady: make(chan struct{})}
 	serverOpts := append([]rpc.ServerOption{
 		rpc.WithLogger(cfg.logger),
-		rpc.WithAdmissionOptions(rpc.WithLimiterStore(&limiterStore{app: a})),
+		rpc.WithAdmissionOptions(rpc.WithLimiterStore(&limiterStore{app: a}), rpc.WithInstanceCount(a.instanceCount)),
 		rpc.WithReadinessGates(readinessGate),
 		rpc.WithHandler("GET "+StatusPath, http.HandlerFunc(a.serveStatus)),
 	}, cfg.serverOpts...)
@@ -83,6 +84,7 @@ func New(opts ...Option) *App {
 // Register<Service> functions accept an App.
 func (a *App) RegisterService(policy *rpc.ServicePolicy, register func(*connect.Server)) {
 	a.services = append(a.services, policy.DiscoveryName)
+	a.policies = append(a.policies, policy)
 	a.server.RegisterService(policy, register)
 }
 
@@ -405,4 +407,27 @@ func (a *App) Mutex(name string, opts ...lock.Option) *lock.Mutex {
 // I/O and its methods wait for the node.
 func (a *App) Election(name string, opts ...lock.Option) *lock.Election {
 	return lock.NewElection(a, name, opts...)
+}
+
+// instanceCount returns how many ready instances serve procedure's service,
+// as the registry shows them (at least 1), for sizing cluster-limit
+// batches. It never waits.
+func (a *App) instanceCount(procedure string) int {
+	name := ""
+	for _, p := range a.policies {
+		if p.Method(procedure) != nil {
+			name = p.DiscoveryName
+			break
+		}
+	}
+	if name == "" {
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	insts, err := a.resolver.Resolve(ctx, name)
+	if err != nil {
+		return 1
+	}
+	return max(len(insts), 1)
 }

@@ -44,6 +44,7 @@ func (f admissionOptionFunc) applyAdmission(c *admissionConfig) { f(c) }
 
 type admissionConfig struct {
 	store       LimiterStore
+	instances   func(procedure string) int
 	maxInFlight int64
 	maxKeys     int
 	clock       ratelimit.Clock
@@ -62,6 +63,14 @@ func WithMaxInFlight(n int) AdmissionOption {
 // cluster-scoped limits are counted per instance.
 func WithLimiterStore(store LimiterStore) AdmissionOption {
 	return admissionOptionFunc(func(c *admissionConfig) { c.store = store })
+}
+
+// WithInstanceCount tells cluster-scoped limits how many instances share
+// the limit of a procedure, so that each takes its share of a batch (a
+// Concord App counts its service's ready instances in the registry).
+// Default: 1.
+func WithInstanceCount(count func(procedure string) int) AdmissionOption {
+	return admissionOptionFunc(func(c *admissionConfig) { c.instances = count })
 }
 
 // WithMaxKeys bounds the keys each keyed limit tracks. Default:
@@ -148,7 +157,7 @@ func (a *admission) admit(ctx context.Context, spec connect.Spec) error {
 	}
 	key := limitKey(ctx, ml.policy)
 	if ml.cluster != nil {
-		ok, retry, err := ml.clusterLimit(a.cfg.store, spec.Procedure, key).take(ctx)
+		ok, retry, err := ml.clusterLimit(a, spec.Procedure, key).take(ctx)
 		switch {
 		case err == nil && ok:
 			return nil
@@ -205,7 +214,7 @@ func (a *admission) methodLimit(procedure string, p *RateLimitPolicy) *methodLim
 // clusterLimit returns the cluster limit of key, creating it if needed.
 // Keys are few per method in practice; past maxClusterKeys the map is
 // cleared (their pools are forfeited, which only lowers admissions).
-func (ml *methodLimit) clusterLimit(store LimiterStore, procedure, key string) *clusterLimit {
+func (ml *methodLimit) clusterLimit(a *admission, procedure, key string) *clusterLimit {
 	ml.clusterMu.Lock()
 	defer ml.clusterMu.Unlock()
 	c, ok := ml.cluster[key]
@@ -220,7 +229,11 @@ func (ml *methodLimit) clusterLimit(store LimiterStore, procedure, key string) *
 				p.Burst = p.Rate
 			}
 		}
-		c = newClusterLimit(store, procedure+"|"+key, &p)
+		var count func() int
+		if a.cfg.instances != nil {
+			count = func() int { return a.cfg.instances(procedure) }
+		}
+		c = newClusterLimit(a.cfg.store, procedure+"|"+key, &p, count)
 		ml.cluster[key] = c
 	}
 	return c

@@ -13,16 +13,22 @@ import (
 // pool empty waits for the refill in flight. Tokens are spent within a
 // lease after they were granted, then forfeited.
 //
+// Batches are sized from the rate and the number of instances sharing the
+// limit (WithInstanceCount): about 100ms of the rate split among them, so
+// that together the instances hold about 100ms of tokens.
+//
 // Bound: every admitted call spends a token that the store granted under
 // its token bucket, so admissions across all instances stay within
 // rate*t + burst over any interval t, plus a slack of the tokens held in
-// local pools (at most instances*batch), spent up to one lease late.
+// local pools (about rate/10 in all; at most instances*batch), spent up to
+// one lease late.
 type clusterLimit struct {
 	store  LimiterStore
 	key    string
 	policy *RateLimitPolicy
 	batch  int
 	lease  time.Duration
+	count  func() int // instances sharing the limit, or nil
 
 	mu         sync.Mutex
 	tokens     int
@@ -32,15 +38,24 @@ type clusterLimit struct {
 	emptyUntil time.Time     // the store had no token until then
 }
 
-// clusterBatch sizes a refill: about 100ms of the limit's rate, at least 1,
-// at most the burst.
-func clusterBatch(p *RateLimitPolicy) int {
-	b := int((int64(p.Rate)*int64(100*time.Millisecond) + int64(p.Per) - 1) / int64(p.Per))
+// clusterBatch sizes a refill: about 100ms of the limit's rate divided
+// among the instances, at least 1, at most the burst.
+func clusterBatch(p *RateLimitPolicy, instances int) int {
+	instances = max(instances, 1)
+	b := int((int64(p.Rate)*int64(100*time.Millisecond) + int64(p.Per)*int64(instances) - 1) / (int64(p.Per) * int64(instances)))
 	return max(1, min(b, p.Burst))
 }
 
-func newClusterLimit(store LimiterStore, key string, p *RateLimitPolicy) *clusterLimit {
-	return &clusterLimit{store: store, key: key, policy: p, batch: clusterBatch(p), lease: min(p.Per, time.Second)}
+func newClusterLimit(store LimiterStore, key string, p *RateLimitPolicy, count func() int) *clusterLimit {
+	// The first refill, in the background, counts the instances.
+	return &clusterLimit{store: store, key: key, policy: p, lease: min(p.Per, time.Second), count: count, batch: clusterBatch(p, 1)}
+}
+
+func (c *clusterLimit) instances() int {
+	if c.count == nil {
+		return 1
+	}
+	return c.count()
 }
 
 // take spends a token, or returns the delay until one may be available. It
@@ -88,9 +103,18 @@ func (c *clusterLimit) startRefillLocked() {
 	done := make(chan struct{})
 	c.refill = done
 	go func() {
+		if c.count != nil { // the number of instances may have changed
+			batch := clusterBatch(c.policy, c.instances())
+			c.mu.Lock()
+			c.batch = batch
+			c.mu.Unlock()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		p := c.policy
-		granted, retry, err := c.store.Acquire(ctx, c.key, c.batch, p.Rate, p.Per, p.Burst)
+		c.mu.Lock()
+		batch := c.batch
+		c.mu.Unlock()
+		granted, retry, err := c.store.Acquire(ctx, c.key, batch, p.Rate, p.Per, p.Burst)
 		cancel()
 		now := time.Now()
 		c.mu.Lock()
