@@ -168,7 +168,9 @@ func TestLoadShedding(t *testing.T) {
 	ts := startServer(t, quietServer(rpc.WithAdmissionOptions(rpc.WithMaxInFlight(2))), &testGreeter{started: started})
 	conn := rpc.NewConn(ts.url)
 	defer conn.Close()
-	client := greeterv1concord.NewGreeterServiceClient(conn)
+	// No retries: the shed call must surface, not be retried once the load
+	// has passed.
+	client := greetClient(conn, func(m *rpc.MethodPolicy) { m.Retry = nil })
 	done := make(chan error, 2)
 	for i := 0; i < 2; i++ {
 		go func() {
