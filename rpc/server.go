@@ -257,6 +257,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(s.cfg.logger.Handler(), slog.LevelWarn),
 	}
+	// Serving from here on: the listener already accepts connections, so
+	// /readyz must not report "not serving" once /healthz answers.
+	s.ready.update(func() { s.ready.serving = true })
 	serveErr := make(chan error, 1)
 	go func() {
 		var err error
@@ -267,7 +270,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		serveErr <- err
 	}()
-	s.ready.update(func() { s.ready.serving = true })
 	s.cfg.logger.InfoContext(ctx, "rpc: serving", slog.String("addr", ln.Addr().String()))
 
 	select {
