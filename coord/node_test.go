@@ -14,12 +14,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/internal/clustertest"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		runChildNode() // never returns
-	}
+	clustertest.MaybeRunNode() // in a cluster node's child process: serve and exit
 	goleak.VerifyTestMain(m)
 }
 
