@@ -115,8 +115,7 @@ func (s *LimitStore) update(ctx context.Context, key string, ttl time.Duration, 
 		if err == nil {
 			return nil
 		}
-		var apiErr *jetstream.APIError
-		if !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
+		if !IsConflict(err) {
 			return fmt.Errorf("coord: write limit %q: %w", key, err)
 		}
 		// Another instance wrote first: read again.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/concordrpc/concord/coord"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -83,9 +84,9 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 				return g, entry{}, nil
 			}
 			id, firstSend, unclear, read = newID(), time.Time{}, false, true
-		case isConflict(perr):
+		case coord.IsConflict(perr):
 			read = true
-		case isRefused(perr):
+		case coord.IsRefused(perr):
 			sleep(ctx, backoff(i))
 		default:
 			unclear, read = true, true

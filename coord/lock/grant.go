@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/concordrpc/concord/coord"
 	"sync"
 	"time"
 
@@ -72,7 +73,7 @@ func (g *grant) refresh() (ok bool, err error) {
 		}
 		g.s.mu.Unlock()
 		return true, nil
-	case isConflict(err):
+	case coord.IsConflict(err):
 		e, rerr := g.st.last(ctx, g.key)
 		if rerr != nil {
 			return false, nil
@@ -136,8 +137,8 @@ func (g *grant) revoke(ctx context.Context) (uint64, error) {
 			cancel()
 			return ack.Sequence, nil
 		}
-		unclear := !isRefused(err)
-		if !unclear && !isConflict(err) {
+		unclear := !coord.IsRefused(err)
+		if !unclear && !coord.IsConflict(err) {
 			cancel()
 			lastErr = err
 			continue

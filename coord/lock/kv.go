@@ -139,25 +139,6 @@ func isMarker(h nats.Header) bool {
 	return h.Get(hdrKVOp) != "" || h.Get(hdrMarker) != ""
 }
 
-// isConflict reports a conditional write refused because the key's last
-// sequence differed: a definite "not written".
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
-}
-
-// isRefused reports an error after which the write is known not to have
-// been stored: an API error from the stream, or nobody listening. Every
-// other error (a timeout, a connection loss) leaves the outcome unclear.
-func isRefused(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
-}
-
 // watch wakes a waiter on changes of a key, through an ordered consumer of
 // new messages on the key's subject (headers only). Watchers can miss
 // messages that were quickly replaced and resume late after a node dies,

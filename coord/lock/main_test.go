@@ -3,7 +3,6 @@ package lock_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/internal/clustertest"
+	"github.com/concordrpc/concord/internal/nodetest"
 )
 
 // holderEnv makes the test binary run runHolder instead of the tests, so a
@@ -50,26 +50,11 @@ func runHolder() {
 	os.Exit(2)
 }
 
-func quiet() coord.Option { return coord.WithLogger(slog.New(slog.DiscardHandler)) }
+var quiet = nodetest.Quiet
 
 // openNode opens an embedded node in a temporary directory, closed at
 // cleanup.
-func openNode(t *testing.T, opts ...coord.Option) *coord.Node {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	n, err := coord.Open(ctx, append([]coord.Option{coord.WithDataDir(t.TempDir()), quiet()}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	return n
-}
+var openNode = nodetest.Open
 
 // within returns a context that ends after d (or with the test).
-func within(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+var within = nodetest.Within

@@ -10,6 +10,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
+	"github.com/concordrpc/concord/internal/nodetest"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -19,29 +20,14 @@ func TestMain(m *testing.M) {
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func quiet() coord.Option { return coord.WithLogger(discard()) }
+var quiet = nodetest.Quiet
 
 // openNode opens an embedded node in a temporary directory, closed at
 // cleanup.
-func openNode(t *testing.T, opts ...coord.Option) *coord.Node {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	n, err := coord.Open(ctx, append([]coord.Option{coord.WithDataDir(t.TempDir()), quiet()}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	return n
-}
+var openNode = nodetest.Open
 
 // within returns a context that ends after d (or with the test).
-func within(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+var within = nodetest.Within
 
 // register registers inst with a discard logger, closed at cleanup.
 func register(t *testing.T, n *coord.Node, inst registry.Registration, opts ...registry.Option) *registry.Registrar {

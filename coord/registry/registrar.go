@@ -162,7 +162,7 @@ func (r *Registrar) acquireLocked(ctx context.Context) (created bool, err error)
 			r.rev = seq
 			return !cur.live, nil
 		}
-		if ctx.Err() != nil || isClosed(err) || (isRefused(err) && !isConflict(err)) {
+		if ctx.Err() != nil || isClosed(err) || (coord.IsRefused(err) && !coord.IsConflict(err)) {
 			return false, err
 		}
 		// Another write came first, or ours has an unclear outcome: read
@@ -180,7 +180,7 @@ func (r *Registrar) writeLocked(ctx context.Context) error {
 			r.rev = seq
 			return nil
 		}
-		if !isConflict(err) {
+		if !coord.IsConflict(err) {
 			return err // unclear or refused: the next attempt tells
 		}
 	}
@@ -282,7 +282,7 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 				r.gone = true
 				return nil
 			}
-			if !isConflict(err) {
+			if !coord.IsConflict(err) {
 				return fmt.Errorf("registry: deregister %q: %w", r.key, err)
 			}
 		}

@@ -98,25 +98,6 @@ func (s *store) last(ctx context.Context, key string) (current, error) {
 	return c, nil
 }
 
-// isConflict reports a conditional write refused because the key's last
-// sequence differed: a definite "not written".
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
-}
-
-// isRefused reports an error after which a write is known not to have been
-// stored. Every other error (a timeout, a lost connection) leaves the
-// outcome unclear.
-func isRefused(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
-}
-
 // isClosed reports an error from a closed connection: no later call can
 // succeed.
 func isClosed(err error) bool {

@@ -1,0 +1,37 @@
+// Package nodetest holds test helpers for packages built on a coordination
+// node: an embedded node in a temporary directory, and bounded contexts.
+package nodetest
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/concordrpc/concord/coord"
+)
+
+// Quiet routes a node's logs nowhere.
+func Quiet() coord.Option { return coord.WithLogger(slog.New(slog.DiscardHandler)) }
+
+// Open opens an embedded node in a temporary directory, with quiet logs,
+// and closes it at cleanup.
+func Open(t *testing.T, opts ...coord.Option) *coord.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	n, err := coord.Open(ctx, append([]coord.Option{coord.WithDataDir(t.TempDir()), Quiet()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// Within returns a context that ends after d, or with the test.
+func Within(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
