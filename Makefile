@@ -21,6 +21,11 @@ test: conformance ## Run every test, with -race
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
+# The start-stop stress tests (issue 19) with ten times make test's cycles.
+.PHONY: stress
+stress: ## Stop Apps and nodes at random moments of their start, 10x make test's cycles, with -race
+	$(GO) test -race -count=1 -run 'AtAnyMomentOfStart' -timeout 60m . ./coord -args -stopstress=10
+
 # The Connect conformance suite (connectrpc.com/conformance, at the version
 # pinned in tools/go.mod) against rpc.Server; see conformance/README.md. Its
 # .proto files are copied from the checksum-verified module, and the Go code

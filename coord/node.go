@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -284,13 +285,29 @@ func (n *Node) replicaCount() int {
 	return 1
 }
 
+// attemptTimeout bounds one attempt to create Concord's buckets and
+// streams.
+const attemptTimeout = 2 * time.Second
+
+// stopGrace bounds how long an attempt in flight may go on after Open's
+// context ended.
+const stopGrace = 500 * time.Millisecond
+
 // waitReady creates Concord's buckets and streams, retrying while the
 // cluster forms (no meta leader yet, too few peers for R3).
 func (n *Node) waitReady(ctx context.Context) error {
 	backoff := 10 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		// When ctx ends, the attempt in flight gets stopGrace to finish:
+		// the server goes on creating what an abandoned request asked for,
+		// and a stream it adds while Close shuts it down is never stopped
+		// (its goroutines outlive the server). An embedded node answers in
+		// milliseconds; a cluster that is still forming may not answer at
+		// all, so the grace is bounded.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
+		stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(stopGrace, cancel) })
 		err := ensureResources(actx, n.js, n.replicas)
+		stopAfter()
 		cancel()
 		if err == nil {
 			return nil
@@ -339,6 +356,10 @@ func (n *Node) ClientURL() string {
 // the data directory. It is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		if n.srv != nil && !waitServerGoroutinesStarted(settleTimeout) {
+			n.cfg.logger.Warn("coord: nats-server goroutines still waiting to start; shutting down anyway",
+				slog.Duration("waited", settleTimeout))
+		}
 		if n.nc != nil {
 			n.nc.Close()
 		}

@@ -19,7 +19,16 @@ import (
 
 func TestMain(m *testing.M) {
 	clustertest.MaybeRunNode() // in a cluster node's child process: serve and exit
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		// A cluster node stopped while it resets a stream it is catching up
+		// on can leave that stream's file store running: nats-server
+		// (v2.15.2) creates the stream in a goroutine after it checked that
+		// JetStream is not shutting down. TestStopClusterNodeAtAnyMomentOfStart
+		// hits it; README "Known issues". Embedded nodes leak nothing (the
+		// root package's goleak has no exceptions).
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*fileStore).flushStreamStateLoop"),
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server/ats.Register.func1"),
+	)
 }
 
 func quiet() coord.Option { return coord.WithLogger(slog.New(slog.DiscardHandler)) }

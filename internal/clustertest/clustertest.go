@@ -40,12 +40,7 @@ func MaybeRunNode() {
 		coord.WithDataDir(os.Getenv("NODE_DIR")),
 		coord.WithLogger(logger),
 		coord.WithListen(os.Getenv("NODE_LISTEN")),
-		coord.WithCluster(coord.Cluster{
-			Listen:   os.Getenv("NODE_ROUTE"),
-			Peers:    strings.Split(os.Getenv("NODE_PEERS"), ","),
-			Username: "route",
-			Password: routePassword,
-		}),
+		coord.WithCluster(routes(os.Getenv("NODE_ROUTE"), strings.Split(os.Getenv("NODE_PEERS"), ","))),
 	)
 	cancel()
 	if err != nil {
@@ -58,6 +53,12 @@ func MaybeRunNode() {
 	<-sig
 	_ = n.Close()
 	os.Exit(0)
+}
+
+// routes is the cluster configuration of the node whose route address is
+// listen.
+func routes(listen string, peers []string) coord.Cluster {
+	return coord.Cluster{Listen: listen, Peers: peers, Username: "route", Password: routePassword}
 }
 
 // Node is a cluster node in a child process. Its client and route
@@ -102,6 +103,28 @@ func (c *Cluster) Start(t *testing.T) {
 		readies = append(readies, n.start(t, c.routes))
 	}
 	Wait(t, 90*time.Second, readies...)
+}
+
+// Launch starts the given nodes only, each in a child process, without
+// waiting: pass the channels to Wait. A node is ready once a quorum of the
+// cluster runs, which may include a node opened with InProcess.
+func (c *Cluster) Launch(t *testing.T, nodes ...*Node) []<-chan error {
+	t.Helper()
+	var readies []<-chan error
+	for _, n := range nodes {
+		readies = append(readies, n.start(t, c.routes))
+	}
+	return readies
+}
+
+// InProcess returns the options that open node n in the calling process
+// (with coord.Open) instead of a child process, for tests that need to
+// stop and start it quickly or watch it from inside.
+func (c *Cluster) InProcess(n *Node) []coord.Option {
+	return []coord.Option{
+		coord.WithName(n.Name), coord.WithDataDir(n.Dir), coord.WithListen(n.Listen),
+		coord.WithCluster(routes(n.Route, c.routes)),
+	}
 }
 
 // Restart starts a stopped node again and waits until it is ready.
