@@ -2,6 +2,7 @@ package coord
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -85,11 +86,12 @@ func (s *LimitStore) Release(ctx context.Context, key string, tokens, rate int, 
 // when another instance wrote first. f returns the new state, or -1 to
 // write nothing. ttl > 0 sets the key's time to live.
 func (s *LimitStore) update(ctx context.Context, key string, ttl time.Duration, f func(tat, now int64) int64) error {
-	subject := "$KV." + BucketLimits + "." + limitKey(key)
+	k := limitKey(key)
+	subject := "$KV." + BucketLimits + "." + k
 	for attempt := 0; attempt < 100; attempt++ {
 		var tat int64
 		var lastSeq uint64
-		entry, err := s.kv.Get(ctx, limitKey(key))
+		entry, err := s.kv.Get(ctx, k)
 		switch {
 		case err == nil:
 			lastSeq = entry.Revision()
@@ -98,7 +100,7 @@ func (s *LimitStore) update(ctx context.Context, key string, ttl time.Duration, 
 			}
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		default:
-			return fmt.Errorf("coord: read limit %q: %w", key, err)
+			return fmt.Errorf("coord: read limit %s: %w", k, err)
 		}
 		now := time.Now().UnixNano()
 		next := f(tat, now)
@@ -116,14 +118,18 @@ func (s *LimitStore) update(ctx context.Context, key string, ttl time.Duration, 
 			return nil
 		}
 		if !IsConflict(err) {
-			return fmt.Errorf("coord: write limit %q: %w", key, err)
+			return fmt.Errorf("coord: write limit %s: %w", k, err)
 		}
 		// Another instance wrote first: read again.
 	}
-	return fmt.Errorf("%w: %q", ErrLimitContention, key)
+	return fmt.Errorf("%w: %s", ErrLimitContention, k)
 }
 
-// limitKey maps any limit key to a valid KV key.
+// limitKey maps any limit key to a valid KV key of fixed size (SHA-256 in
+// unpadded base64url, 44 characters after the "k"): keys may carry
+// caller-derived values, and a long one would exceed what a NATS subject
+// may hold (the server then closes the connection).
 func limitKey(key string) string {
-	return "k" + base64.RawURLEncoding.EncodeToString([]byte(key))
+	sum := sha256.Sum256([]byte(key))
+	return "k" + base64.RawURLEncoding.EncodeToString(sum[:])
 }

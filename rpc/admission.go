@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -254,8 +256,25 @@ func limiterAlgorithm(a Algorithm) ratelimit.Algorithm {
 // maxClusterKeys bounds the cluster-limit pools one method keeps.
 const maxClusterKeys = 10_000
 
-// limitKey extracts the key that selects a call's limiter.
+// limitKey returns the key that selects a call's limiter: a fixed-size
+// digest of the value the policy names. That value comes from the caller
+// (a header, a peer address, a subject), so it never reaches a limiter
+// map, the LimiterStore, a NATS subject or a KV key as it was sent: a
+// 1 MiB header costs the same 22 bytes as a short one.
 func limitKey(ctx context.Context, p *RateLimitPolicy) string {
+	return digestKey(rawLimitKey(ctx, p))
+}
+
+// digestKey returns the first 128 bits of v's SHA-256 in unpadded
+// base64url (22 characters). Finding two values that share a limiter takes
+// about 2^64 hashes, and would only make them share a budget.
+func digestKey(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// rawLimitKey extracts the caller's value that selects a limiter.
+func rawLimitKey(ctx context.Context, p *RateLimitPolicy) string {
 	info, _ := connect.CallInfoForServerContext(ctx)
 	switch p.Key {
 	case KeyHeader:

@@ -113,7 +113,10 @@ type KeyKind uint8
 const (
 	// KeyNone: one limit for the method.
 	KeyNone KeyKind = iota
-	// KeyHeader: one limit per value of a request header.
+	// KeyHeader: one limit per value of a request header. Values are
+	// hashed to a fixed-size digest before they reach a limiter map, the
+	// LimiterStore or a coordination key, so a caller cannot use a long or
+	// odd value to grow memory or break a subject.
 	KeyHeader
 	// KeyPeer: one limit per client address.
 	KeyPeer

@@ -1,6 +1,9 @@
 package ratelimit
 
-import "sync"
+import (
+	"crypto/sha256"
+	"sync"
+)
 
 // DefaultMaxKeys bounds the keys a Keyed limiter tracks.
 const DefaultMaxKeys = 100_000
@@ -11,8 +14,8 @@ const DefaultMaxKeys = 100_000
 // long enough to be back at its initial state (for which eviction changes
 // nothing), and, if that is not enough, the least recently used half. Only
 // that second kind of eviction can admit more than a key's limit, and only
-// under a flood of more than maxKeys distinct keys. It is safe for
-// concurrent use.
+// under a flood of more than maxKeys distinct keys. Keys longer than
+// MaxKeyBytes are kept as digests. It is safe for concurrent use.
 type Keyed struct {
 	cfg     Config
 	clock   Clock
@@ -46,8 +49,17 @@ func NewKeyed(cfg Config, clock Clock, maxKeys int) (*Keyed, error) {
 	return &Keyed{cfg: cfg, clock: clock, maxKeys: maxKeys, idle: idle, m: map[string]*keyedEntry{}}, nil
 }
 
+// MaxKeyBytes is the longest key a Keyed limiter stores as it is; a
+// longer key is stored as its SHA-256 digest, so that memory is bounded by
+// bytes as well as by keys (about maxKeys × (MaxKeyBytes + 100) bytes).
+const MaxKeyBytes = 64
+
 // Limiter returns the limiter of key, creating it if needed.
 func (k *Keyed) Limiter(key string) *Limiter {
+	if len(key) > MaxKeyBytes {
+		sum := sha256.Sum256([]byte(key))
+		key = string(sum[:])
+	}
 	now := k.clock.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -255,5 +256,36 @@ func TestKeyedEvictsIdleKeysFirst(t *testing.T) {
 		if k.Len() > 4 {
 			t.Fatalf("%d keys tracked, max 4", k.Len())
 		}
+	}
+}
+
+// TestKeyedLongKeys checks that long keys (a hostile header, say) are kept
+// as fixed-size digests: memory is bounded by bytes, and each long key
+// still has its own limiter.
+func TestKeyedLongKeys(t *testing.T) {
+	c := &fakeClock{}
+	k, err := NewKeyed(Config{Algorithm: TokenBucket, Rate: 10, Per: time.Second, Burst: 2}, c, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 1<<20)
+	a, b := k.Limiter(long+"a"), k.Limiter(long+"b")
+	if a == b {
+		t.Fatal("two distinct long keys share a limiter")
+	}
+	if k.Limiter(long+"a") != a {
+		t.Fatal("a long key did not find its limiter again")
+	}
+	if got := admitted(a, 5); got != 2 {
+		t.Fatalf("long key admitted %d, want its burst of 2", got)
+	}
+	var stored int
+	k.mu.Lock()
+	for key := range k.m {
+		stored += len(key)
+	}
+	k.mu.Unlock()
+	if stored > 2*MaxKeyBytes {
+		t.Fatalf("the map holds %d bytes of keys for two 1 MiB keys", stored)
 	}
 }
