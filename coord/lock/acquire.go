@@ -76,11 +76,11 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 		if firstSend.IsZero() {
 			firstSend = send
 		}
-		ack, perr := st.put(pctx, key, data, id, 0, expect, s.cfg.ttl)
+		seq, perr := st.put(pctx, key, data, id, 0, expect, s.cfg.ttl)
 		cancel()
 		switch {
 		case perr == nil:
-			if g, ok := s.adopt(ctx, st, key, data, id, ack.Sequence, ack.Sequence, firstSend); ok {
+			if g, ok := s.adopt(ctx, st, key, data, id, seq, seq, firstSend); ok {
 				return g, entry{}, nil
 			}
 			id, firstSend, unclear, read = newID(), time.Time{}, false, true

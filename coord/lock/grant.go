@@ -57,7 +57,7 @@ func (g *grant) refresh() (ok bool, err error) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), opDeadline)
 	defer cancel()
-	ack, err := g.st.put(ctx, g.key, g.data, g.attempt, g.token, g.seq, g.s.cfg.ttl)
+	seq, err := g.st.put(ctx, g.key, g.data, g.attempt, g.token, g.seq, g.s.cfg.ttl)
 	switch {
 	case err == nil:
 		// An acknowledgement after the deadline does not count: the old
@@ -66,7 +66,7 @@ func (g *grant) refresh() (ok bool, err error) {
 		if !time.Now().Before(deadline) {
 			return false, fmt.Errorf("%w: keepalive of %q acknowledged after its deadline", ErrLeaseLost, g.key)
 		}
-		g.seq = ack.Sequence
+		g.seq = seq
 		g.s.mu.Lock()
 		if !g.ended {
 			g.deadline = g.s.leaseEnd(send)
@@ -132,10 +132,10 @@ func (g *grant) revoke(ctx context.Context) (uint64, error) {
 			break
 		}
 		pctx, cancel := g.s.opCtx(ctx)
-		ack, err := g.st.release(pctx, g.key, expect)
+		seq, err := g.st.release(pctx, g.key, expect)
 		if err == nil {
 			cancel()
-			return ack.Sequence, nil
+			return seq, nil
 		}
 		unclear := !coord.IsRefused(err)
 		if !unclear && !coord.IsConflict(err) {

@@ -2,15 +2,14 @@ package lock
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/concordrpc/concord/coord/internal/condkv"
 )
 
 // Headers on the messages this package writes. A grant's message and its
@@ -20,52 +19,35 @@ import (
 const (
 	hdrAttempt = "Concord-Lease"
 	hdrToken   = "Concord-Token"
-	hdrKVOp    = "KV-Operation"
-	hdrMarker  = "Nats-Marker-Reason"
-	hdrTTL     = "Nats-TTL"
-	hdrRollup  = "Nats-Rollup"
-	kvOpPurge  = "PURGE"
 )
 
-// markerTTL is how long a release marker stays before it vanishes. It is a
-// subject delete marker (KV-Operation PURGE), so its expiry leaves nothing
-// behind and writes no further marker.
-const markerTTL = time.Second
-
-// kvStore writes and reads the keys of one KV bucket through its stream,
-// with conditional publishes (one round trip each) rather than the KV API.
+// kvStore is one bucket of lock or election keys, read and written with
+// conditional publishes through condkv (one round trip each).
 type kvStore struct {
-	js     jetstream.JetStream
-	nc     *nats.Conn
-	stream string // KV_<bucket>
-	prefix string // $KV.<bucket>.
+	b  *condkv.Bucket
+	nc *nats.Conn
 }
 
 func newKVStore(js jetstream.JetStream, nc *nats.Conn, bucket string) *kvStore {
-	return &kvStore{js: js, nc: nc, stream: "KV_" + bucket, prefix: "$KV." + bucket + "."}
+	return &kvStore{b: condkv.New(js, nc, bucket), nc: nc}
 }
 
-func (s *kvStore) subject(key string) string { return s.prefix + key }
-
 // put writes data under key with the lease headers and ttl, only if the
-// key's last message has sequence expect (0: the key has no message).
-func (s *kvStore) put(ctx context.Context, key string, data []byte, attempt string, token, expect uint64, ttl time.Duration) (*jetstream.PubAck, error) {
-	m := nats.NewMsg(s.subject(key))
-	m.Data = data
-	m.Header.Set(hdrAttempt, attempt)
+// key's last message has sequence expect (0: the key has no message). It
+// returns the new message's sequence.
+func (s *kvStore) put(ctx context.Context, key string, data []byte, attempt string, token, expect uint64, ttl time.Duration) (uint64, error) {
+	h := nats.Header{}
+	h.Set(hdrAttempt, attempt)
 	if token != 0 {
-		m.Header.Set(hdrToken, strconv.FormatUint(token, 10))
+		h.Set(hdrToken, strconv.FormatUint(token, 10))
 	}
-	return s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(ttl))
+	return s.b.Put(ctx, key, data, h, expect, ttl)
 }
 
 // release writes a short-lived purge marker on key, only if the key's last
 // message has sequence expect. It frees the key.
-func (s *kvStore) release(ctx context.Context, key string, expect uint64) (*jetstream.PubAck, error) {
-	m := nats.NewMsg(s.subject(key))
-	m.Header.Set(hdrKVOp, kvOpPurge)
-	m.Header.Set(hdrRollup, "sub")
-	return s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(markerTTL))
+func (s *kvStore) release(ctx context.Context, key string, expect uint64) (uint64, error) {
+	return s.b.Purge(ctx, key, expect)
 }
 
 // entry is the state of a key as read from the stream.
@@ -78,73 +60,28 @@ type entry struct {
 	expires time.Time // when the holder's message expires, by the server's clock
 }
 
-// last reads key's last message from the stream leader. Replicas answer
-// direct gets and may lag; the leader has applied every acknowledged write.
-// It is still only a hint: conditional writes are the authority.
+// last reads key's last message from the stream leader (condkv.Last): a
+// hint, since conditional writes are the authority.
 func (s *kvStore) last(ctx context.Context, key string) (entry, error) {
-	req, _ := json.Marshal(struct {
-		LastFor string `json:"last_by_subj"`
-	}{s.subject(key)})
-	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.stream, req)
+	e, err := s.b.Last(ctx, key)
 	if err != nil {
 		return entry{}, err
 	}
-	var r struct {
-		Message *struct {
-			Sequence uint64    `json:"seq"`
-			Header   []byte    `json:"hdrs"`
-			Data     []byte    `json:"data"`
-			Time     time.Time `json:"time"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
+	if !e.Live {
+		return entry{seq: e.Seq, free: true}, nil
 	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return entry{}, fmt.Errorf("lock: bad response from the stream leader: %w", err)
+	en := entry{seq: e.Seq, attempt: e.Header.Get(hdrAttempt), token: e.Seq, value: e.Data, expires: e.Expires}
+	if t, err := strconv.ParseUint(e.Header.Get(hdrToken), 10, 64); err == nil && t > 0 {
+		en.token = t
 	}
-	if r.Error != nil {
-		if r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
-			return entry{free: true}, nil
-		}
-		return entry{}, r.Error
-	}
-	if r.Message == nil {
-		return entry{}, errors.New("lock: empty response from the stream leader")
-	}
-	var h nats.Header
-	if len(r.Message.Header) > 0 {
-		if h, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
-			return entry{}, fmt.Errorf("lock: bad message headers: %w", err)
-		}
-	}
-	e := entry{seq: r.Message.Sequence}
-	if isMarker(h) {
-		e.free = true
-		return e, nil
-	}
-	e.attempt, e.token, e.value = h.Get(hdrAttempt), r.Message.Sequence, r.Message.Data
-	if t, err := strconv.ParseUint(h.Get(hdrToken), 10, 64); err == nil && t > 0 {
-		e.token = t
-	}
-	if ttl, err := time.ParseDuration(h.Get(hdrTTL)); err == nil {
-		e.expires = r.Message.Time.Add(ttl)
-	}
-	return e, nil
+	return en, nil
 }
 
-// isMarker reports whether a message is a delete, purge or expiry marker.
-func isMarker(h nats.Header) bool {
-	if h == nil {
-		return false
-	}
-	return h.Get(hdrKVOp) != "" || h.Get(hdrMarker) != ""
-}
-
-// watch wakes a waiter on changes of a key, through an ordered consumer of
-// new messages on the key's subject (headers only). Watchers can miss
-// messages that were quickly replaced and resume late after a node dies,
-// so they only wake; the waiter re-checks, and also re-checks on a timer.
+// watch wakes a waiter on changes of a key. Watchers can miss messages
+// that were quickly replaced and resume late after a node dies, so they
+// only wake; the waiter re-checks, and also re-checks on a timer.
 type watch struct {
-	cc     jetstream.ConsumeContext
+	w      *condkv.Watch
 	wake   chan struct{}
 	ignore atomic.Pointer[string] // a holder attempt whose refreshes do not wake
 }
@@ -154,29 +91,19 @@ func (w *watch) ignoring(attempt string) { w.ignore.Store(&attempt) }
 
 func (s *kvStore) watch(ctx context.Context, key string) (*watch, error) {
 	w := &watch{wake: make(chan struct{}, 1)}
-	cons, err := s.js.OrderedConsumer(ctx, s.stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{s.subject(key)},
-		DeliverPolicy:     jetstream.DeliverNewPolicy,
-		HeadersOnly:       true,
-		InactiveThreshold: 30 * time.Second,
-	})
-	if err != nil {
-		return nil, err
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		h := m.Headers()
-		if a := w.ignore.Load(); a != nil && *a != "" && !isMarker(h) && h.Get(hdrAttempt) == *a {
+	cw, err := s.b.Watch(ctx, key, func(h nats.Header) {
+		if a := w.ignore.Load(); a != nil && *a != "" && !condkv.IsMarker(h) && h.Get(hdrAttempt) == *a {
 			return // the holder we wait for refreshed its lease
 		}
 		select {
 		case w.wake <- struct{}{}:
 		default:
 		}
-	}, jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
+	})
 	if err != nil {
 		return nil, err
 	}
-	w.cc = cc
+	w.w = cw
 	return w, nil
 }
 
@@ -185,11 +112,5 @@ func (w *watch) stop() {
 	if w == nil {
 		return
 	}
-	w.cc.Stop()
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	select {
-	case <-w.cc.Closed():
-	case <-t.C:
-	}
+	w.w.Stop()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/internal/condkv"
 )
 
 // acquireAttempts bounds the read-then-write rounds of one registration
@@ -85,10 +86,10 @@ func Register(ctx context.Context, node *coord.Node, inst Registration, opts ...
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, node.JetStream())
-	if err != nil {
-		return nil, fmt.Errorf("registry: register %q/%q: %w", inst.Service, inst.ID, err)
+	if err := condkv.CheckKey(instanceKey(inst.Service, inst.ID)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRegistration, err)
 	}
+	st := openStore(node)
 	r := &Registrar{
 		nc: node.Conn(), st: st, key: instanceKey(inst.Service, inst.ID),
 		ttl: ttl, every: ttl / 3, lease: lease,

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/internal/condkv"
 )
 
 // watchAPIWait bounds the watcher's requests: creating its consumer, and
@@ -85,7 +86,7 @@ func (w *watcher) deliver(m *nats.Msg) {
 		return
 	}
 	e := event{key: m.Subject[len(w.prefix):], value: m.Data}
-	if m.Header.Get(hdrKVOp) != "" || m.Header.Get(hdrMarker) != "" {
+	if condkv.IsMarker(m.Header) {
 		e.removed = true
 	}
 	w.mu.Lock()

@@ -1,0 +1,244 @@
+package condkv
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers that JetStream and the KV convention give meaning to.
+const (
+	hdrKVOp   = "KV-Operation"
+	hdrMarker = "Nats-Marker-Reason"
+	hdrTTL    = "Nats-TTL"
+	hdrRollup = "Nats-Rollup"
+)
+
+// MarkerTTL is how long a purge marker written by Purge stays. Its expiry
+// leaves nothing behind and writes no further marker.
+const MarkerTTL = time.Second
+
+// MaxKeyLen bounds a key, in bytes, so that a publish on its subject stays
+// well within nats-server's 4 KiB control line (a longer one makes the
+// server close the connection).
+const MaxKeyLen = 2048
+
+// ErrBadKey is returned for a key that CheckKey refuses.
+var ErrBadKey = errors.New("condkv: invalid key")
+
+// CheckKey reports whether key is a valid key: 1 to MaxKeyLen bytes of
+// letters, digits and "-/_=.", not starting or ending with '.', with no
+// empty token ("..").
+func CheckKey(key string) error {
+	if key == "" || len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrBadKey, len(key), MaxKeyLen)
+	}
+	if key[0] == '.' || key[len(key)-1] == '.' || strings.Contains(key, "..") {
+		return fmt.Errorf("%w: %q has an empty token", ErrBadKey, key)
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '/' || c == '_' || c == '=' || c == '.':
+		default:
+			return fmt.Errorf("%w: byte %q at %d", ErrBadKey, c, i)
+		}
+	}
+	return nil
+}
+
+// Bucket reads and writes the keys of one KV bucket through its stream.
+// It is safe for concurrent use.
+type Bucket struct {
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	stream string // KV_<bucket>
+	prefix string // $KV.<bucket>.
+}
+
+// New returns the Bucket named bucket, reached through js and nc (the
+// connection js was made from).
+func New(js jetstream.JetStream, nc *nats.Conn, bucket string) *Bucket {
+	return &Bucket{js: js, nc: nc, stream: "KV_" + bucket, prefix: "$KV." + bucket + "."}
+}
+
+// Conn returns the bucket's connection.
+func (b *Bucket) Conn() *nats.Conn { return b.nc }
+
+// Subject returns the subject of key's messages.
+func (b *Bucket) Subject(key string) string { return b.prefix + key }
+
+// Stream returns the name of the bucket's stream.
+func (b *Bucket) Stream() string { return b.stream }
+
+// Put writes data with the headers hdr (may be nil) under key, only if the
+// key's last message, markers included, has sequence expect (0: the key
+// has never had a message, or its history is gone). ttl > 0 gives the
+// message a time to live (the bucket needs LimitMarkerTTL). It returns the
+// new message's sequence. A conflict is reported as coord.IsConflict
+// recognises it; an unclear outcome (a timeout) must be resolved with Last.
+func (b *Bucket) Put(ctx context.Context, key string, data []byte, hdr nats.Header, expect uint64, ttl time.Duration) (uint64, error) {
+	if err := CheckKey(key); err != nil {
+		return 0, err
+	}
+	m := nats.NewMsg(b.Subject(key))
+	m.Data = data
+	for k, v := range hdr {
+		m.Header[k] = v
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(expect)}
+	if ttl > 0 {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
+	ack, err := b.js.PublishMsg(ctx, m, opts...)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// Purge replaces key's messages with a purge marker that lives MarkerTTL,
+// only if the key's last message has sequence expect. It returns the
+// marker's sequence.
+func (b *Bucket) Purge(ctx context.Context, key string, expect uint64) (uint64, error) {
+	if err := CheckKey(key); err != nil {
+		return 0, err
+	}
+	m := nats.NewMsg(b.Subject(key))
+	m.Header.Set(hdrKVOp, "PURGE")
+	m.Header.Set(hdrRollup, "sub")
+	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(MarkerTTL))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// Entry is a key's last message as Last read it.
+type Entry struct {
+	// Seq is the sequence of the key's last message, marker or not; 0 if
+	// the key has none. It is what Put and Purge expect next.
+	Seq uint64
+	// Live reports a value: the last message exists and is not a delete,
+	// purge or expiry marker.
+	Live bool
+	// Header, Data and Time are the last message's (for a live entry).
+	Header nats.Header
+	Data   []byte
+	Time   time.Time
+	// Expires is when a live message with a TTL expires, by the server's
+	// clock; zero without a TTL.
+	Expires time.Time
+}
+
+// Last reads key's last message, markers included, from the stream
+// leader: replicas answer direct gets and may lag, while the leader has
+// applied every acknowledged write. It is still a hint; conditional writes
+// are the authority.
+func (b *Bucket) Last(ctx context.Context, key string) (Entry, error) {
+	if err := CheckKey(key); err != nil {
+		return Entry{}, err
+	}
+	req, _ := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{b.Subject(key)})
+	resp, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+b.stream, req)
+	if err != nil {
+		return Entry{}, err
+	}
+	var r struct {
+		Message *struct {
+			Sequence uint64    `json:"seq"`
+			Header   []byte    `json:"hdrs"`
+			Data     []byte    `json:"data"`
+			Time     time.Time `json:"time"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return Entry{}, fmt.Errorf("condkv: bad response from the stream leader: %w", err)
+	}
+	if r.Error != nil {
+		if r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+			return Entry{}, nil
+		}
+		return Entry{}, r.Error
+	}
+	if r.Message == nil {
+		return Entry{}, errors.New("condkv: empty response from the stream leader")
+	}
+	var h nats.Header
+	if len(r.Message.Header) > 0 {
+		if h, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
+			return Entry{}, fmt.Errorf("condkv: bad message headers: %w", err)
+		}
+	}
+	e := Entry{Seq: r.Message.Sequence}
+	if IsMarker(h) {
+		return e, nil
+	}
+	e.Live, e.Header, e.Data, e.Time = true, h, r.Message.Data, r.Message.Time
+	if ttl, err := time.ParseDuration(h.Get(hdrTTL)); err == nil {
+		e.Expires = r.Message.Time.Add(ttl)
+	}
+	return e, nil
+}
+
+// IsMarker reports whether a message's headers are those of a delete,
+// purge or expiry marker.
+func IsMarker(h nats.Header) bool {
+	if h == nil {
+		return false
+	}
+	return h.Get(hdrKVOp) != "" || h.Get(hdrMarker) != ""
+}
+
+// Watch calls fn with the headers of each new message on one key, through
+// an ordered consumer that delivers headers only. fn must not block. Stop
+// it with Stop.
+type Watch struct {
+	cc jetstream.ConsumeContext
+}
+
+// Watch starts a watch of key.
+func (b *Bucket) Watch(ctx context.Context, key string, fn func(nats.Header)) (*Watch, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, err
+	}
+	cons, err := b.js.OrderedConsumer(ctx, b.stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{b.Subject(key)},
+		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		HeadersOnly:       true,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { fn(m.Headers()) },
+		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
+	if err != nil {
+		return nil, err
+	}
+	return &Watch{cc: cc}, nil
+}
+
+// Stop stops the watch and waits, boundedly, for its goroutines to end.
+func (w *Watch) Stop() {
+	if w == nil {
+		return
+	}
+	w.cc.Stop()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-w.cc.Closed():
+	case <-t.C:
+	}
+}
