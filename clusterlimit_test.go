@@ -17,6 +17,7 @@ import (
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
 	"github.com/concordrpc/concord/examples/greeter/greeter"
+	"github.com/concordrpc/concord/internal/nodetest"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -31,7 +32,7 @@ func TestClusterScopedLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler)
-	node, err := coord.Open(ctx, coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1"), coord.WithLogger(quiet))
+	node, err := coord.Open(ctx, coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth(), coord.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestClusterScopedLimit(t *testing.T) {
 	var stops []func()
 	for i := 0; i < instances; i++ {
 		app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithDataDir(t.TempDir()), concord.WithLogger(quiet),
-			concord.WithCoordOptions(coord.WithClient([]string{node.ClientURL()}, coord.ClientAuth{})))
+			concord.WithCoordOptions(coord.WithClient([]string{node.ClientURL()}, nodetest.ClientAuth())))
 		policy := greeterv1concord.GreeterServicePolicy()
 		policy.Method(greeterv1connect.GreeterServiceShoutProcedure).RateLimit = limit
 		app.RegisterService(policy, func(s *connect.Server) { greeterv1connect.RegisterGreeterServiceHandler(s, greeter.Service{}) })

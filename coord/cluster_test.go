@@ -8,6 +8,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/internal/clustertest"
+	"github.com/concordrpc/concord/internal/nodetest"
 )
 
 // TestClusterSurvivesKill9 forms a 3-node cluster of child processes on
@@ -23,7 +24,7 @@ func TestClusterSurvivesKill9(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	client, err := coord.Open(ctx, coord.WithClient(cluster.URLs(), coord.ClientAuth{}), coord.WithName("tester"), quiet())
+	client, err := coord.Open(ctx, coord.WithClient(cluster.URLs(), nodetest.ClientAuth()), coord.WithName("tester"), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

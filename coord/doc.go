@@ -41,10 +41,22 @@
 //
 // # Security
 //
-// Cluster routes can require a user and password (Cluster.Username and
-// Password) and use TLS (Cluster.TLS). nats-server authenticates routes with
-// user and password or TLS only; nkeys and credentials files apply to client
-// connections (ClientAuth), for example an app in client mode.
+// Every listener a node opens authenticates its peers. Cluster routes
+// require a password (Cluster.Password, the same on every node) or mutual
+// TLS (Cluster.TLS with ClientAuth tls.RequireAndVerifyClientCert); Open
+// refuses a cluster with neither unless Cluster.InsecureOpenRoutes is set.
+// A node's NATS client listener (WithListen; a cluster node always has
+// one, which routing needs) requires a login: the process's own
+// connection uses credentials generated at Open, other clients the user
+// and password of WithListenAuth; Open refuses WithListen without
+// WithListenAuth unless WithInsecureListenNoAuth is given. An embedded node
+// without WithListen has no listener at all. nats-server authenticates
+// routes with a password or TLS only; nkeys and credentials files apply to
+// client connections (ClientAuth), for example an app in client mode.
+//
+// Keys that coordination features write are checked (letters, digits and
+// "-/_=.", at most 2 KiB) and anything a caller sends is escaped or hashed
+// into such a key first, so no caller value reaches a subject raw.
 //
 // # Logs and limits
 //

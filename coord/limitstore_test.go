@@ -18,11 +18,11 @@ import (
 // their own client-mode connections to it, as n instances would have.
 func limitStores(t *testing.T, n int) (*coord.Node, []*coord.LimitStore) {
 	t.Helper()
-	node := nodetest.Open(t, coord.WithListen("127.0.0.1:-1"))
+	node := nodetest.Open(t, coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth())
 	var stores []*coord.LimitStore
 	for range n {
 		ctx := nodetest.Within(t, 20*time.Second)
-		c, err := coord.Open(ctx, coord.WithClient([]string{node.ClientURL()}, coord.ClientAuth{}), coord.WithName("instance"), quiet())
+		c, err := coord.Open(ctx, coord.WithClient([]string{node.ClientURL()}, nodetest.ClientAuth()), coord.WithName("instance"), quiet())
 		if err != nil {
 			t.Fatal(err)
 		}

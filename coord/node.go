@@ -2,6 +2,8 @@ package coord
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// inprocUser is the user the process's own connection logs in as.
+const inprocUser = "concord-inprocess"
+
+// randomSecret returns 32 random bytes, hex-encoded.
+func randomSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
 
 // ErrClosed is returned by operations on a closed Node.
 var ErrClosed = errors.New("coord: node closed")
@@ -37,6 +49,11 @@ type Node struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	replicas int
+
+	// inprocPassword is the password of the process's own connection to
+	// its embedded node (user inprocUser), made at Open; "" when the node
+	// has no listener (nobody else can connect) or accepts anyone.
+	inprocPassword string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -79,6 +96,12 @@ func (c *config) validate() error {
 		if c.cluster.Listen == "" {
 			return errors.New("coord: cluster mode needs Cluster.Listen, this node's route address")
 		}
+		if !c.cluster.routeAuth() && !c.cluster.InsecureOpenRoutes {
+			return errors.New("coord: cluster routes need credentials, or any server that reaches " + c.cluster.Listen +
+				" could join and rewrite every bucket: set Cluster.Password, the same on every node" +
+				" (concord node and the greeter read CONCORD_ROUTE_PASSWORD), or mutual TLS (Cluster.TLS with" +
+				" ClientAuth tls.RequireAndVerifyClientCert); Cluster.InsecureOpenRoutes accepts any peer")
+		}
 		if _, _, err := splitHostPort(c.cluster.Listen); err != nil {
 			return fmt.Errorf("coord: Cluster.Listen: %w", err)
 		}
@@ -97,6 +120,10 @@ func (c *config) validate() error {
 	if c.listen != "" {
 		if _, _, err := splitHostPort(c.listen); err != nil {
 			return fmt.Errorf("coord: listen address: %w", err)
+		}
+		if c.listenPassword == "" && !c.listenNoAuth {
+			return fmt.Errorf("coord: the NATS listener on %s needs client credentials: WithListenAuth(user, password)"+
+				" (concord node reads CONCORD_NATS_USER and CONCORD_NATS_PASSWORD); WithInsecureListenNoAuth accepts anyone", c.listen)
 		}
 	}
 	return nil
@@ -160,9 +187,23 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		host, port, _ := splitHostPort(listen)
 		o.Host, o.Port = host, port
 	}
-	o.Username, o.Password = c.listenUser, c.listenPassword
+	if !o.DontListen {
+		// Every client logs in: the process's own connection with
+		// credentials made for it here, others with WithListenAuth's.
+		n.inprocPassword = randomSecret()
+		o.Users = []*server.User{{Username: inprocUser, Password: n.inprocPassword}}
+		if c.listenPassword != "" {
+			o.Users = append(o.Users, &server.User{Username: c.listenUser, Password: c.listenPassword})
+		}
+		if c.listenNoAuth {
+			o.Users, n.inprocPassword = nil, ""
+		}
+	}
 	if c.mode == ModeCluster {
 		cl := c.cluster
+		if cl.Password != "" && cl.Username == "" {
+			cl.Username = "concord"
+		}
 		host, port, _ := splitHostPort(cl.Listen)
 		o.Cluster = server.ClusterOpts{
 			Name: cl.Name, Host: host, Port: port,
@@ -222,8 +263,8 @@ func (n *Node) connect() error {
 	name := "concord:" + n.cfg.name
 	if n.srv != nil {
 		opts := []nats.Option{nats.InProcessServer(n.srv), nats.Name(name), nats.MaxReconnects(-1)}
-		if n.cfg.listenUser != "" {
-			opts = append(opts, nats.UserInfo(n.cfg.listenUser, n.cfg.listenPassword))
+		if n.inprocPassword != "" {
+			opts = append(opts, nats.UserInfo(inprocUser, n.inprocPassword))
 		}
 		nc, err := nats.Connect("", opts...)
 		if err != nil {

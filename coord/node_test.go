@@ -15,6 +15,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/internal/clustertest"
+	"github.com/concordrpc/concord/internal/nodetest"
 )
 
 func TestMain(m *testing.M) {
@@ -124,13 +125,15 @@ func TestBadConfig(t *testing.T) {
 		opts []coord.Option
 		want string
 	}{
-		{"port in use", []coord.Option{coord.WithDataDir(t.TempDir()), coord.WithListen(busy.Addr().String())}, "address already in use"},
+		{"port in use", []coord.Option{coord.WithDataDir(t.TempDir()), coord.WithListen(busy.Addr().String()), nodetest.ListenAuth()}, "address already in use"},
 		{"data dir is a file", []coord.Option{coord.WithDataDir(fileNotDir)}, "data directory"},
 		{"bad listen address", []coord.Option{coord.WithDataDir(t.TempDir()), coord.WithListen("nope")}, "listen address"},
 		{"bad node name", []coord.Option{coord.WithDataDir(t.TempDir()), coord.WithName("a b")}, "node name"},
 		{"cluster without listen", []coord.Option{coord.WithDataDir(t.TempDir()), coord.WithCluster(coord.Cluster{})}, "Cluster.Listen"},
-		{"client without URL", []coord.Option{coord.WithClient(nil, coord.ClientAuth{})}, "server URL"},
-		{"client, nothing listening", []coord.Option{coord.WithClient([]string{"nats://" + busy.Addr().String()}, coord.ClientAuth{})}, "connect to"},
+		{"cluster without route credentials", []coord.Option{coord.WithDataDir(t.TempDir()), coord.WithCluster(coord.Cluster{Listen: "127.0.0.1:-1"})}, "cluster routes need credentials"},
+		{"listener without client credentials", []coord.Option{coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1")}, "needs client credentials"},
+		{"client without URL", []coord.Option{coord.WithClient(nil, nodetest.ClientAuth())}, "server URL"},
+		{"client, nothing listening", []coord.Option{coord.WithClient([]string{"nats://" + busy.Addr().String()}, nodetest.ClientAuth())}, "connect to"},
 		{"client, wrong credentials", []coord.Option{coord.WithClient([]string{standalone.ClientURL()}, coord.ClientAuth{Username: "concord", Password: "wrong"})}, "Authorization Violation"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,11 +162,11 @@ func TestBadConfig(t *testing.T) {
 }
 
 func TestClientMode(t *testing.T) {
-	server := openEmbedded(t, t.TempDir(), coord.WithListen("127.0.0.1:-1"), coord.WithName("standalone"))
+	server := openEmbedded(t, t.TempDir(), coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth(), coord.WithName("standalone"))
 	defer server.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	client, err := coord.Open(ctx, coord.WithClient([]string{server.ClientURL()}, coord.ClientAuth{}), coord.WithName("app"), quiet())
+	client, err := coord.Open(ctx, coord.WithClient([]string{server.ClientURL()}, nodetest.ClientAuth()), coord.WithName("app"), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,12 +65,28 @@ type Cluster struct {
 	// Peers are the route addresses of the other nodes, "host:port". A
 	// node may list every node, itself included; it ignores itself.
 	Peers []string
-	// Username and Password, when set, are required of every route, and
-	// sent to every peer.
+	// Username and Password are required of every route, and sent to
+	// every peer; every node must use the same. Username defaults to
+	// "concord" when only Password is set. A cluster needs a Password or
+	// mutual TLS unless InsecureOpenRoutes is set.
 	Username, Password string
 	// TLS, when set, encrypts routes and verifies peers with it. Use the
 	// same CA on every node and set both Certificates and RootCAs/ClientCAs.
+	// With ClientAuth tls.RequireAndVerifyClientCert it authenticates
+	// routes on its own (mutual TLS), without a Password.
 	TLS *tls.Config
+	// InsecureOpenRoutes lets the node start without route credentials:
+	// any server that reaches Listen can then join the cluster and read,
+	// write and delete every bucket (deleting the locks bucket resets
+	// fencing tokens). Only for a cluster whose route addresses nobody
+	// else can reach.
+	InsecureOpenRoutes bool
+}
+
+// routeAuth reports whether routes authenticate peers: with a password, or
+// with mutual TLS.
+func (cl Cluster) routeAuth() bool {
+	return cl.Password != "" || (cl.TLS != nil && cl.TLS.ClientAuth == tls.RequireAndVerifyClientCert)
 }
 
 // ClientAuth holds credentials for ModeClient.
@@ -94,6 +110,7 @@ type config struct {
 	listen         string
 	listenUser     string
 	listenPassword string
+	listenNoAuth   bool
 	cluster        Cluster
 	urls           []string
 	auth           ClientAuth
@@ -140,11 +157,22 @@ func WithListen(addr string) Option {
 	return optionFunc(func(c *config) { c.listen = addr })
 }
 
-// WithListenAuth requires NATS clients of the node's listener to log in
-// with username and password. Default: no authentication, so only listen
-// on loopback or a private network without it.
+// WithListenAuth sets the username and password that NATS clients of the
+// node's listener (WithListen) log in with: apps in client mode, tools.
+// A node that listens requires it, unless WithInsecureListenNoAuth. The
+// process's own connection uses credentials generated at Open, so a
+// cluster node's listener (which routing needs) admits nobody else when
+// WithListenAuth is not given.
 func WithListenAuth(username, password string) Option {
 	return optionFunc(func(c *config) { c.listenUser, c.listenPassword = username, password })
+}
+
+// WithInsecureListenNoAuth lets WithListen's listener accept NATS clients
+// without credentials: anyone who reaches the address can then read,
+// write and delete every bucket. Only for a listener on loopback in a
+// machine nobody else uses.
+func WithInsecureListenNoAuth() Option {
+	return optionFunc(func(c *config) { c.listenNoAuth = true })
 }
 
 // WithCluster selects ModeCluster.

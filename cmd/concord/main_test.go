@@ -68,7 +68,7 @@ func TestNodeAndStatus(t *testing.T) {
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"node", "-data", t.TempDir(), "-name", "n1", "-listen", "127.0.0.1:-1", "-http", httpAddr}, out, io.Discard)
+		done <- run(ctx, []string{"node", "-data", t.TempDir(), "-name", "n1", "-listen", "127.0.0.1:-1", "-password", "node-secret", "-http", httpAddr}, out, io.Discard)
 	}()
 	var status bytes.Buffer
 	var err error
@@ -93,6 +93,12 @@ func TestNodeAndStatus(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("node: %v", err)
+	}
+	// A node that listens needs client credentials.
+	t.Setenv("CONCORD_NATS_PASSWORD", "")
+	err = run(t.Context(), []string{"node", "-data", t.TempDir(), "-listen", "127.0.0.1:-1", "-http", ""}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "CONCORD_NATS_PASSWORD") {
+		t.Fatalf("node without client credentials: %v, want an error naming CONCORD_NATS_PASSWORD", err)
 	}
 	// Nothing listening: a clear error, not a hang.
 	if err := run(t.Context(), []string{"status", "-addr", freeAddr(t)}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "connection refused") {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -22,12 +24,12 @@ func nodeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	data := fs.String("data", coord.DefaultDataDir, "data directory")
 	name := fs.String("name", "concord", "node name, stable and unique in a cluster")
 	listen := fs.String("listen", "127.0.0.1:4222", "address NATS clients (apps in client mode) connect to")
-	user := fs.String("user", "", "username NATS clients must present (with -password)")
-	password := fs.String("password", "", "password NATS clients must present")
+	user := fs.String("user", cmp.Or(os.Getenv("CONCORD_NATS_USER"), "concord"), "username NATS clients must present (env CONCORD_NATS_USER)")
+	password := fs.String("password", os.Getenv("CONCORD_NATS_PASSWORD"), "password NATS clients must present; required (env CONCORD_NATS_PASSWORD)")
 	cluster := fs.String("cluster", "", "cluster mode: this node's route address, host:port")
 	peers := fs.String("peers", "", "cluster mode: route addresses of all nodes, comma-separated")
-	routeUser := fs.String("route-user", "", "cluster mode: username routes must present")
-	routePassword := fs.String("route-password", "", "cluster mode: password routes must present")
+	routeUser := fs.String("route-user", "", "cluster mode: username routes must present (default concord)")
+	routePassword := fs.String("route-password", os.Getenv("CONCORD_ROUTE_PASSWORD"), "cluster mode: password routes must present, the same on every node; required (env CONCORD_ROUTE_PASSWORD)")
 	httpAddr := fs.String("http", "127.0.0.1:8222", "address of the status endpoint (GET /concord/status); empty disables it")
 	logLevel := fs.String("log-level", "warn", "lowest level of NATS logs: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -45,7 +47,7 @@ func nodeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		coord.WithDataDir(*data), coord.WithName(*name), coord.WithListen(*listen),
 		coord.WithLogger(logger), coord.WithLogLevel(level),
 	}
-	if *user != "" {
+	if *password != "" {
 		opts = append(opts, coord.WithListenAuth(*user, *password))
 	}
 	if *cluster != "" {

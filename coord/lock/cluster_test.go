@@ -12,6 +12,7 @@ import (
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/internal/clustertest"
+	"github.com/concordrpc/concord/internal/nodetest"
 )
 
 // grantRecord is one grant as its holder saw it: held from the
@@ -50,7 +51,7 @@ func TestClusterLockInvariants(t *testing.T) {
 	longHold := make(chan struct{}, 1) // a worker began a long hold
 	var wg sync.WaitGroup
 	for ci := range clients {
-		client, err := coord.Open(ctx, coord.WithClient(c.URLs(), coord.ClientAuth{}),
+		client, err := coord.Open(ctx, coord.WithClient(c.URLs(), nodetest.ClientAuth()),
 			coord.WithName(fmt.Sprintf("client%d", ci)), quiet())
 		if err != nil {
 			t.Fatal(err)

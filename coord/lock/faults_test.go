@@ -16,6 +16,7 @@ import (
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/localstore"
 	"github.com/concordrpc/concord/coord/lock"
+	"github.com/concordrpc/concord/internal/nodetest"
 )
 
 // TestCrashedHolderFreedWithinTTL kills -9 a holder's process and checks
@@ -26,7 +27,7 @@ func TestCrashedHolderFreedWithinTTL(t *testing.T) {
 		t.Skip("starts a holder process")
 	}
 	const ttl, margin = 2 * time.Second, 1500 * time.Millisecond
-	n := openNode(t, coord.WithListen("127.0.0.1:-1"))
+	n := openNode(t, coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth())
 	ctx := within(t, 60*time.Second)
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -213,7 +214,7 @@ func TestTokensIncreaseAcrossRestart(t *testing.T) {
 // a TryLock's write commits: the write times out, and the attempt confirms
 // by reading its attempt ID back once replies flow again.
 func TestGrantCommittedWhileClientTimedOut(t *testing.T) {
-	n := openNode(t, coord.WithListen("127.0.0.1:-1"))
+	n := openNode(t, coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth())
 	p := newStallProxy(t, listenAddr(t, n))
 	client := clientVia(t, p)
 	ctx := within(t, 30*time.Second)
@@ -252,7 +253,7 @@ func TestGrantCommittedWhileClientTimedOut(t *testing.T) {
 // while its committed write's reply is held back: TryLock fails, and the
 // grant it did not see is released at once, not left to its 10s TTL.
 func TestUnclearGrantGivenBackWhenContextEnds(t *testing.T) {
-	n := openNode(t, coord.WithListen("127.0.0.1:-1"))
+	n := openNode(t, coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth())
 	p := newStallProxy(t, listenAddr(t, n))
 	client := clientVia(t, p)
 	ctx := within(t, 30*time.Second)
@@ -283,7 +284,7 @@ func TestUnclearGrantGivenBackWhenContextEnds(t *testing.T) {
 // committing, and the session adopts them by reading back instead of
 // declaring the lease lost.
 func TestKeepaliveSurvivesUnclearRefreshes(t *testing.T) {
-	n := openNode(t, coord.WithListen("127.0.0.1:-1"))
+	n := openNode(t, coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth())
 	p := newStallProxy(t, listenAddr(t, n))
 	client := clientVia(t, p)
 	ctx := within(t, 30*time.Second)

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 func runHolder() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := coord.Open(ctx, coord.WithClient([]string{os.Getenv("HOLDER_URL")}, coord.ClientAuth{}),
+	n, err := coord.Open(ctx, coord.WithClient([]string{os.Getenv("HOLDER_URL")}, nodetest.ClientAuth()),
 		coord.WithName("holder"), quiet())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "holder:", err)

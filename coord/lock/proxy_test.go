@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/internal/nodetest"
 )
 
 // stallProxy forwards TCP connections to a NATS node and can hold back the
@@ -109,7 +110,7 @@ func (p *stallProxy) close() {
 func clientVia(t *testing.T, p *stallProxy) *coord.Node {
 	t.Helper()
 	ctx := within(t, 20*time.Second)
-	c, err := coord.Open(ctx, coord.WithClient([]string{p.url()}, coord.ClientAuth{}), coord.WithName("via-proxy"), quiet())
+	c, err := coord.Open(ctx, coord.WithClient([]string{p.url()}, nodetest.ClientAuth()), coord.WithName("via-proxy"), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
+	"github.com/concordrpc/concord/internal/nodetest"
 )
 
 func TestRegisterResolveDeregister(t *testing.T) {
@@ -190,7 +191,7 @@ func TestDeletedBehindBackReregisters(t *testing.T) {
 // 127.0.0.1 (port -1 picks one), closed at cleanup.
 func listeningNode(t *testing.T, dir, addr string) *coord.Node {
 	t.Helper()
-	n, err := coord.Open(within(t, 20*time.Second), coord.WithDataDir(dir), coord.WithListen(addr), quiet())
+	n, err := coord.Open(within(t, 20*time.Second), coord.WithDataDir(dir), coord.WithListen(addr), nodetest.ListenAuth(), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func listeningNode(t *testing.T, dir, addr string) *coord.Node {
 // clientNode connects to url in client mode, closed at cleanup.
 func clientNode(t *testing.T, url string) *coord.Node {
 	t.Helper()
-	n, err := coord.Open(within(t, 20*time.Second), coord.WithClient([]string{url}, coord.ClientAuth{}), coord.WithName("client"), quiet())
+	n, err := coord.Open(within(t, 20*time.Second), coord.WithClient([]string{url}, nodetest.ClientAuth()), coord.WithName("client"), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

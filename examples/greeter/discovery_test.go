@@ -19,6 +19,7 @@ import (
 	"github.com/concordrpc/concord/coord/registry"
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
+	"github.com/concordrpc/concord/internal/nodetest"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -35,6 +36,7 @@ var addrRE = regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
 func (g *greeterProc) start(t *testing.T) {
 	t.Helper()
 	cmd := exec.Command(g.bin, "-addr", "127.0.0.1:0", "-data", g.dir, "-name", g.name, "-nats", g.natsURL)
+	cmd.Env = append(os.Environ(), "CONCORD_NATS_USER="+nodetest.User, "CONCORD_NATS_PASSWORD="+nodetest.Password)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -88,12 +90,12 @@ func newDiscoveryFixture(t *testing.T) *discoveryFixture {
 	quiet := coord.WithLogger(slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	node, err := coord.Open(ctx, coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1"), quiet)
+	node, err := coord.Open(ctx, coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth(), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close() })
-	client, err := coord.Open(ctx, coord.WithClient([]string{node.ClientURL()}, coord.ClientAuth{}), coord.WithName("tester"), quiet)
+	client, err := coord.Open(ctx, coord.WithClient([]string{node.ClientURL()}, nodetest.ClientAuth()), coord.WithName("tester"), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,10 @@
 // GreeterService by its discovery name, through the registry. By default it
 // embeds a single JetStream node under -data. With -cluster
 // and -peers, three or more greeters form a Raft cluster and keep
-// coordination state on three replicas. With -nats it runs no node and uses
-// an existing NATS cluster. It drains gracefully on SIGTERM or SIGINT.
+// coordination state on three replicas; their routes require the password
+// in CONCORD_ROUTE_PASSWORD (the same on every node), and a greeter in
+// cluster mode refuses to start without it. With -nats it runs no node and
+// uses an existing NATS cluster, logging in as CONCORD_NATS_USER (default
+// "concord") with CONCORD_NATS_PASSWORD. It drains gracefully on SIGTERM or
+// SIGINT.
 package main

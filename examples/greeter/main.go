@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -26,12 +27,17 @@ func main() {
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
+	// Secrets come from the environment, not flags (which ps shows).
 	coordOpts := []coord.Option{coord.WithName(*name)}
 	switch {
 	case *natsURL != "":
-		coordOpts = append(coordOpts, coord.WithClient(strings.Split(*natsURL, ","), coord.ClientAuth{}))
+		coordOpts = append(coordOpts, coord.WithClient(strings.Split(*natsURL, ","), coord.ClientAuth{
+			Username: cmp.Or(os.Getenv("CONCORD_NATS_USER"), "concord"), Password: os.Getenv("CONCORD_NATS_PASSWORD"),
+		}))
 	case *cluster != "":
-		coordOpts = append(coordOpts, coord.WithCluster(coord.Cluster{Listen: *cluster, Peers: strings.Split(*peers, ",")}))
+		coordOpts = append(coordOpts, coord.WithCluster(coord.Cluster{
+			Listen: *cluster, Peers: strings.Split(*peers, ","), Password: os.Getenv("CONCORD_ROUTE_PASSWORD"),
+		}))
 	}
 	app := concord.New(
 		concord.WithAddr(*addr),

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/internal/nodetest"
 )
 
 // nodeEnv marks a child process that serves one node.
@@ -39,7 +40,7 @@ func MaybeRunNode() {
 		coord.WithName(os.Getenv("NODE_NAME")),
 		coord.WithDataDir(os.Getenv("NODE_DIR")),
 		coord.WithLogger(logger),
-		coord.WithListen(os.Getenv("NODE_LISTEN")),
+		coord.WithListen(os.Getenv("NODE_LISTEN")), nodetest.ListenAuth(),
 		coord.WithCluster(routes(os.Getenv("NODE_ROUTE"), strings.Split(os.Getenv("NODE_PEERS"), ","))),
 	)
 	cancel()
@@ -54,6 +55,10 @@ func MaybeRunNode() {
 	_ = n.Close()
 	os.Exit(0)
 }
+
+// RouteCredentials returns the user and password the test cluster's
+// routes require, for tests of what a peer with or without them can do.
+func RouteCredentials() (user, password string) { return "route", routePassword }
 
 // routes is the cluster configuration of the node whose route address is
 // listen.
@@ -122,7 +127,7 @@ func (c *Cluster) Launch(t *testing.T, nodes ...*Node) []<-chan error {
 // stop and start it quickly or watch it from inside.
 func (c *Cluster) InProcess(n *Node) []coord.Option {
 	return []coord.Option{
-		coord.WithName(n.Name), coord.WithDataDir(n.Dir), coord.WithListen(n.Listen),
+		coord.WithName(n.Name), coord.WithDataDir(n.Dir), coord.WithListen(n.Listen), nodetest.ListenAuth(),
 		coord.WithCluster(routes(n.Route, c.routes)),
 	}
 }
@@ -134,6 +139,7 @@ func (c *Cluster) Restart(t *testing.T, n *Node) {
 }
 
 // URLs returns the nodes' client URLs, which are known before they start.
+// Clients log in with nodetest.ClientAuth.
 func (c *Cluster) URLs() []string {
 	var urls []string
 	for _, n := range c.Nodes {

@@ -35,3 +35,17 @@ func Within(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// The NATS client credentials of test nodes that listen (ListenAuth), for
+// clients in client mode (ClientAuth).
+const (
+	User     = "tester"
+	Password = "nodetest-secret"
+)
+
+// ListenAuth makes a listening test node require User and Password.
+func ListenAuth() coord.Option { return coord.WithListenAuth(User, Password) }
+
+// ClientAuth returns the credentials of a client of a test node that
+// listens with ListenAuth.
+func ClientAuth() coord.ClientAuth { return coord.ClientAuth{Username: User, Password: Password} }

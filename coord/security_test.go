@@ -1,0 +1,73 @@
+package coord_test
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/concordrpc/concord/internal/clustertest"
+)
+
+// TestClusterClosedToStrangers starts a three-node cluster (routes with a
+// password, as clusters must have) and tries to get in as a stranger
+// would: a rogue nats-server routing in without credentials and with a
+// wrong password, and a NATS client without credentials. All are refused.
+// A rogue with the right password joins, which shows that the test would
+// see a rogue that got in.
+func TestClusterClosedToStrangers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three node processes")
+	}
+	cluster := clustertest.New(t, 3)
+	cluster.Start(t)
+	target := cluster.Nodes[0]
+	user, password := clustertest.RouteCredentials()
+
+	rogueRoutes := func(u *url.Userinfo, within time.Duration) int {
+		t.Helper()
+		route := &url.URL{Scheme: "nats-route", Host: target.Route, User: u}
+		rogue, err := server.NewServer(&server.Options{
+			ServerName: "rogue", Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "concord", Host: "127.0.0.1", Port: -1},
+			Routes:  []*url.URL{route},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rogue.Start()
+		defer func() {
+			rogue.Shutdown()
+			rogue.WaitForShutdown()
+		}()
+		deadline := time.Now().Add(within)
+		for time.Now().Before(deadline) {
+			if n := rogue.NumRoutes(); n > 0 {
+				return n
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return rogue.NumRoutes()
+	}
+	if n := rogueRoutes(nil, 3*time.Second); n != 0 {
+		t.Errorf("a rogue server without credentials holds %d routes into the cluster", n)
+	}
+	if n := rogueRoutes(url.UserPassword(user, "wrong"), 3*time.Second); n != 0 {
+		t.Errorf("a rogue server with a wrong password holds %d routes into the cluster", n)
+	}
+	if n := rogueRoutes(url.UserPassword(user, password), 20*time.Second); n == 0 {
+		t.Error("a server with the right route password did not join: the test cannot see a rogue that gets in")
+	}
+
+	nc, err := nats.Connect(target.URL, nats.Timeout(5*time.Second), nats.MaxReconnects(0))
+	if err == nil {
+		nc.Close()
+		t.Fatal("a NATS client without credentials connected to a cluster node")
+	}
+	if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("an unauthenticated client got %v, want an authorization violation", err)
+	}
+}
