@@ -21,6 +21,18 @@ test: conformance ## Run every test, with -race
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
+# Each fuzz target of caller input (request bodies, fencing headers, limit
+# keys, registry keys) for FUZZTIME; CI runs them for a few seconds each.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ./rpc:FuzzRequestDecoding ./rpc:FuzzParseFencing ./coord:FuzzLimitKey ./coord/registry:FuzzEscapeToken
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
+	done
+
 # The start-stop stress tests (issue 19) with ten times make test's cycles.
 .PHONY: stress
 stress: ## Stop Apps and nodes at random moments of their start, 10x make test's cycles, with -race

@@ -52,6 +52,7 @@ type App struct {
 	conn       *rpc.Conn
 	resolver   *appResolver
 	registrars []*registry.Registrar
+	guard      *appGuard
 
 	nodeReady chan struct{} // closed when node (and local) or nodeErr is set
 	node      *coord.Node
@@ -68,10 +69,12 @@ func New(opts ...Option) *App {
 		o.apply(&cfg)
 	}
 	a := &App{cfg: cfg, nodeReady: make(chan struct{})}
+	a.guard = &appGuard{app: a}
 	serverOpts := append([]rpc.ServerOption{
 		rpc.WithLogger(cfg.logger),
 		rpc.WithAdmissionOptions(rpc.WithLimiterStore(&limiterStore{app: a}), rpc.WithInstanceCount(a.instanceCount)),
 		rpc.WithReadinessGates(readinessGate),
+		rpc.WithFencingGuard(a.guard),
 		rpc.WithHandler("GET "+StatusPath, http.HandlerFunc(a.serveStatus)),
 	}, cfg.serverOpts...)
 	a.server = rpc.NewServer(serverOpts...)
@@ -391,6 +394,47 @@ func (s *limiterStore) Release(ctx context.Context, key string, tokens, rate int
 		return err
 	}
 	return store.Release(ctx, key, tokens, rate, per)
+}
+
+// Guard returns the App's fencing guard, waiting for the local store and
+// the node as Local does: a lock.Guard over the App's Badger store that
+// verifies new tokens against the node's locks. Fenced methods
+// ((concord.v1.method).fencing) are checked with it before their handler
+// runs; a handler passes rpc.FencingToken to Guard.Update to make its own
+// local writes conditional on the token.
+func (a *App) Guard(ctx context.Context) (*lock.Guard, error) {
+	return a.guard.get(ctx)
+}
+
+// appGuard is the App's rpc.FencingGuard: its lock.Guard, once the local
+// store and the node are open.
+type appGuard struct {
+	app *App
+
+	mu    sync.Mutex
+	guard *lock.Guard
+}
+
+func (g *appGuard) get(ctx context.Context) (*lock.Guard, error) {
+	local, err := g.app.Local(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.guard == nil {
+		g.guard = lock.NewGuard(local, g.app)
+	}
+	return g.guard, nil
+}
+
+// Admit implements rpc.FencingGuard.
+func (g *appGuard) Admit(ctx context.Context, resource string, token uint64) (bool, error) {
+	guard, err := g.get(ctx)
+	if err != nil {
+		return false, err
+	}
+	return guard.Admit(ctx, resource, token)
 }
 
 // Mutex returns a distributed lock named name on the App's coordination

@@ -3,19 +3,14 @@ package concord_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"connectrpc.com/connect/v2"
-
-	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
-	"github.com/concordrpc/concord/examples/greeter/greeter"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -32,28 +27,13 @@ func TestHostileLimitKeys(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithDataDir(t.TempDir()),
-		concord.WithLogger(slog.New(slog.DiscardHandler)))
 	policy := greeterv1concord.GreeterServicePolicy()
 	policy.Method(greeterv1connect.GreeterServiceShoutProcedure).RateLimit = &rpc.RateLimitPolicy{
 		Algorithm: rpc.TokenBucket, Rate: 2, Per: time.Minute, Burst: 2,
 		Scope: rpc.ScopeCluster, Key: rpc.KeyHeader, Header: "X-Tenant",
 	}
-	app.RegisterService(policy, func(s *connect.Server) { greeterv1connect.RegisterGreeterServiceHandler(s, greeter.Service{}) })
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	app, url := servePolicy(ctx, t, policy)
 	node, err := app.Node(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := app.Server().Addr(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +46,7 @@ func TestHostileLimitKeys(t *testing.T) {
 	client := &http.Client{}
 	shout := func(tenant string) int {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr.String()+"/greeter.v1.GreeterService/Shout", strings.NewReader(`{"name":"x"}`))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/greeter.v1.GreeterService/Shout", strings.NewReader(`{"name":"x"}`))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -221,6 +221,9 @@ func generateMethodPolicy(g *protogen.GeneratedFile, connectPkg protogen.GoImpor
 		g.P("HalfOpenProbes: ", b.probes, ",")
 		g.P("},")
 	}
+	if f := mp.fencing; f != nil {
+		g.P("Fencing: &", rpcPackage.Ident("FencingPolicy"), "{Required: ", f.Required, "},")
+	}
 	if t := mp.tcc; t != nil {
 		g.P("TCC: &", rpcPackage.Ident("TCCPolicy"), "{")
 		g.P("ConfirmProcedure: ", procedure(connectPkg, t.confirm), ",")

@@ -44,6 +44,7 @@ type methodPolicy struct {
 	retry   *retryPolicy
 	limit   *limitPolicy
 	breaker *breakerPolicy
+	fencing *concordv1.Fencing
 	tcc     *tccPolicy
 }
 
@@ -177,6 +178,9 @@ func mergeOptions(defaults, method *concordv1.MethodOptions) *concordv1.MethodOp
 		if src.CircuitBreaker != nil {
 			out.CircuitBreaker = src.CircuitBreaker
 		}
+		if src.Fencing != nil {
+			out.Fencing = src.Fencing
+		}
 	}
 	return out
 }
@@ -199,6 +203,7 @@ func resolveMethod(errs *methodErrors, m *protogen.Method, o *concordv1.MethodOp
 		}
 		mp.breaker = resolveBreaker(errs, m, cb)
 	}
+	mp.fencing = o.Fencing
 }
 
 func resolveRetry(errs *methodErrors, m *protogen.Method, r *concordv1.RetryPolicy) *retryPolicy {

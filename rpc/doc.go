@@ -3,14 +3,14 @@
 // A Server serves protobuf services over Connect, gRPC and gRPC-Web on one
 // port, with health, reflection and a default interceptor chain (logging,
 // metrics, panic recovery, deadlines, admission, protovalidate validation,
-// TCC) driven by the method policies that protoc-gen-concord builds from the
+// TCC, fencing) driven by the method policies that protoc-gen-concord builds from the
 // (concord.v1.*) options. A Conn builds clients that reach a service at a
 // fixed URL or through a Resolver, and apply the client side of the same
 // policies.
 //
 // rpc knows nothing of NATS or Badger. Coordination features reach it
 // through small interfaces that package coord implements: Resolver,
-// LimiterStore and TxLog.
+// LimiterStore, FencingGuard and TxLog.
 //
 // # Failure behaviour
 //

@@ -26,8 +26,10 @@ const maxFencingTokens = 16
 
 // FencingGuard decides whether a fencing token is current for a resource:
 // it admits a token at least as high as the highest it has seen for the
-// resource, and records it. admitted is false for a stale token; err
-// reports a failure to decide. coord/lock.Guard implements it.
+// resource, and records it, but only a token that was issued for that
+// resource (a caller can send any number). admitted is false for a stale
+// or unverified token; err reports a failure to decide. coord/lock.Guard
+// implements it.
 type FencingGuard interface {
 	Admit(ctx context.Context, resource string, token uint64) (admitted bool, err error)
 }
@@ -83,50 +85,40 @@ func WithFencing() ClientOption {
 	return WithClientInterceptors(NewFencingClientInterceptor())
 }
 
-// FencingOption configures NewFencingInterceptor.
-type FencingOption interface{ applyFencing(*fencingConfig) }
-
-type fencingOptionFunc func(*fencingConfig)
-
-func (f fencingOptionFunc) applyFencing(c *fencingConfig) { f(c) }
-
-type fencingConfig struct {
-	required map[string]bool
-}
-
-// RequireFencing makes calls to the given procedures ("/pkg.Service/Method")
-// without any fencing token fail with failed_precondition. Default: calls
-// without tokens pass unchecked.
-func RequireFencing(procedures ...string) FencingOption {
-	return fencingOptionFunc(func(c *fencingConfig) {
-		for _, p := range procedures {
-			c.required[p] = true
-		}
-	})
-}
+// maxFencingResource bounds a resource name in FencingHeader, in bytes
+// (coord/lock's MaxNameLen).
+const maxFencingResource = 512
 
 // NewFencingInterceptor returns a server interceptor that enforces the
-// fencing tokens a call carries in FencingHeader: each must be admitted by
-// guard, or the call fails with failed_precondition before the handler
-// runs. Calls carrying tokens for the same resource run one at a time in
-// this interceptor (in resource order, for several), from the check until
-// the handler returns, so that a call with an older token cannot be
-// admitted before a newer one and then write after it. A handler that calls
-// back into the same server with the same resource therefore waits for
-// itself; don't. The admitted tokens are available to the handler through
+// fencing tokens of calls to fenced methods: those whose policy (lookup)
+// has Fencing, declared in the .proto with (concord.v1.method).fencing.
+// Every other call, gRPC health and reflection included, passes unchecked
+// and its FencingHeader is ignored, so a caller cannot make a guard record
+// anything through a method that does not declare fencing.
+//
+// Each token a fenced call carries must be admitted by guard, or the call
+// fails with failed_precondition before the handler runs; a call without
+// any token fails the same way when the policy says Required. Calls
+// carrying tokens for the same resource run one at a time in this
+// interceptor (in resource order, for several), from the check until the
+// handler returns, so that a call with an older token cannot be admitted
+// before a newer one and then write after it. A handler that calls back
+// into the same server with the same resource therefore waits for itself;
+// don't. The admitted tokens are available to the handler through
 // FencingToken.
 //
-// A malformed header gets invalid_argument; a guard that cannot decide,
-// unavailable. Install it with WithInterceptors (the user slot, after
-// validation and the TCC participant).
-func NewFencingInterceptor(guard FencingGuard, opts ...FencingOption) connect.ServerInterceptor {
-	cfg := fencingConfig{required: map[string]bool{}}
-	for _, o := range opts {
-		o.applyFencing(&cfg)
-	}
+// A malformed header (more than 16 tokens, a resource over 512 bytes, a
+// bad escape or token) gets invalid_argument; a guard that cannot decide,
+// unavailable. rpc.Server installs it with WithFencingGuard, after the
+// TCC slot and before user interceptors.
+func NewFencingInterceptor(lookup PolicyLookup, guard FencingGuard) connect.ServerInterceptor {
 	locks := &resourceLocks{m: map[string]*resourceLock{}}
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
+			p := lookup(spec.Procedure)
+			if p == nil || p.Fencing == nil {
+				return next(ctx, spec, stream)
+			}
 			var values []string
 			if info, ok := connect.CallInfoForServerContext(ctx); ok {
 				values = info.RequestHeader().Values(FencingHeader)
@@ -136,7 +128,7 @@ func NewFencingInterceptor(guard FencingGuard, opts ...FencingOption) connect.Se
 				return connect.NewError(connect.CodeInvalidArgument, err.Error())
 			}
 			if len(toks) == 0 {
-				if cfg.required[spec.Procedure] {
+				if p.Fencing.Required {
 					return connect.NewError(connect.CodeFailedPrecondition, "fencing token required (header "+FencingHeader+")")
 				}
 				return next(ctx, spec, stream)
@@ -154,7 +146,7 @@ func NewFencingInterceptor(guard FencingGuard, opts ...FencingOption) connect.Se
 				}
 				if !admitted {
 					return connect.Errorf(connect.CodeFailedPrecondition,
-						"stale fencing token %d for %q: a newer lock holder has written", toks[r], r)
+						"fencing token %d for %q is stale or was not issued for it", toks[r], r)
 				}
 			}
 			return next(context.WithValue(ctx, fencingInKey{}, toks), spec, stream)
@@ -176,7 +168,7 @@ func parseFencing(values []string) (map[string]uint64, error) {
 				return nil, fmt.Errorf("%s: %q is not <resource>=<token>", FencingHeader, item)
 			}
 			r, err := url.PathUnescape(item[:i])
-			if err != nil || len(r) > 1024 {
+			if err != nil || r == "" || len(r) > maxFencingResource {
 				return nil, fmt.Errorf("%s: bad resource in %q", FencingHeader, item)
 			}
 			tok, err := strconv.ParseUint(item[i+1:], 10, 64)

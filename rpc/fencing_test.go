@@ -3,6 +3,7 @@ package rpc_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -11,11 +12,13 @@ import (
 
 	"connectrpc.com/connect/v2"
 
+	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/localstore"
 	"github.com/concordrpc/concord/coord/lock"
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+	"github.com/concordrpc/concord/internal/nodetest"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -46,40 +49,92 @@ func (g *fencedGreeter) record(s string) {
 	g.log = append(g.log, s)
 }
 
-func startFencedServer(t *testing.T) (*fencedGreeter, greeterv1connect.GreeterServiceClient, string) {
+// fencedServer serves the fenced greeter, whose Greet requires a fencing
+// token, checked by a real Guard over Badger that verifies tokens against
+// the locks of a real embedded node.
+type fencedServer struct {
+	g      *fencedGreeter
+	client greeterv1connect.GreeterServiceClient
+	url    string
+	node   *coord.Node
+	guard  *lock.Guard
+}
+
+func startFencedServer(t *testing.T) *fencedServer {
 	t.Helper()
+	node := nodetest.Open(t)
 	store, err := localstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	srv := quietServer(rpc.WithInterceptors(rpc.NewFencingInterceptor(lock.NewGuard(store),
-		rpc.RequireFencing(greeterv1connect.GreeterServiceGreetProcedure))))
+	guard := lock.NewGuard(store, lock.FromNode(node))
+	srv := quietServer(rpc.WithFencingGuard(guard))
 	g := &fencedGreeter{}
-	greeterv1concord.RegisterGreeterService(srv, g)
+	policy := greeterv1concord.GreeterServicePolicy()
+	policy.Method(greeterv1connect.GreeterServiceGreetProcedure).Fencing = &rpc.FencingPolicy{Required: true}
+	srv.RegisterService(policy, func(s *connect.Server) { greeterv1connect.RegisterGreeterServiceHandler(s, g) })
 	ts := startServer(t, srv, nil)
 	conn := rpc.NewConn(ts.url, rpc.WithFencing())
 	t.Cleanup(func() { _ = conn.Close() })
-	return g, greeterv1concord.NewGreeterServiceClient(conn), ts.url
+	return &fencedServer{g: g, client: greeterv1concord.NewGreeterServiceClient(conn), url: ts.url, node: node, guard: guard}
+}
+
+// grant locks name on the server's node and returns the Mutex (held) and
+// its token.
+func (fs *fencedServer) grant(t *testing.T, name string) (*lock.Mutex, uint64) {
+	t.Helper()
+	m := lock.NewMutex(lock.FromNode(fs.node), name)
+	tok, err := m.Lock(nodetest.Within(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Unlock(context.Background()) })
+	return m, tok
+}
+
+// post sends a Connect JSON call by hand with the given fencing header
+// values and returns the HTTP status.
+func post(t *testing.T, url, procedure, body string, fencing ...string) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url+procedure, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for _, v := range fencing {
+		req.Header.Add(rpc.FencingHeader, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
 }
 
 func TestFencingInterceptor(t *testing.T) {
-	_, client, url := startFencedServer(t)
+	fs := startFencedServer(t)
 	ctx := t.Context()
 	greet := func(ctx context.Context, name string) (string, error) {
-		res, err := client.Greet(ctx, &greeterv1.GreetRequest{Name: name})
+		res, err := fs.client.Greet(ctx, &greeterv1.GreetRequest{Name: name})
 		return res.GetGreeting(), err
 	}
 	if _, err := greet(ctx, "orders/42"); codeOf(t, err) != connect.CodeFailedPrecondition {
 		t.Fatalf("call without a required token: %v", err)
 	}
-	if _, err := client.Shout(ctx, &greeterv1.ShoutRequest{Name: "x"}); err != nil {
+	if _, err := fs.client.Shout(ctx, &greeterv1.ShoutRequest{Name: "x"}); err != nil {
 		t.Fatalf("call without a token to an unfenced method: %v", err)
 	}
+	m1, t1 := fs.grant(t, "orders/42")
+	if got, err := greet(rpc.WithFencingToken(ctx, "orders/42", t1), "orders/42"); err != nil || got != fmt.Sprintf("%d true", t1) {
+		t.Fatalf("current token %d: %q, %v", t1, got, err)
+	}
+	if err := m1.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, t2 := fs.grant(t, "orders/42")
 	steps := []struct {
 		token uint64
 		code  connect.Code // 0: ok
-	}{{5, 0}, {7, 0}, {6, connect.CodeFailedPrecondition}, {7, 0}, {5, connect.CodeFailedPrecondition}, {8, 0}}
+	}{{t2, 0}, {t1, connect.CodeFailedPrecondition}, {t2, 0}, {math.MaxUint64, connect.CodeFailedPrecondition}, {t2 + 1, connect.CodeFailedPrecondition}, {t2, 0}}
 	for _, s := range steps {
 		got, err := greet(rpc.WithFencingToken(ctx, "orders/42", s.token), "orders/42")
 		switch {
@@ -93,56 +148,67 @@ func TestFencingInterceptor(t *testing.T) {
 	}
 	// Resource names with reserved characters round-trip; tokens are per
 	// resource, and several ride on one call.
-	odd := "a=b, c%d\n"
-	ctx2 := rpc.WithFencingToken(rpc.WithFencingToken(ctx, odd, 3), "orders/42", 8)
-	if got, err := greet(ctx2, odd); err != nil || got != "3 true" {
+	odd := "a=b"
+	_, t3 := fs.grant(t, odd)
+	ctx2 := rpc.WithFencingToken(rpc.WithFencingToken(ctx, odd, t3), "orders/42", t2)
+	if got, err := greet(ctx2, odd); err != nil || got != fmt.Sprintf("%d true", t3) {
 		t.Fatalf("odd resource: %q, %v", got, err)
 	}
-	ctx3 := rpc.WithFencingToken(rpc.WithFencingToken(ctx, odd, 3), "orders/42", 7)
+	ctx3 := rpc.WithFencingToken(rpc.WithFencingToken(ctx, odd, t3), "orders/42", t1)
 	if _, err := greet(ctx3, odd); codeOf(t, err) != connect.CodeFailedPrecondition {
 		t.Fatalf("one stale token among two: %v", err)
 	}
 
 	// Malformed headers, sent by hand.
-	for _, h := range []string{"orders/42", "orders/42=x", "orders/42=0", "=5", "a=1,a=2"} {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+greeterv1connect.GreeterServiceGreetProcedure,
-			strings.NewReader(`{"name":"x"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(rpc.FencingHeader, h)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusBadRequest {
-			t.Errorf("header %q: HTTP %d, want 400 (invalid_argument)", h, res.StatusCode)
+	many := make([]string, 17)
+	for i := range many {
+		many[i] = fmt.Sprintf("r%d=1", i)
+	}
+	for _, h := range []string{"orders/42", "orders/42=x", "orders/42=0", "=5", "a=1,a=2", "%zz=1",
+		strings.Repeat("r", 513) + "=1", strings.Join(many, ",")} {
+		if code := post(t, fs.url, greeterv1connect.GreeterServiceGreetProcedure, `{"name":"x"}`, h); code != http.StatusBadRequest {
+			t.Errorf("header %.40q: HTTP %d, want 400 (invalid_argument)", h, code)
 		}
 	}
 	// curl-style: one header value.
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+greeterv1connect.GreeterServiceGreetProcedure,
-		strings.NewReader(`{"name":"orders/42"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(rpc.FencingHeader, "orders/42=8")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("curl-style call: HTTP %d", res.StatusCode)
+	if code := post(t, fs.url, greeterv1connect.GreeterServiceGreetProcedure, `{"name":"orders/42"}`, fmt.Sprintf("orders/42=%d", t2)); code != http.StatusOK {
+		t.Fatalf("curl-style call: HTTP %d", code)
 	}
 }
 
-// TestFencingSerializesPerResource starts a slow call with token 1, then a
-// call with token 2 on the same resource: the second is admitted only after
-// the first handler returned, so the older holder's write cannot land after
-// the newer one's.
+// TestFencingOnlyWhereDeclared sends forged tokens to methods that do not
+// declare fencing (an unfenced RPC, gRPC health): they are ignored, so
+// nothing is recorded and the real holder is admitted afterwards.
+func TestFencingOnlyWhereDeclared(t *testing.T) {
+	fs := startFencedServer(t)
+	forged := fmt.Sprintf("orders/7=%d", uint64(math.MaxUint64))
+	if code := post(t, fs.url, greeterv1connect.GreeterServiceShoutProcedure, `{"name":"x"}`, forged); code != http.StatusOK {
+		t.Fatalf("unfenced method with a forged token: HTTP %d, want 200", code)
+	}
+	if code := post(t, fs.url, "/grpc.health.v1.Health/Check", `{}`, forged); code != http.StatusOK {
+		t.Fatalf("health check with a forged token: HTTP %d, want 200", code)
+	}
+	if h, err := fs.guard.Highest("orders/7"); err != nil || h != 0 {
+		t.Fatalf("a token sent to an unfenced method was recorded: %d, %v", h, err)
+	}
+	_, tok := fs.grant(t, "orders/7")
+	if _, err := fs.client.Greet(rpc.WithFencingToken(t.Context(), "orders/7", tok), &greeterv1.GreetRequest{Name: "orders/7"}); err != nil {
+		t.Fatalf("the real holder was refused: %v", err)
+	}
+}
+
+// TestFencingSerializesPerResource starts a slow call with the first
+// holder's token, then a call with the next holder's token on the same
+// resource: the second is admitted only after the first handler returned,
+// so the older holder's write cannot land after the newer one's.
 func TestFencingSerializesPerResource(t *testing.T) {
-	g, client, _ := startFencedServer(t)
+	fs := startFencedServer(t)
+	g := fs.g
 	ctx := t.Context()
+	m1, t1 := fs.grant(t, "r")
 	first := make(chan error, 1)
 	go func() {
-		_, err := client.Greet(rpc.WithFencingToken(ctx, "r", 1), &greeterv1.GreetRequest{Name: "r|300ms"})
+		_, err := fs.client.Greet(rpc.WithFencingToken(ctx, "r", t1), &greeterv1.GreetRequest{Name: "r|300ms"})
 		first <- err
 	}()
 	deadline := time.Now().Add(5 * time.Second)
@@ -158,7 +224,11 @@ func TestFencingSerializesPerResource(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := client.Greet(rpc.WithFencingToken(ctx, "r", 2), &greeterv1.GreetRequest{Name: "r"}); err != nil {
+	if err := m1.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, t2 := fs.grant(t, "r")
+	if _, err := fs.client.Greet(rpc.WithFencingToken(ctx, "r", t2), &greeterv1.GreetRequest{Name: "r"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-first; err != nil {
@@ -166,7 +236,7 @@ func TestFencingSerializesPerResource(t *testing.T) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if got := strings.Join(g.log, " "); got != "start:1 end:1 start:2 end:2" {
-		t.Fatalf("calls interleaved: %s", got)
+	if got, want := strings.Join(g.log, " "), fmt.Sprintf("start:%d end:%d start:%d end:%d", t1, t1, t2, t2); got != want {
+		t.Fatalf("calls interleaved: %s, want %s", got, want)
 	}
 }

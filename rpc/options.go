@@ -46,6 +46,7 @@ type serverConfig struct {
 	admission         connect.ServerInterceptor
 	admissionOpts     []AdmissionOption
 	tcc               connect.ServerInterceptor
+	fencing           FencingGuard
 	interceptors      []connect.ServerInterceptor
 	reflection        bool
 	cors              *CORS
@@ -139,6 +140,14 @@ func WithAdmission(ic connect.ServerInterceptor) ServerOption {
 // example with WithMaxInFlight for load shedding.
 func WithAdmissionOptions(opts ...AdmissionOption) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.admissionOpts = append(c.admissionOpts, opts...) })
+}
+
+// WithFencingGuard checks the fencing tokens of calls to fenced methods
+// with guard (NewFencingInterceptor), after the TCC slot and before user
+// interceptors. Default: no guard; fenced methods are then not checked, and
+// a concord.App supplies one over its local store.
+func WithFencingGuard(guard FencingGuard) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.fencing = guard })
 }
 
 // WithTCCParticipant fills the TCC slot of the chain (the participant's

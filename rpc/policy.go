@@ -49,8 +49,17 @@ type MethodPolicy struct {
 	RateLimit *RateLimitPolicy
 	// CircuitBreaker is the client's per-instance breaker.
 	CircuitBreaker *BreakerPolicy
+	// Fencing, when set, makes the server check the fencing tokens calls
+	// carry (see NewFencingInterceptor); methods without it ignore them.
+	Fencing *FencingPolicy
 	// TCC is set on the Try method of a TCC branch.
 	TCC *TCCPolicy
+}
+
+// FencingPolicy is a fenced method's policy.
+type FencingPolicy struct {
+	// Required refuses calls that carry no fencing token.
+	Required bool
 }
 
 // RetryPolicy retries failed calls of idempotent unary methods with

@@ -111,6 +111,9 @@ func (s *Server) chain() []connect.ServerInterceptor {
 	if c.tcc != nil {
 		chain = append(chain, c.tcc)
 	}
+	if c.fencing != nil {
+		chain = append(chain, NewFencingInterceptor(s.lookup, c.fencing))
+	}
 	return append(chain, c.interceptors...)
 }
 

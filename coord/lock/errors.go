@@ -35,6 +35,11 @@ var (
 	// ErrStaleToken is returned by Guard when a fencing token is lower than
 	// the highest token the guard has recorded for the resource.
 	ErrStaleToken = errors.New("lock: stale fencing token")
+	// ErrUnverifiedToken is returned by Guard for a token higher than any
+	// it has recorded for the resource that is not the token of the
+	// resource's current grant (or election term) on the coordination
+	// node: a forged token, or one whose lease has already ended.
+	ErrUnverifiedToken = errors.New("lock: fencing token not issued for this resource, or its lease ended")
 	// ErrNotLeader is returned by Election.Resign when the Election is not
 	// the leader.
 	ErrNotLeader = errors.New("lock: not the leader")

@@ -27,7 +27,7 @@ func ExampleMutex() {
 		panic(err)
 	}
 	defer store.Close()
-	guard := lock.NewGuard(store)
+	guard := lock.NewGuard(store, lock.FromNode(node))
 
 	mu := lock.NewMutex(lock.FromNode(node), "orders/42", lock.WithTTL(10*time.Second))
 	token, err := mu.Lock(ctx)

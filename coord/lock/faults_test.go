@@ -110,7 +110,7 @@ func TestPausedHolderFencedByGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	guard := lock.NewGuard(store)
+	guard := lock.NewGuard(store, lock.FromNode(n))
 	write := func(token uint64, value string) error {
 		return guard.Update(ctx, "acct/7", token, func(tx *localstore.Tx) error {
 			return tx.Set([]byte("acct/7/balance"), []byte(value))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/localstore"
 )
 
@@ -21,6 +22,20 @@ const guardPrefix = "concord/fence/"
 // writes are refused (ErrStaleToken), even though both believed they held
 // the lock.
 //
+// Tokens come from callers, who can send any number, so a token higher
+// than any recorded for the resource is verified before it can raise the
+// floor: it must be the token of the current grant of the Mutex named
+// resource (or the current term of the Election named resource), as the
+// coordination node's stream leader has it. A forged token, or one whose
+// lease has already ended, is refused (ErrUnverifiedToken) and recorded
+// nowhere, so it cannot lock real holders out. Verification costs one read
+// of the lock's key per new token per resource; tokens equal to the highest
+// recorded need none. A holder that paused past its lease before its first
+// write is therefore refused even when no newer holder has written yet;
+// one that paused after writing is refused once a newer holder has
+// written, and until then its writes are still admitted: check
+// Mutex.Deadline before writing after anything slow.
+//
 // The record lives in the instance's local store (Badger, durable before
 // each call returns), so it survives restarts. Update makes the check, the
 // record and the caller's own writes one serializable transaction: a
@@ -33,16 +48,20 @@ const guardPrefix = "concord/fence/"
 // A Guard is safe for concurrent use.
 type Guard struct {
 	kv localstore.KV
+	b  Backend
 }
 
-// NewGuard returns a Guard that keeps its records in kv.
-func NewGuard(kv localstore.KV) *Guard { return &Guard{kv: kv} }
+// NewGuard returns a Guard that keeps its records in kv and verifies new
+// tokens against the locks and elections on b's coordination node.
+func NewGuard(kv localstore.KV, b Backend) *Guard { return &Guard{kv: kv, b: b} }
 
 // Check admits token for resource if it is at least the highest token
-// recorded for resource, and records it as the highest.
+// recorded for resource (and, if higher, verified), and records it as the
+// highest.
 //
 // Check returns ErrStaleToken (also for token 0, which no grant has),
-// ctx's error, or the local store's error.
+// ErrUnverifiedToken, ErrInvalidName, ctx's error, the Backend's error, or
+// the local store's error.
 func (g *Guard) Check(ctx context.Context, resource string, token uint64) error {
 	return g.Update(ctx, resource, token, nil)
 }
@@ -52,14 +71,26 @@ func (g *Guard) Check(ctx context.Context, resource string, token uint64) error 
 // may be nil. fn may run more than once (on conflicts), so it must have no
 // effects other than through tx.
 //
-// Update returns ErrStaleToken, fn's error, ctx's error, or the local
-// store's error.
+// Update returns ErrStaleToken, ErrUnverifiedToken, ErrInvalidName, fn's
+// error, ctx's error, the Backend's error, or the local store's error.
 func (g *Guard) Update(ctx context.Context, resource string, token uint64, fn func(tx *localstore.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if !validName(resource) {
+		return fmt.Errorf("%w: %q", ErrInvalidName, resource)
+	}
 	if token == 0 {
 		return fmt.Errorf("%w: %q: token 0", ErrStaleToken, resource)
+	}
+	highest, err := g.Highest(resource)
+	if err != nil {
+		return err
+	}
+	if token > highest {
+		if err := g.verify(ctx, resource, token); err != nil {
+			return err
+		}
 	}
 	key := []byte(guardPrefix + resource)
 	return g.kv.Update(func(tx *localstore.Tx) error {
@@ -84,11 +115,34 @@ func (g *Guard) Update(ctx context.Context, resource string, token uint64, fn fu
 	})
 }
 
+// verify returns nil if token is the token of the current grant of the
+// Mutex named resource, or the current term of the Election named
+// resource, as the stream leader has them; otherwise ErrUnverifiedToken.
+func (g *Guard) verify(ctx context.Context, resource string, token uint64) error {
+	node, err := g.b.Node(ctx)
+	if err != nil {
+		return fmt.Errorf("lock: verify token for %q: %w", resource, err)
+	}
+	for _, k := range []struct{ bucket, key string }{
+		{coord.BucketLocks, "mutex." + resource},
+		{coord.BucketElections, resource},
+	} {
+		e, err := newKVStore(node.JetStream(), node.Conn(), k.bucket).last(ctx, k.key)
+		if err != nil {
+			return fmt.Errorf("lock: verify token for %q: %w", resource, err)
+		}
+		if !e.free && e.token == token {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %q: token %d", ErrUnverifiedToken, resource, token)
+}
+
 // Admit is Check for the rpc fencing interceptor (rpc.FencingGuard):
 // admitted is false for a stale token, and err reports a failure to decide.
 func (g *Guard) Admit(ctx context.Context, resource string, token uint64) (admitted bool, err error) {
 	err = g.Check(ctx, resource, token)
-	if errors.Is(err, ErrStaleToken) {
+	if errors.Is(err, ErrStaleToken) || errors.Is(err, ErrUnverifiedToken) || errors.Is(err, ErrInvalidName) {
 		return false, nil
 	}
 	return err == nil, err

@@ -3,6 +3,8 @@ package registry
 import (
 	"strings"
 	"testing"
+
+	"github.com/concordrpc/concord/coord/internal/condkv"
 )
 
 func TestEscapeToken(t *testing.T) {
@@ -60,5 +62,12 @@ func FuzzEscapeToken(f *testing.F) {
 			t.Fatalf("round trip of %q: %q, %v", s, u, ok)
 		}
 		_, _, _ = splitKey(s)
+		// Any service name and instance ID that Register accepts make a
+		// key the conditional KV layer accepts (no subject break-out).
+		if checkName("service", s) == nil {
+			if err := condkv.CheckKey(instanceKey(s, s)); err != nil {
+				t.Fatalf("instanceKey(%q, %q): %v", s, s, err)
+			}
+		}
 	})
 }

@@ -192,7 +192,7 @@ func (x RateLimit_Scope) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RateLimit_Scope.Descriptor instead.
 func (RateLimit_Scope) EnumDescriptor() ([]byte, []int) {
-	return file_concord_v1_options_proto_rawDescGZIP(), []int{3, 0}
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{4, 0}
 }
 
 // ServiceOptions apply to a whole service.
@@ -274,8 +274,13 @@ type MethodOptions struct {
 	// Client-side circuit breaker, per upstream instance and method. Unary
 	// methods only. Default: no breaker.
 	CircuitBreaker *CircuitBreaker `protobuf:"bytes,4,opt,name=circuit_breaker,json=circuitBreaker,proto3" json:"circuit_breaker,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Fencing: the server checks the fencing tokens calls carry (header
+	// Concord-Fencing-Token) against its guard before the handler runs, and
+	// refuses stale or unverified ones with failed_precondition. Methods
+	// without it ignore the header. Default: not fenced.
+	Fencing       *Fencing `protobuf:"bytes,5,opt,name=fencing,proto3" json:"fencing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MethodOptions) Reset() {
@@ -336,6 +341,60 @@ func (x *MethodOptions) GetCircuitBreaker() *CircuitBreaker {
 	return nil
 }
 
+func (x *MethodOptions) GetFencing() *Fencing {
+	if x != nil {
+		return x.Fencing
+	}
+	return nil
+}
+
+// Fencing makes a method check the fencing tokens its calls carry.
+type Fencing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Calls without any token fail with failed_precondition. Default: calls
+	// without tokens pass unchecked.
+	Required      bool `protobuf:"varint,1,opt,name=required,proto3" json:"required,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fencing) Reset() {
+	*x = Fencing{}
+	mi := &file_concord_v1_options_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fencing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fencing) ProtoMessage() {}
+
+func (x *Fencing) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_options_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fencing.ProtoReflect.Descriptor instead.
+func (*Fencing) Descriptor() ([]byte, []int) {
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Fencing) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
 // RetryPolicy retries failed calls with exponential backoff and full jitter.
 // A retry never starts past the caller's deadline.
 type RetryPolicy struct {
@@ -359,7 +418,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_concord_v1_options_proto_msgTypes[2]
+	mi := &file_concord_v1_options_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -371,7 +430,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_options_proto_msgTypes[2]
+	mi := &file_concord_v1_options_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -384,7 +443,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_concord_v1_options_proto_rawDescGZIP(), []int{2}
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RetryPolicy) GetMaxAttempts() uint32 {
@@ -447,7 +506,7 @@ type RateLimit struct {
 
 func (x *RateLimit) Reset() {
 	*x = RateLimit{}
-	mi := &file_concord_v1_options_proto_msgTypes[3]
+	mi := &file_concord_v1_options_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +518,7 @@ func (x *RateLimit) String() string {
 func (*RateLimit) ProtoMessage() {}
 
 func (x *RateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_options_proto_msgTypes[3]
+	mi := &file_concord_v1_options_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +531,7 @@ func (x *RateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
 func (*RateLimit) Descriptor() ([]byte, []int) {
-	return file_concord_v1_options_proto_rawDescGZIP(), []int{3}
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RateLimit) GetAlgorithm() isRateLimit_Algorithm {
@@ -565,7 +624,7 @@ type TokenBucket struct {
 
 func (x *TokenBucket) Reset() {
 	*x = TokenBucket{}
-	mi := &file_concord_v1_options_proto_msgTypes[4]
+	mi := &file_concord_v1_options_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +636,7 @@ func (x *TokenBucket) String() string {
 func (*TokenBucket) ProtoMessage() {}
 
 func (x *TokenBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_options_proto_msgTypes[4]
+	mi := &file_concord_v1_options_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +649,7 @@ func (x *TokenBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenBucket.ProtoReflect.Descriptor instead.
 func (*TokenBucket) Descriptor() ([]byte, []int) {
-	return file_concord_v1_options_proto_rawDescGZIP(), []int{4}
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TokenBucket) GetRate() uint32 {
@@ -628,7 +687,7 @@ type SlidingWindow struct {
 
 func (x *SlidingWindow) Reset() {
 	*x = SlidingWindow{}
-	mi := &file_concord_v1_options_proto_msgTypes[5]
+	mi := &file_concord_v1_options_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +699,7 @@ func (x *SlidingWindow) String() string {
 func (*SlidingWindow) ProtoMessage() {}
 
 func (x *SlidingWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_options_proto_msgTypes[5]
+	mi := &file_concord_v1_options_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +712,7 @@ func (x *SlidingWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlidingWindow.ProtoReflect.Descriptor instead.
 func (*SlidingWindow) Descriptor() ([]byte, []int) {
-	return file_concord_v1_options_proto_rawDescGZIP(), []int{5}
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SlidingWindow) GetRate() uint32 {
@@ -686,7 +745,7 @@ type LeakyBucket struct {
 
 func (x *LeakyBucket) Reset() {
 	*x = LeakyBucket{}
-	mi := &file_concord_v1_options_proto_msgTypes[6]
+	mi := &file_concord_v1_options_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +757,7 @@ func (x *LeakyBucket) String() string {
 func (*LeakyBucket) ProtoMessage() {}
 
 func (x *LeakyBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_options_proto_msgTypes[6]
+	mi := &file_concord_v1_options_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +770,7 @@ func (x *LeakyBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeakyBucket.ProtoReflect.Descriptor instead.
 func (*LeakyBucket) Descriptor() ([]byte, []int) {
-	return file_concord_v1_options_proto_rawDescGZIP(), []int{6}
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeakyBucket) GetRate() uint32 {
@@ -759,7 +818,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_concord_v1_options_proto_msgTypes[7]
+	mi := &file_concord_v1_options_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +830,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_options_proto_msgTypes[7]
+	mi := &file_concord_v1_options_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +843,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_concord_v1_options_proto_rawDescGZIP(), []int{7}
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CircuitBreaker) GetFailureRatio() float64 {
@@ -836,7 +895,7 @@ type TCC struct {
 
 func (x *TCC) Reset() {
 	*x = TCC{}
-	mi := &file_concord_v1_options_proto_msgTypes[8]
+	mi := &file_concord_v1_options_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +907,7 @@ func (x *TCC) String() string {
 func (*TCC) ProtoMessage() {}
 
 func (x *TCC) ProtoReflect() protoreflect.Message {
-	mi := &file_concord_v1_options_proto_msgTypes[8]
+	mi := &file_concord_v1_options_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +920,7 @@ func (x *TCC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TCC.ProtoReflect.Descriptor instead.
 func (*TCC) Descriptor() ([]byte, []int) {
-	return file_concord_v1_options_proto_rawDescGZIP(), []int{8}
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TCC) GetConfirm() string {
@@ -933,13 +992,16 @@ const file_concord_v1_options_proto_rawDesc = "" +
 	"concord.v1\x1a google/protobuf/descriptor.proto\"[\n" +
 	"\x0eServiceOptions\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
-	"\bdefaults\x18\x02 \x01(\v2\x19.concord.v1.MethodOptionsR\bdefaults\"\xd3\x01\n" +
+	"\bdefaults\x18\x02 \x01(\v2\x19.concord.v1.MethodOptionsR\bdefaults\"\x82\x02\n" +
 	"\rMethodOptions\x12\x18\n" +
 	"\atimeout\x18\x01 \x01(\tR\atimeout\x12-\n" +
 	"\x05retry\x18\x02 \x01(\v2\x17.concord.v1.RetryPolicyR\x05retry\x124\n" +
 	"\n" +
 	"rate_limit\x18\x03 \x01(\v2\x15.concord.v1.RateLimitR\trateLimit\x12C\n" +
-	"\x0fcircuit_breaker\x18\x04 \x01(\v2\x1a.concord.v1.CircuitBreakerR\x0ecircuitBreaker\"\xe4\x01\n" +
+	"\x0fcircuit_breaker\x18\x04 \x01(\v2\x1a.concord.v1.CircuitBreakerR\x0ecircuitBreaker\x12-\n" +
+	"\afencing\x18\x05 \x01(\v2\x13.concord.v1.FencingR\afencing\"%\n" +
+	"\aFencing\x12\x1a\n" +
+	"\brequired\x18\x01 \x01(\bR\brequired\"\xe4\x01\n" +
 	"\vRetryPolicy\x12!\n" +
 	"\fmax_attempts\x18\x01 \x01(\rR\vmaxAttempts\x12'\n" +
 	"\x0finitial_backoff\x18\x02 \x01(\tR\x0einitialBackoff\x12\x1f\n" +
@@ -1016,43 +1078,45 @@ func file_concord_v1_options_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_v1_options_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_concord_v1_options_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_concord_v1_options_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_concord_v1_options_proto_goTypes = []any{
 	(Code)(0),                           // 0: concord.v1.Code
 	(RateLimit_Scope)(0),                // 1: concord.v1.RateLimit.Scope
 	(*ServiceOptions)(nil),              // 2: concord.v1.ServiceOptions
 	(*MethodOptions)(nil),               // 3: concord.v1.MethodOptions
-	(*RetryPolicy)(nil),                 // 4: concord.v1.RetryPolicy
-	(*RateLimit)(nil),                   // 5: concord.v1.RateLimit
-	(*TokenBucket)(nil),                 // 6: concord.v1.TokenBucket
-	(*SlidingWindow)(nil),               // 7: concord.v1.SlidingWindow
-	(*LeakyBucket)(nil),                 // 8: concord.v1.LeakyBucket
-	(*CircuitBreaker)(nil),              // 9: concord.v1.CircuitBreaker
-	(*TCC)(nil),                         // 10: concord.v1.TCC
-	(*descriptorpb.ServiceOptions)(nil), // 11: google.protobuf.ServiceOptions
-	(*descriptorpb.MethodOptions)(nil),  // 12: google.protobuf.MethodOptions
+	(*Fencing)(nil),                     // 4: concord.v1.Fencing
+	(*RetryPolicy)(nil),                 // 5: concord.v1.RetryPolicy
+	(*RateLimit)(nil),                   // 6: concord.v1.RateLimit
+	(*TokenBucket)(nil),                 // 7: concord.v1.TokenBucket
+	(*SlidingWindow)(nil),               // 8: concord.v1.SlidingWindow
+	(*LeakyBucket)(nil),                 // 9: concord.v1.LeakyBucket
+	(*CircuitBreaker)(nil),              // 10: concord.v1.CircuitBreaker
+	(*TCC)(nil),                         // 11: concord.v1.TCC
+	(*descriptorpb.ServiceOptions)(nil), // 12: google.protobuf.ServiceOptions
+	(*descriptorpb.MethodOptions)(nil),  // 13: google.protobuf.MethodOptions
 }
 var file_concord_v1_options_proto_depIdxs = []int32{
 	3,  // 0: concord.v1.ServiceOptions.defaults:type_name -> concord.v1.MethodOptions
-	4,  // 1: concord.v1.MethodOptions.retry:type_name -> concord.v1.RetryPolicy
-	5,  // 2: concord.v1.MethodOptions.rate_limit:type_name -> concord.v1.RateLimit
-	9,  // 3: concord.v1.MethodOptions.circuit_breaker:type_name -> concord.v1.CircuitBreaker
-	0,  // 4: concord.v1.RetryPolicy.retryable_codes:type_name -> concord.v1.Code
-	6,  // 5: concord.v1.RateLimit.token_bucket:type_name -> concord.v1.TokenBucket
-	7,  // 6: concord.v1.RateLimit.sliding_window:type_name -> concord.v1.SlidingWindow
-	8,  // 7: concord.v1.RateLimit.leaky_bucket:type_name -> concord.v1.LeakyBucket
-	1,  // 8: concord.v1.RateLimit.scope:type_name -> concord.v1.RateLimit.Scope
-	11, // 9: concord.v1.service:extendee -> google.protobuf.ServiceOptions
-	12, // 10: concord.v1.method:extendee -> google.protobuf.MethodOptions
-	12, // 11: concord.v1.tcc:extendee -> google.protobuf.MethodOptions
-	2,  // 12: concord.v1.service:type_name -> concord.v1.ServiceOptions
-	3,  // 13: concord.v1.method:type_name -> concord.v1.MethodOptions
-	10, // 14: concord.v1.tcc:type_name -> concord.v1.TCC
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	12, // [12:15] is the sub-list for extension type_name
-	9,  // [9:12] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	5,  // 1: concord.v1.MethodOptions.retry:type_name -> concord.v1.RetryPolicy
+	6,  // 2: concord.v1.MethodOptions.rate_limit:type_name -> concord.v1.RateLimit
+	10, // 3: concord.v1.MethodOptions.circuit_breaker:type_name -> concord.v1.CircuitBreaker
+	4,  // 4: concord.v1.MethodOptions.fencing:type_name -> concord.v1.Fencing
+	0,  // 5: concord.v1.RetryPolicy.retryable_codes:type_name -> concord.v1.Code
+	7,  // 6: concord.v1.RateLimit.token_bucket:type_name -> concord.v1.TokenBucket
+	8,  // 7: concord.v1.RateLimit.sliding_window:type_name -> concord.v1.SlidingWindow
+	9,  // 8: concord.v1.RateLimit.leaky_bucket:type_name -> concord.v1.LeakyBucket
+	1,  // 9: concord.v1.RateLimit.scope:type_name -> concord.v1.RateLimit.Scope
+	12, // 10: concord.v1.service:extendee -> google.protobuf.ServiceOptions
+	13, // 11: concord.v1.method:extendee -> google.protobuf.MethodOptions
+	13, // 12: concord.v1.tcc:extendee -> google.protobuf.MethodOptions
+	2,  // 13: concord.v1.service:type_name -> concord.v1.ServiceOptions
+	3,  // 14: concord.v1.method:type_name -> concord.v1.MethodOptions
+	11, // 15: concord.v1.tcc:type_name -> concord.v1.TCC
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	13, // [13:16] is the sub-list for extension type_name
+	10, // [10:13] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_concord_v1_options_proto_init() }
@@ -1060,20 +1124,20 @@ func file_concord_v1_options_proto_init() {
 	if File_concord_v1_options_proto != nil {
 		return
 	}
-	file_concord_v1_options_proto_msgTypes[3].OneofWrappers = []any{
+	file_concord_v1_options_proto_msgTypes[4].OneofWrappers = []any{
 		(*RateLimit_TokenBucket)(nil),
 		(*RateLimit_SlidingWindow)(nil),
 		(*RateLimit_LeakyBucket)(nil),
 	}
-	file_concord_v1_options_proto_msgTypes[4].OneofWrappers = []any{}
-	file_concord_v1_options_proto_msgTypes[6].OneofWrappers = []any{}
+	file_concord_v1_options_proto_msgTypes[5].OneofWrappers = []any{}
+	file_concord_v1_options_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_v1_options_proto_rawDesc), len(file_concord_v1_options_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 3,
 			NumServices:   0,
 		},
