@@ -27,8 +27,9 @@ import (
 // coordination node is ready.
 const readinessGate = "coordination"
 
-// StatusPath is where an App serves its coordination status as JSON, for
-// `concord status`.
+// StatusPath is where an App's admin listener (WithAdminAddr) serves its
+// coordination status as JSON, for `concord status`. The RPC port does not
+// serve it.
 const StatusPath = "/concord/status"
 
 // ErrNotReady is returned by Node when coordination failed to start or the
@@ -54,6 +55,9 @@ type App struct {
 	registrars []*registry.Registrar
 	guard      *appGuard
 
+	adminReady chan struct{} // closed when adminAddr is set (nil without one)
+	adminAddr  net.Addr
+
 	nodeReady chan struct{} // closed when node (and local) or nodeErr is set
 	node      *coord.Node
 	local     *localstore.Store
@@ -68,14 +72,13 @@ func New(opts ...Option) *App {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	a := &App{cfg: cfg, nodeReady: make(chan struct{})}
+	a := &App{cfg: cfg, nodeReady: make(chan struct{}), adminReady: make(chan struct{})}
 	a.guard = &appGuard{app: a}
 	serverOpts := append([]rpc.ServerOption{
 		rpc.WithLogger(cfg.logger),
 		rpc.WithAdmissionOptions(rpc.WithLimiterStore(&limiterStore{app: a}), rpc.WithInstanceCount(a.instanceCount)),
 		rpc.WithReadinessGates(readinessGate),
 		rpc.WithFencingGuard(a.guard),
-		rpc.WithHandler("GET "+StatusPath, http.HandlerFunc(a.serveStatus)),
 	}, cfg.serverOpts...)
 	a.server = rpc.NewServer(serverOpts...)
 	a.resolver = &appResolver{app: a}
@@ -135,6 +138,9 @@ func (a *App) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("concord: listen on %s: %w", a.cfg.addr, err)
 	}
+	if stopAdmin := a.serveAdmin(); stopAdmin != nil {
+		defer stopAdmin()
+	}
 	// Serving stops after deregistration, not at once when ctx ends.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
@@ -184,6 +190,46 @@ func (a *App) run(ctx context.Context) error {
 		runErr = errors.Join(err, cerr)
 	}
 	return runErr
+}
+
+// serveAdmin starts the admin listener, if one is configured, and returns
+// the function that stops it. A listener that cannot be opened is logged:
+// the App serves RPCs without it.
+func (a *App) serveAdmin() (stop func()) {
+	if a.cfg.adminAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.adminAddr)
+	if err != nil {
+		a.cfg.logger.Error("concord: admin listener not started; status is unavailable", slog.String("admin", a.cfg.adminAddr), slog.Any("error", err))
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+StatusPath, a.serveStatus)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = hs.Serve(ln)
+	}()
+	a.adminAddr = ln.Addr()
+	close(a.adminReady)
+	a.cfg.logger.Info("concord: admin listening", slog.String("admin", ln.Addr().String()), slog.String("status", StatusPath))
+	return func() {
+		_ = hs.Close()
+		<-done
+	}
+}
+
+// AdminAddr returns the address the admin listener serves on, waiting
+// until it does or ctx ends (an App without one never does).
+func (a *App) AdminAddr(ctx context.Context) (net.Addr, error) {
+	select {
+	case <-a.adminReady:
+		return a.adminAddr, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // openState opens the coordination node, then the local store under the

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // URL, a stop function that waits for Run, and Run's result channel.
 func runApp(t *testing.T, dir string) (*concord.App, string, func() error) {
 	t.Helper()
-	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithDataDir(dir),
+	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(dir),
 		concord.WithLogger(slog.New(slog.DiscardHandler)))
 	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -77,7 +77,19 @@ func TestAppLifecycle(t *testing.T) {
 	if ready, why := app.Server().Ready(); !ready {
 		t.Fatalf("not ready after the node opened: %s", why)
 	}
-	httpRes, err := http.Get(url + concord.StatusPath)
+	admin, err := app.AdminAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res404, err := http.Get(url + concord.StatusPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res404.Body.Close()
+	if res404.StatusCode != http.StatusNotFound {
+		t.Fatalf("the RPC port serves status: HTTP %d", res404.StatusCode)
+	}
+	httpRes, err := http.Get("http://" + admin.String() + concord.StatusPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,9 @@
 // (WithCoordOptions(coord.WithCluster(...))) or a client of an external NATS
 // cluster (coord.WithClient). Readiness (/readyz, gRPC health) turns true
 // once the node is ready. It serves its coordination status as JSON at
-// StatusPath, which `concord status` prints.
+// StatusPath on a separate admin listener (WithAdminAddr, loopback by
+// default), which `concord status` prints; the RPC port serves RPCs,
+// reflection and the health probes only.
 //
 // Teams that use fx get the same through package concordfx; nothing here
 // needs fx.

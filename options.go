@@ -10,6 +10,10 @@ import (
 // DefaultAddr is where an App serves RPCs by default.
 const DefaultAddr = "127.0.0.1:8080"
 
+// DefaultAdminAddr is where an App serves its admin endpoints (status) by
+// default: loopback only, apart from the RPC port.
+const DefaultAdminAddr = "127.0.0.1:9080"
+
 // Option configures an App.
 type Option interface{ apply(*appConfig) }
 
@@ -19,6 +23,7 @@ func (f optionFunc) apply(c *appConfig) { f(c) }
 
 type appConfig struct {
 	addr       string
+	adminAddr  string
 	dataDir    string
 	logger     *slog.Logger
 	serverOpts []rpc.ServerOption
@@ -30,12 +35,21 @@ type appConfig struct {
 }
 
 func defaultAppConfig() appConfig {
-	return appConfig{addr: DefaultAddr, dataDir: coord.DefaultDataDir, logger: slog.Default()}
+	return appConfig{addr: DefaultAddr, adminAddr: DefaultAdminAddr, dataDir: coord.DefaultDataDir, logger: slog.Default()}
 }
 
 // WithAddr sets the address RPCs are served on. Default: DefaultAddr.
 func WithAddr(addr string) Option {
 	return optionFunc(func(c *appConfig) { c.addr = addr })
+}
+
+// WithAdminAddr sets the address of the admin listener, which serves
+// StatusPath (the coordination status and every service instance's URL,
+// for `concord status`). Keep it on loopback or a private network: it has
+// no authentication. "" disables it; a port in use is logged and the App
+// runs without it. Default: DefaultAdminAddr.
+func WithAdminAddr(addr string) Option {
+	return optionFunc(func(c *appConfig) { c.adminAddr = addr })
 }
 
 // WithDataDir sets the directory of the embedded node and local state.

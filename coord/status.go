@@ -78,10 +78,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 		if err != nil {
 			return fmt.Errorf("coord: status of %s: %w", name, err)
 		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("coord: status of %s: %w", name, err)
-		}
+		info := s.CachedInfo() // fetched by Stream: one request per stream
 		b := BucketStatus{Name: name, Kind: kind, Replicas: info.Config.Replicas, Messages: info.State.Msgs}
 		if info.Cluster != nil {
 			b.Leader = info.Cluster.Leader

@@ -213,8 +213,10 @@ func WithDrain(delay, timeout time.Duration) ServerOption {
 }
 
 // WithHandler serves handler for pattern (http.ServeMux syntax, like
-// "GET /concord/status") beside the RPC routes, for example for admin
-// endpoints. It runs outside the interceptor chain.
+// "GET /version") beside the RPC routes. It runs outside the interceptor
+// chain, so it gets no authentication, limits or logging from it: serve
+// admin endpoints on a loopback listener of their own instead (as
+// concord.App does with WithAdminAddr).
 func WithHandler(pattern string, handler http.Handler) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.handlers = append(c.handlers, route{pattern, handler}) })
 }

@@ -33,9 +33,9 @@ Usage:
 		Run a standalone coordination node (JetStream), for apps in client
 		mode and for tests; -cluster and -peers join nodes into a cluster.
 		Run "concord node -h" for the flags.
-	concord status [-addr http://127.0.0.1:8080] [-json]
-		Print the coordination status of a running app (its RPC address)
-		or node (its -http address): nodes, meta leader, and buckets with
+	concord status [-addr http://127.0.0.1:9080] [-json]
+		Print the coordination status of a running app (its admin
+		address, loopback by default) or node (its -http address): nodes, meta leader, and buckets with
 		their replica counts.
 	concord version
 		Print Concord's version.

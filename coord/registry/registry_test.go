@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -461,5 +462,56 @@ func TestResolverNodeClosed(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Resolve still waiting on a closed node")
+	}
+}
+
+// TestStatusIsCheap reads the status of a registry with more and more
+// services: every read costs the same few JetStream API requests and no
+// consumer is ever created (an HTTP GET of status used to create and
+// delete a consumer per service, 18 requests for a small registry).
+func TestStatusIsCheap(t *testing.T) {
+	n := openNode(t)
+	res := resolver(t, n)
+	ctx := within(t, 30*time.Second)
+	stream, err := n.JetStream().Stream(ctx, "KV_"+coord.BucketRegistry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiCalls := func() uint64 {
+		t.Helper()
+		info, err := n.JetStream().AccountInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.API.Total
+	}
+	var costs []uint64
+	for round, services := range []int{1, 4, 8} {
+		for i := range services {
+			register(t, n, registry.Registration{Service: fmt.Sprintf("svc%d-%d", round, i), ID: "a", BaseURL: "http://127.0.0.1:1", Ready: true})
+		}
+		before := apiCalls()
+		st, err := registry.ReadStatus(ctx, n, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		costs = append(costs, apiCalls()-before-1) // the second AccountInfo counts itself
+		listed := 0
+		for _, s := range st.Services {
+			listed += len(s.Instances)
+		}
+		if want := []int{1, 5, 13}[round]; listed != want {
+			t.Fatalf("round %d: status lists %d instances, want %d", round, listed, want)
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Consumers != 0 {
+			t.Fatalf("round %d: the registry stream has %d consumers after a status read, want 0", round, info.State.Consumers)
+		}
+	}
+	if costs[0] != costs[2] || costs[2] > 10 {
+		t.Fatalf("status reads cost %v JetStream requests for 1, 5 and 13 instances; want the same few for each", costs)
 	}
 }

@@ -12,8 +12,10 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/internal/condkv"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -22,6 +24,7 @@ import (
 // read. It is safe for concurrent use.
 type Resolver struct {
 	nc     *nats.Conn
+	js     jetstream.JetStream
 	cfg    resConfig
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -44,7 +47,7 @@ func NewResolver(node *coord.Node, opts ...ResolverOption) *Resolver {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	r := &Resolver{nc: node.Conn(), cfg: cfg}
+	r := &Resolver{nc: node.Conn(), js: node.JetStream(), cfg: cfg}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	empty := map[string]*view{}
 	r.views.Store(&empty)
@@ -146,7 +149,7 @@ func (r *Resolver) Close() error {
 // path). Errors: the node's error.
 func (r *Resolver) Services(ctx context.Context) ([]string, error) {
 	seen := map[string]bool{}
-	err := readAll(ctx, r.nc, "*.*", func(e event) {
+	err := readAll(ctx, r.nc, r.js, "*.*", func(e event) {
 		if service, _, ok := splitKey(e.key); ok {
 			seen[service] = true
 		}
@@ -166,7 +169,7 @@ func (r *Resolver) Instances(ctx context.Context, service string) ([]Registratio
 		return nil, err
 	}
 	var regs []Registration
-	err := readAll(ctx, r.nc, servicePattern(service), func(e event) {
+	err := readAll(ctx, r.nc, r.js, servicePattern(service), func(e event) {
 		s, id, ok := splitKey(e.key)
 		if !ok || s != service {
 			return
@@ -182,28 +185,33 @@ func (r *Resolver) Instances(ctx context.Context, service string) ([]Registratio
 	return regs, nil
 }
 
-// readAll calls f for every live key matching pattern, as of now.
-func readAll(ctx context.Context, nc *nats.Conn, pattern string, f func(event)) error {
-	w, err := startWatch(nc, pattern)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = w.stop() }()
-	for {
-		select {
-		case <-w.wake:
-			for _, e := range w.take() {
-				if e.loaded {
-					return nil
-				}
-				if !e.removed {
-					f(e)
-				}
-			}
-		case <-w.closed:
-			return errWatchEnded
-		case <-ctx.Done():
-			return ctx.Err()
+// all reads every registration, by service, each sorted by ID, in one
+// batched read.
+func (r *Resolver) all(ctx context.Context) (map[string][]Registration, error) {
+	out := map[string][]Registration{}
+	err := readAll(ctx, r.nc, r.js, "*.*", func(e event) {
+		s, id, ok := splitKey(e.key)
+		if !ok {
+			return
 		}
+		if g, err := decodeRegistration(e.value, s, id); err == nil {
+			out[s] = append(out[s], g)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry: list instances: %w", err)
 	}
+	for _, regs := range out {
+		slices.SortFunc(regs, func(a, b Registration) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	return out, nil
+}
+
+// readAll calls f for every live key matching pattern, as of now, in one
+// batched direct read (condkv.LastAll): no consumer is created.
+func readAll(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, pattern string, f func(event)) error {
+	b := condkv.New(js, nc, coord.BucketRegistry)
+	return b.LastAll(ctx, pattern, func(key string, e condkv.Entry) {
+		f(event{key: key, value: e.Data})
+	})
 }

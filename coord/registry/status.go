@@ -3,7 +3,9 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 
 	"github.com/concordrpc/concord/coord"
 )
@@ -23,23 +25,22 @@ type Status struct {
 	Services []ServiceStatus `json:"services"`
 }
 
-// ReadStatus reads the node's status and the registry's services.
+// ReadStatus reads the node's status and the registry's services. It
+// costs a fixed number of JetStream requests (the node's status and one
+// batched read of the registry) and creates no consumer, so it is cheap to
+// poll; it lists at most condkv.MaxListed instances.
 func ReadStatus(ctx context.Context, node *coord.Node, r *Resolver) (*Status, error) {
 	st, err := node.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
-	names, err := r.Services(ctx)
+	all, err := r.all(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := &Status{Status: st, Services: []ServiceStatus{}}
-	for _, name := range names {
-		insts, err := r.Instances(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		out.Services = append(out.Services, ServiceStatus{Name: name, Instances: insts})
+	for _, name := range slices.Sorted(maps.Keys(all)) {
+		out.Services = append(out.Services, ServiceStatus{Name: name, Instances: all[name]})
 	}
 	return out, nil
 }

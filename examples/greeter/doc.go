@@ -1,7 +1,7 @@
 // Command greeter is Concord's main example: a greeter service with its
 // coordination node in one binary. `make run` builds and starts it.
 //
-//	greeter [-addr 127.0.0.1:8080] [-data data] [-name concord]
+//	greeter [-addr 127.0.0.1:8080] [-admin 127.0.0.1:9080] [-data data] [-name concord]
 //	        [-cluster 127.0.0.1:6222 -peers host:port,host:port,...]
 //	        [-nats nats://host:4222]
 //

@@ -19,6 +19,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", concord.DefaultAddr, "address to serve RPCs on")
+	admin := flag.String("admin", concord.DefaultAdminAddr, "address of the admin listener (concord status); keep it on loopback")
 	data := flag.String("data", coord.DefaultDataDir, "data directory of the embedded node")
 	name := flag.String("name", "concord", "node name, stable and unique in a cluster")
 	cluster := flag.String("cluster", "", "cluster mode: this node's route address, host:port")
@@ -41,6 +42,7 @@ func main() {
 	}
 	app := concord.New(
 		concord.WithAddr(*addr),
+		concord.WithAdminAddr(*admin),
 		concord.WithDataDir(*data),
 		concord.WithLogger(logger),
 		concord.WithCoordOptions(coordOpts...),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -189,6 +190,66 @@ func (b *Bucket) Last(ctx context.Context, key string) (Entry, error) {
 		e.Expires = r.Message.Time.Add(ttl)
 	}
 	return e, nil
+}
+
+// MaxListed bounds how many keys LastAll returns: nats-server answers a
+// batch read of more last messages with "too many results".
+const MaxListed = 1024
+
+// ErrTooMany is returned by LastAll when more than MaxListed keys match.
+var ErrTooMany = errors.New("condkv: more keys than one read returns")
+
+// LastAll calls f with the key and last message of every live key matching
+// pattern (KV wildcards: "*" for one token, ">" for the rest), in one
+// batched direct read of the bucket's stream: no consumer, one request,
+// at most MaxListed keys (ErrTooMany beyond). Direct reads may come from a
+// lagging replica: the answer is for display, not for decisions.
+func (b *Bucket) LastAll(ctx context.Context, pattern string, f func(key string, e Entry)) error {
+	req, _ := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{[]string{b.Subject(pattern)}, MaxListed})
+	inbox := b.nc.NewRespInbox()
+	sub, err := b.nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := b.nc.PublishRequest("$JS.API.DIRECT.GET."+b.stream, inbox, req); err != nil {
+		return err
+	}
+	for n := 0; n <= MaxListed; n++ {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return err
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204": // end of batch
+			return nil
+		case "404": // no key matches
+			return nil
+		case "413":
+			return fmt.Errorf("%w (%d)", ErrTooMany, MaxListed)
+		default:
+			return fmt.Errorf("condkv: direct read of %s: %s %s", b.stream, status, m.Header.Get("Description"))
+		}
+		if IsMarker(m.Header) {
+			continue
+		}
+		subj := m.Header.Get("Nats-Subject")
+		if !strings.HasPrefix(subj, b.prefix) {
+			continue
+		}
+		e := Entry{Live: true, Header: m.Header, Data: m.Data}
+		e.Seq, _ = strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+		e.Time, _ = time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
+		if ttl, err := time.ParseDuration(m.Header.Get(hdrTTL)); err == nil {
+			e.Expires = e.Time.Add(ttl)
+		}
+		f(subj[len(b.prefix):], e)
+	}
+	return fmt.Errorf("%w (%d)", ErrTooMany, MaxListed)
 }
 
 // IsMarker reports whether a message's headers are those of a delete,
