@@ -511,7 +511,12 @@ func TestStatusIsCheap(t *testing.T) {
 			t.Fatalf("round %d: the registry stream has %d consumers after a status read, want 0", round, info.State.Consumers)
 		}
 	}
-	if costs[0] != costs[2] || costs[2] > 10 {
-		t.Fatalf("status reads cost %v JetStream requests for 1, 5 and 13 instances; want the same few for each", costs)
+	// 7 stream infos and a batched read; a heartbeat that happens to
+	// read its key may add one. Per-service reads would cost 9 services'
+	// worth more in the last round.
+	for _, c := range costs {
+		if c > 9 {
+			t.Fatalf("status reads cost %v JetStream requests for 1, 5 and 13 instances; want at most 9 each", costs)
+		}
 	}
 }
