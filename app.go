@@ -462,6 +462,12 @@ type appGuard struct {
 }
 
 func (g *appGuard) get(ctx context.Context) (*lock.Guard, error) {
+	g.mu.Lock()
+	guard := g.guard
+	g.mu.Unlock()
+	if guard != nil {
+		return guard, nil
+	}
 	local, err := g.app.Local(ctx)
 	if err != nil {
 		return nil, err

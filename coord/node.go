@@ -187,16 +187,13 @@ func (n *Node) serverOptions() (*server.Options, error) {
 		host, port, _ := splitHostPort(listen)
 		o.Host, o.Port = host, port
 	}
-	if !o.DontListen {
+	if !o.DontListen && !c.listenNoAuth {
 		// Every client logs in: the process's own connection with
 		// credentials made for it here, others with WithListenAuth's.
 		n.inprocPassword = randomSecret()
 		o.Users = []*server.User{{Username: inprocUser, Password: n.inprocPassword}}
 		if c.listenPassword != "" {
 			o.Users = append(o.Users, &server.User{Username: c.listenUser, Password: c.listenPassword})
-		}
-		if c.listenNoAuth {
-			o.Users, n.inprocPassword = nil, ""
 		}
 	}
 	if c.mode == ModeCluster {

@@ -262,6 +262,9 @@ const maxClusterKeys = 10_000
 // map, the LimiterStore, a NATS subject or a KV key as it was sent: a
 // 1 MiB header costs the same 22 bytes as a short one.
 func limitKey(ctx context.Context, p *RateLimitPolicy) string {
+	if p.Key == KeyNone {
+		return "" // one limiter for the method: nothing to select, nothing to hash
+	}
 	return digestKey(rawLimitKey(ctx, p))
 }
 

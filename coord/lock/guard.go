@@ -83,37 +83,48 @@ func (g *Guard) Update(ctx context.Context, resource string, token uint64, fn fu
 	if token == 0 {
 		return fmt.Errorf("%w: %q: token 0", ErrStaleToken, resource)
 	}
-	highest, err := g.Highest(resource)
-	if err != nil {
-		return err
-	}
-	if token > highest {
+	// One local transaction when the token is already known (the common
+	// case); a token above the record makes it return errVerify, and it
+	// runs again once verify has confirmed the token on the node.
+	key := []byte(guardPrefix + resource)
+	verified := false
+	for {
+		err := g.kv.Update(func(tx *localstore.Tx) error {
+			highest, err := readToken(tx, key)
+			if err != nil {
+				return err
+			}
+			if token < highest {
+				return fmt.Errorf("%w: %q: token %d, highest seen %d", ErrStaleToken, resource, token, highest)
+			}
+			if token > highest {
+				if !verified {
+					return errVerify
+				}
+				var b [8]byte
+				binary.BigEndian.PutUint64(b[:], token)
+				if err := tx.Set(key, b[:]); err != nil {
+					return err
+				}
+			}
+			if fn == nil {
+				return nil
+			}
+			return fn(tx)
+		})
+		if !errors.Is(err, errVerify) || verified {
+			return err
+		}
 		if err := g.verify(ctx, resource, token); err != nil {
 			return err
 		}
+		verified = true
 	}
-	key := []byte(guardPrefix + resource)
-	return g.kv.Update(func(tx *localstore.Tx) error {
-		highest, err := readToken(tx, key)
-		if err != nil {
-			return err
-		}
-		if token < highest {
-			return fmt.Errorf("%w: %q: token %d, highest seen %d", ErrStaleToken, resource, token, highest)
-		}
-		if token > highest {
-			var b [8]byte
-			binary.BigEndian.PutUint64(b[:], token)
-			if err := tx.Set(key, b[:]); err != nil {
-				return err
-			}
-		}
-		if fn == nil {
-			return nil
-		}
-		return fn(tx)
-	})
 }
+
+// errVerify makes Update's transaction stop for a token it has to verify
+// on the coordination node first.
+var errVerify = errors.New("lock: token to verify")
 
 // verify returns nil if token is the token of the current grant of the
 // Mutex named resource, or the current term of the Election named

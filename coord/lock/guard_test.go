@@ -25,6 +25,18 @@ func grant(t *testing.T, n *coord.Node, name string) (*lock.Mutex, uint64) {
 	return m, tok
 }
 
+// newGuard returns a Guard over a fresh local store (closed at cleanup)
+// that verifies tokens on n.
+func newGuard(t *testing.T, n *coord.Node) (*localstore.Store, *lock.Guard) {
+	t.Helper()
+	store, err := localstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store, lock.NewGuard(store, lock.FromNode(n))
+}
+
 func TestGuard(t *testing.T) {
 	n := openNode(t)
 	dir := t.TempDir()
@@ -90,12 +102,7 @@ func TestGuard(t *testing.T) {
 // with 2^64-1 used to lock every real holder out for good).
 func TestGuardRefusesForgedTokens(t *testing.T) {
 	n := openNode(t)
-	store, err := localstore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	g := lock.NewGuard(store, lock.FromNode(n))
+	_, g := newGuard(t, n)
 	ctx := within(t, 30*time.Second)
 
 	held, real := grant(t, n, "acct/9")
@@ -138,12 +145,7 @@ func TestGuardRefusesForgedTokens(t *testing.T) {
 // newer one was admitted.
 func TestGuardUpdateIsAtomic(t *testing.T) {
 	n := openNode(t)
-	store, err := localstore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	g := lock.NewGuard(store, lock.FromNode(n))
+	store, g := newGuard(t, n)
 	ctx := within(t, 30*time.Second)
 	m1, t1 := grant(t, n, "res")
 	if err := g.Check(ctx, "res", t1); err != nil {

@@ -168,28 +168,27 @@ func (r *Resolver) Instances(ctx context.Context, service string) ([]Registratio
 	if err := checkName("service", service); err != nil {
 		return nil, err
 	}
-	var regs []Registration
-	err := readAll(ctx, r.nc, r.js, servicePattern(service), func(e event) {
-		s, id, ok := splitKey(e.key)
-		if !ok || s != service {
-			return
-		}
-		if g, err := decodeRegistration(e.value, s, id); err == nil {
-			regs = append(regs, g)
-		}
-	})
+	byService, err := r.collect(ctx, servicePattern(service))
 	if err != nil {
 		return nil, fmt.Errorf("registry: list %q: %w", service, err)
 	}
-	slices.SortFunc(regs, func(a, b Registration) int { return cmp.Compare(a.ID, b.ID) })
-	return regs, nil
+	return byService[service], nil
 }
 
-// all reads every registration, by service, each sorted by ID, in one
-// batched read.
+// all reads every registration, by service, in one batched read.
 func (r *Resolver) all(ctx context.Context) (map[string][]Registration, error) {
+	byService, err := r.collect(ctx, "*.*")
+	if err != nil {
+		return nil, fmt.Errorf("registry: list instances: %w", err)
+	}
+	return byService, nil
+}
+
+// collect reads the registrations whose keys match pattern, by service,
+// each sorted by ID. Records that do not parse are skipped.
+func (r *Resolver) collect(ctx context.Context, pattern string) (map[string][]Registration, error) {
 	out := map[string][]Registration{}
-	err := readAll(ctx, r.nc, r.js, "*.*", func(e event) {
+	err := readAll(ctx, r.nc, r.js, pattern, func(e event) {
 		s, id, ok := splitKey(e.key)
 		if !ok {
 			return
@@ -199,7 +198,7 @@ func (r *Resolver) all(ctx context.Context) (map[string][]Registration, error) {
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("registry: list instances: %w", err)
+		return nil, err
 	}
 	for _, regs := range out {
 		slices.SortFunc(regs, func(a, b Registration) int { return cmp.Compare(a.ID, b.ID) })

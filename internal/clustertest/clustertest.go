@@ -103,11 +103,7 @@ func New(t *testing.T, n int) *Cluster {
 // Start starts every node and waits until each is ready.
 func (c *Cluster) Start(t *testing.T) {
 	t.Helper()
-	var readies []<-chan error
-	for _, n := range c.Nodes {
-		readies = append(readies, n.start(t, c.routes))
-	}
-	Wait(t, 90*time.Second, readies...)
+	Wait(t, 90*time.Second, c.Launch(t, c.Nodes...)...)
 }
 
 // Launch starts the given nodes only, each in a child process, without
