@@ -14,7 +14,7 @@ import (
 )
 
 // FuzzRequestDecoding sends arbitrary bodies, under each content type the
-// server accepts, through the whole handler chain. The server must answer
+// server accepts and with or without gzip, through the whole handler chain. The server must answer
 // every request with a well-formed response, and never with the recovery
 // interceptor's "internal error", which would mean a handler panicked.
 //
@@ -30,6 +30,8 @@ func FuzzRequestDecoding(f *testing.F) {
 	f.Add(uint8(3), append([]byte{0, 0, 0, 0, byte(len(valid))}, valid...))
 	f.Add(uint8(0), []byte(`{"name":"\ud800"}`))
 	f.Add(uint8(1), []byte{0x0a, 0x80})
+	f.Add(uint8(129), gzipped(f, valid)) // 128+: the body claims to be gzipped
+	f.Add(uint8(128), gzipBomb(f, 8<<20, true))
 	contentTypes := []string{
 		"application/json", "application/proto", "application/grpc", "application/grpc-web+proto",
 		"application/grpc+json", "application/connect+proto", "application/connect+json",
@@ -38,6 +40,9 @@ func FuzzRequestDecoding(f *testing.F) {
 		contentType := contentTypes[int(ct)%len(contentTypes)]
 		req := httptest.NewRequest(http.MethodPost, "/greeter.v1.GreeterService/Greet", bytes.NewReader(body))
 		req.Header.Set("Content-Type", contentType)
+		if ct >= 128 {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, req)
 		for _, h := range []http.Header{rec.Header(), rec.Result().Trailer} {

@@ -187,8 +187,12 @@ func WithCompressMinBytes(n int) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.compressMinBytes = n })
 }
 
-// WithReadMaxBytes caps request messages; larger ones fail with
-// resource_exhausted. Default: DefaultReadMaxBytes.
+// WithReadMaxBytes caps request messages, before and after
+// decompression; larger ones fail with resource_exhausted and a message
+// naming the limit. Compressed requests decompress at most 2×GOMAXPROCS
+// (at least 4) at a time, so a burst of compression bombs holds at most
+// that many times the limit in memory. n <= 0 removes the cap.
+// Default: DefaultReadMaxBytes.
 func WithReadMaxBytes(n int) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.readMaxBytes = n })
 }

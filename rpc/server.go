@@ -164,13 +164,14 @@ func (s *Server) handlerLocked() http.Handler {
 		connecthttp.WithCompressMinBytes(s.cfg.compressMinBytes),
 		connecthttp.WithReadMaxBytes(s.cfg.readMaxBytes),
 		connecthttp.WithSendMaxBytes(s.cfg.sendMaxBytes),
+		connecthttp.WithCompressors(newBoundedGzip(s.cfg.readMaxBytes)),
 	)
 	mux.HandleFunc("GET /healthz", s.ready.serveLive)
 	mux.HandleFunc("GET /readyz", s.ready.serveReady)
 	for _, r := range s.cfg.handlers {
 		mux.Handle(r.pattern, r.handler)
 	}
-	var h http.Handler = mux
+	h := limitUnaryBodies(mux, s.cfg.readMaxBytes)
 	if s.cfg.cors != nil {
 		h = s.cfg.cors.middleware(h)
 	}

@@ -91,7 +91,8 @@ func (w *watch) ignoring(attempt string) { w.ignore.Store(&attempt) }
 
 func (s *kvStore) watch(ctx context.Context, key string) (*watch, error) {
 	w := &watch{wake: make(chan struct{}, 1)}
-	cw, err := s.b.Watch(ctx, key, func(h nats.Header) {
+	cw, err := s.b.Watch(ctx, key, condkv.WatchConfig{HeadersOnly: true}, func(_ string, m jetstream.Msg) {
+		h := m.Headers()
 		if a := w.ignore.Load(); a != nil && *a != "" && !condkv.IsMarker(h) && h.Get(hdrAttempt) == *a {
 			return // the holder we wait for refreshed its lease
 		}

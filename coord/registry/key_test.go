@@ -71,3 +71,32 @@ func FuzzEscapeToken(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeRegistration checks that a record read from the bucket (which
+// anything able to write there controls) never panics the decoder, and
+// that whatever it accepts is a registration Register would have written.
+func FuzzDecodeRegistration(f *testing.F) {
+	f.Add([]byte(`{"service":"s","id":"i","base_url":"http://127.0.0.1:1","metadata":{"k":"v"}}`), "s", "i")
+	f.Add([]byte(`{"service":"s","id":"i","base_url":"javascript:alert(1)"}`), "s", "i")
+	f.Add([]byte(`{"service":"s","id":"i","base_url":"http://h","metadata":{"k":null}}`), "s", "i")
+	f.Add([]byte(`[]`), "", "")
+	f.Fuzz(func(t *testing.T, data []byte, service, id string) {
+		g, err := decodeRegistration(data, service, id)
+		if err != nil {
+			return
+		}
+		if g.Service != service || g.ID != id {
+			t.Fatalf("record under %q/%q accepted as %q/%q", service, id, g.Service, g.ID)
+		}
+		if err := g.check(); err != nil {
+			t.Fatalf("accepted a record Register refuses: %v", err)
+		}
+		b, err := g.encode()
+		if err != nil {
+			t.Fatalf("accepted record does not re-encode: %v", err)
+		}
+		if _, err := decodeRegistration(b, service, id); err != nil {
+			t.Fatalf("re-encoded record refused: %v", err)
+		}
+	})
+}

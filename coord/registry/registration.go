@@ -55,6 +55,15 @@ func (g *Registration) normalize() error {
 		}
 		g.ID = id
 	}
+	if err := g.check(); err != nil {
+		return err
+	}
+	g.Metadata = maps.Clone(g.Metadata)
+	return nil
+}
+
+// check checks g's instance ID and base URL.
+func (g *Registration) check() error {
 	if err := checkName("instance ID", g.ID); err != nil {
 		return err
 	}
@@ -62,7 +71,6 @@ func (g *Registration) normalize() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: base URL %q: want an absolute http or https URL like http://127.0.0.1:8080", ErrInvalidRegistration, g.BaseURL)
 	}
-	g.Metadata = maps.Clone(g.Metadata)
 	return nil
 }
 
@@ -80,14 +88,21 @@ func (g *Registration) encode() ([]byte, error) {
 
 // decodeRegistration parses a stored registration whose key named service
 // and id. Records that do not parse or disagree with their key are
-// rejected, never trusted.
+// rejected, never trusted: anything that can write to the bucket could
+// otherwise point clients anywhere.
 func decodeRegistration(data []byte, service, id string) (Registration, error) {
+	if len(data) > maxRecordLen {
+		return Registration{}, fmt.Errorf("registry: record for %q/%q: %d bytes, more than %d", service, id, len(data), maxRecordLen)
+	}
 	var g Registration
 	if err := json.Unmarshal(data, &g); err != nil {
 		return Registration{}, fmt.Errorf("registry: bad record for %q/%q: %w", service, id, err)
 	}
 	if g.Service != service || g.ID != id {
 		return Registration{}, fmt.Errorf("registry: record under %q/%q names %q/%q", service, id, g.Service, g.ID)
+	}
+	if err := g.check(); err != nil {
+		return Registration{}, fmt.Errorf("registry: record for %q/%q: %w", service, id, err)
 	}
 	return g, nil
 }

@@ -11,9 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/internal/condkv"
 	"github.com/concordrpc/concord/rpc"
@@ -23,8 +20,7 @@ import (
 // watch-driven view of each service it was asked for, so Resolve is a map
 // read. It is safe for concurrent use.
 type Resolver struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
+	b      *condkv.Bucket
 	cfg    resConfig
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -47,7 +43,7 @@ func NewResolver(node *coord.Node, opts ...ResolverOption) *Resolver {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	r := &Resolver{nc: node.Conn(), js: node.JetStream(), cfg: cfg}
+	r := &Resolver{b: condkv.New(node.JetStream(), node.Conn(), coord.BucketRegistry), cfg: cfg}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	empty := map[string]*view{}
 	r.views.Store(&empty)
@@ -149,7 +145,7 @@ func (r *Resolver) Close() error {
 // path). Errors: the node's error.
 func (r *Resolver) Services(ctx context.Context) ([]string, error) {
 	seen := map[string]bool{}
-	err := readAll(ctx, r.nc, r.js, "*.*", func(e event) {
+	err := r.readAll(ctx, "*.*", func(e event) {
 		if service, _, ok := splitKey(e.key); ok {
 			seen[service] = true
 		}
@@ -188,7 +184,7 @@ func (r *Resolver) all(ctx context.Context) (map[string][]Registration, error) {
 // each sorted by ID. Records that do not parse are skipped.
 func (r *Resolver) collect(ctx context.Context, pattern string) (map[string][]Registration, error) {
 	out := map[string][]Registration{}
-	err := readAll(ctx, r.nc, r.js, pattern, func(e event) {
+	err := r.readAll(ctx, pattern, func(e event) {
 		s, id, ok := splitKey(e.key)
 		if !ok {
 			return
@@ -208,9 +204,8 @@ func (r *Resolver) collect(ctx context.Context, pattern string) (map[string][]Re
 
 // readAll calls f for every live key matching pattern, as of now, in one
 // batched direct read (condkv.LastAll): no consumer is created.
-func readAll(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, pattern string, f func(event)) error {
-	b := condkv.New(js, nc, coord.BucketRegistry)
-	return b.LastAll(ctx, pattern, func(key string, e condkv.Entry) {
+func (r *Resolver) readAll(ctx context.Context, pattern string, f func(event)) error {
+	return r.b.LastAll(ctx, pattern, func(key string, e condkv.Entry) {
 		f(event{key: key, value: e.Data})
 	})
 }

@@ -76,7 +76,7 @@ func (r *Resolver) run(v *view) {
 			backoff = minBackoff
 			continue
 		}
-		closed := r.nc.IsClosed()
+		closed := r.b.Conn().IsClosed()
 		if closed {
 			err = fmt.Errorf("registry: watch stopped: %w", coord.ErrClosed)
 		}
@@ -107,11 +107,11 @@ var (
 // (nil) or the watcher fails. Until the load completes the previous
 // snapshot stays in place.
 func (r *Resolver) watch(v *view) error {
-	w, err := startWatch(r.nc, v.pattern)
+	w, err := startWatch(r.ctx, r.b, v.pattern)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = w.stop() }()
+	defer w.stop()
 
 	recs := map[string]record{}
 	loaded, relistDue := false, false

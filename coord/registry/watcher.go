@@ -1,21 +1,16 @@
 package registry
 
 import (
-	"errors"
-	"strings"
+	"context"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/internal/condkv"
 )
 
-// watchAPIWait bounds the watcher's requests: creating its consumer, and
-// deleting it on stop. kv.Watch would wait 5s (nats.go's default) for the
-// delete when the node is unreachable, which would make a Resolver's Close
-// that slow.
+// watchAPIWait bounds the creation of a watcher's consumer.
 const watchAPIWait = 2 * time.Second
 
 // event is one message on a watched key: a registration, or its removal
@@ -28,16 +23,12 @@ type event struct {
 }
 
 // watcher delivers the messages of the registry keys matching a pattern:
-// first the last message of each key, then every new one, through an
-// ordered push consumer (which re-creates itself after a gap or missed
-// heartbeats). Its callback never blocks: events queue until taken.
-// Watchers skip revisions that were quickly replaced and resume late after
-// a node dies, so views built on them are repaired by periodic re-reads.
+// first the last message of each key, then every new one (see
+// condkv.Watch). Its callback never blocks: events queue until taken.
 type watcher struct {
-	sub    *nats.Subscription
-	prefix string
-	wake   chan struct{} // signalled when events are queued
-	closed chan struct{} // closed when the subscription has ended
+	cw     *condkv.Watch
+	wake   chan struct{}   // signalled when events are queued
+	closed <-chan struct{} // closed when the watch has ended
 
 	mu       sync.Mutex
 	queue    []event
@@ -47,48 +38,33 @@ type watcher struct {
 }
 
 // startWatch starts a watcher on the registry keys matching pattern.
-func startWatch(nc *nats.Conn, pattern string) (*watcher, error) {
-	js, err := nc.JetStream(nats.MaxWait(watchAPIWait))
-	if err != nil {
-		return nil, err
-	}
-	w := &watcher{
-		prefix: "$KV." + coord.BucketRegistry + ".",
-		wake:   make(chan struct{}, 1),
-		closed: make(chan struct{}),
-	}
+func startWatch(ctx context.Context, b *condkv.Bucket, pattern string) (*watcher, error) {
+	w := &watcher{wake: make(chan struct{}, 1)}
 	// Hold mu until pending is known, so the callback cannot decide the
 	// initial load is complete too early.
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	sub, err := js.Subscribe(w.prefix+pattern, w.deliver,
-		nats.BindStream("KV_"+coord.BucketRegistry), nats.OrderedConsumer(), nats.DeliverLastPerSubject())
+	ctx, cancel := context.WithTimeout(ctx, watchAPIWait)
+	defer cancel()
+	cw, err := b.Watch(ctx, pattern, condkv.WatchConfig{LastPerKey: true}, w.deliver)
 	if err != nil {
 		return nil, err
 	}
-	sub.SetClosedHandler(func(string) { close(w.closed) })
-	w.sub = sub
-	// Without a count, the load completes with the first message that has
-	// nothing pending after it (or times out if there is none).
-	if pending, err := sub.InitialConsumerPending(); err == nil {
-		w.pending = pending
-		if pending == 0 {
-			w.loadedLocked()
-		}
+	w.cw, w.closed = cw, cw.Closed()
+	w.pending = cw.Pending()
+	if w.pending == 0 {
+		w.loadedLocked()
 	}
 	return w, nil
 }
 
-// deliver is the subscription's callback.
-func (w *watcher) deliver(m *nats.Msg) {
+// deliver is the watch's callback.
+func (w *watcher) deliver(key string, m jetstream.Msg) {
 	meta, err := m.Metadata()
-	if err != nil || !strings.HasPrefix(m.Subject, w.prefix) {
+	if err != nil {
 		return
 	}
-	e := event{key: m.Subject[len(w.prefix):], value: m.Data}
-	if condkv.IsMarker(m.Header) {
-		e.removed = true
-	}
+	e := event{key: key, value: m.Data(), removed: condkv.IsMarker(m.Headers())}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.queue = append(w.queue, e)
@@ -123,18 +99,5 @@ func (w *watcher) take() []event {
 	return q
 }
 
-var errWatchStopTimeout = errors.New("registry: watcher did not stop in time")
-
-// stop ends the subscription (deleting its consumer, bounded by
-// watchAPIWait) and waits, boundedly, for its delivery goroutine to end.
-func (w *watcher) stop() error {
-	_ = w.sub.Unsubscribe()
-	t := time.NewTimer(watchAPIWait + time.Second)
-	defer t.Stop()
-	select {
-	case <-w.closed:
-		return nil
-	case <-t.C:
-		return errWatchStopTimeout
-	}
-}
+// stop ends the watch, waiting for it boundedly.
+func (w *watcher) stop() { w.cw.Stop() }

@@ -261,45 +261,99 @@ func IsMarker(h nats.Header) bool {
 	return h.Get(hdrKVOp) != "" || h.Get(hdrMarker) != ""
 }
 
-// Watch calls fn with the headers of each new message on one key, through
-// an ordered consumer that delivers headers only. fn must not block. Stop
-// it with Stop.
-type Watch struct {
-	cc jetstream.ConsumeContext
+// CheckPattern reports whether pattern is a valid key pattern: a key
+// (see CheckKey) in which whole tokens may be "*" (any one token) or, as
+// the last token, ">" (one or more tokens).
+func CheckPattern(pattern string) error {
+	toks := strings.Split(pattern, ".")
+	for i, t := range toks {
+		if t == "*" || (t == ">" && i == len(toks)-1) {
+			toks[i] = "x"
+		}
+	}
+	return CheckKey(strings.Join(toks, "."))
 }
 
-// Watch starts a watch of key.
-func (b *Bucket) Watch(ctx context.Context, key string, fn func(nats.Header)) (*Watch, error) {
-	if err := CheckKey(key); err != nil {
+// WatchConfig selects what a Watch delivers.
+type WatchConfig struct {
+	// LastPerKey starts the watch with the last message of each matching
+	// key (markers included); otherwise it delivers only new messages.
+	LastPerKey bool
+	// HeadersOnly delivers messages without their data.
+	HeadersOnly bool
+}
+
+// Watch delivers the messages of the keys matching a pattern through an
+// ordered consumer, which re-creates itself after a gap or missed
+// heartbeats. Watches skip messages that were quickly replaced and resume
+// late after a node dies: callers repair what they build with re-reads.
+type Watch struct {
+	cc      jetstream.ConsumeContext
+	closed  <-chan struct{}
+	pending uint64
+}
+
+// watchStopWait bounds how long Stop waits for the consumer to end. The
+// ordered consumer's own Stop can wait out a reset's retry backoff (up to
+// 10 s) when the node is unreachable; Stop does not make its caller wait
+// that long.
+const watchStopWait = 2 * time.Second
+
+// Watch starts a watch of the keys matching pattern (see CheckPattern) and
+// calls fn with each message's key and message. fn runs on one goroutine,
+// in stream order, and must not block; it may still be called for a
+// moment after Stop returns.
+func (b *Bucket) Watch(ctx context.Context, pattern string, cfg WatchConfig, fn func(key string, m jetstream.Msg)) (*Watch, error) {
+	if err := CheckPattern(pattern); err != nil {
 		return nil, err
 	}
+	deliver := jetstream.DeliverNewPolicy
+	if cfg.LastPerKey {
+		deliver = jetstream.DeliverLastPerSubjectPolicy
+	}
 	cons, err := b.js.OrderedConsumer(ctx, b.stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{b.Subject(key)},
-		DeliverPolicy:     jetstream.DeliverNewPolicy,
-		HeadersOnly:       true,
+		FilterSubjects:    []string{b.Subject(pattern)},
+		DeliverPolicy:     deliver,
+		HeadersOnly:       cfg.HeadersOnly,
 		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
 		return nil, err
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { fn(m.Headers()) },
-		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if key, ok := strings.CutPrefix(m.Subject(), b.prefix); ok {
+			fn(key, m)
+		}
+	}, jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
 	if err != nil {
 		return nil, err
 	}
-	return &Watch{cc: cc}, nil
+	w := &Watch{cc: cc, closed: cc.Closed()}
+	if info := cons.CachedInfo(); info != nil {
+		w.pending = info.NumPending
+	}
+	return w, nil
 }
 
-// Stop stops the watch and waits, boundedly, for its goroutines to end.
+// Pending returns how many messages the watch had to deliver when it
+// started (with LastPerKey, the number of matching keys that have a last
+// message, markers included).
+func (w *Watch) Pending() uint64 { return w.pending }
+
+// Closed returns a channel closed when the watch has ended: after Stop,
+// or when its connection closed.
+func (w *Watch) Closed() <-chan struct{} { return w.closed }
+
+// Stop stops the watch and waits, at most watchStopWait, for it to end.
 func (w *Watch) Stop() {
 	if w == nil {
 		return
 	}
-	w.cc.Stop()
-	t := time.NewTimer(5 * time.Second)
+	go w.cc.Stop()
+	t := time.NewTimer(watchStopWait)
 	defer t.Stop()
 	select {
-	case <-w.cc.Closed():
+	case <-w.closed:
 	case <-t.C:
 	}
 }
