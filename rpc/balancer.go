@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,12 +52,35 @@ func WithProbation(d time.Duration) ClientOption {
 	return clientOptionFunc(func(cfg *clientConfig) { cfg.probation = d })
 }
 
-// endpoint is one instance's transport and load statistics.
+// endpoint is one instance's transport, load statistics and breakers.
 type endpoint struct {
 	transport    connect.Transport
 	inFlight     atomic.Int64
 	ewma         atomic.Uint64 // float64 bits: latency in ns
 	ejectedUntil atomic.Int64  // Unix ns
+	refs         int           // answers that name it; guarded by Conn.mu
+
+	mu       sync.Mutex
+	breakers map[string]*breaker.Breaker // by procedure
+}
+
+// breaker returns the endpoint's breaker for procedure, made from p with
+// clock now on first use.
+func (e *endpoint) breaker(procedure string, p *BreakerPolicy, now func() time.Time) *breaker.Breaker {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, ok := e.breakers[procedure]
+	if !ok {
+		b = breaker.New(breaker.Config{
+			FailureRatio: p.FailureRatio, MinRequests: p.MinRequests, Window: p.Window,
+			OpenFor: p.OpenFor, HalfOpenProbes: p.HalfOpenProbes, Now: now,
+		})
+		if e.breakers == nil {
+			e.breakers = map[string]*breaker.Breaker{}
+		}
+		e.breakers[procedure] = b
+	}
+	return b
 }
 
 func (e *endpoint) load() float64 {
@@ -81,6 +106,44 @@ func (e *endpoint) observe(d time.Duration) {
 	}
 }
 
+// answer is a resolver's answer and the endpoints of its instances, in the
+// same order.
+type answer struct {
+	instances []Instance
+	endpoints []*endpoint
+}
+
+// track returns instances, the answer of service's resolver, with their
+// endpoints. When the base URLs differ from service's last answer, it makes
+// endpoints for instances new to the Conn and drops those that no service's
+// last answer names any more; calls in flight to a dropped instance keep its
+// endpoint and finish normally.
+func (c *Conn) track(service string, instances []Instance) answer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last := c.answers[service]
+	if slices.EqualFunc(last.instances, instances, func(a, b Instance) bool { return a.BaseURL == b.BaseURL }) {
+		return answer{instances, last.endpoints}
+	}
+	next := answer{instances, make([]*endpoint, len(instances))}
+	for i := range instances {
+		e, ok := c.endpoints[instances[i].BaseURL]
+		if !ok {
+			e = c.newEndpoint(instances[i].BaseURL)
+			c.endpoints[instances[i].BaseURL] = e
+		}
+		e.refs++
+		next.endpoints[i] = e
+	}
+	for i, e := range last.endpoints {
+		if e.refs--; e.refs == 0 {
+			delete(c.endpoints, last.instances[i].BaseURL)
+		}
+	}
+	c.answers[service] = next
+	return next
+}
+
 func hasBreaker(p *ServicePolicy) bool {
 	for i := range p.Methods {
 		if p.Methods[i].CircuitBreaker != nil {
@@ -100,46 +163,50 @@ type pickTransport struct {
 }
 
 func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
-	instances := t.conn.fixed
+	ans := t.conn.fixed
 	if r := t.conn.resolver; r != nil {
-		var err error
-		if instances, err = r.Resolve(ctx, t.policy.DiscoveryName); err != nil {
+		instances, err := r.Resolve(ctx, t.policy.DiscoveryName)
+		if err != nil {
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Sprintf("no instance of %s: %v", t.policy.DiscoveryName, err)).WithCause(err)
 		}
+		ans = t.conn.track(t.policy.DiscoveryName, instances)
 	}
 	var bp *BreakerPolicy
 	if mp := t.policy.Method(spec.Procedure); mp != nil {
 		bp = mp.CircuitBreaker
 	}
-	e, br := t.pick(instances, spec.Procedure, bp)
+	e, br, tk := t.pick(ans, spec.Procedure, bp)
 	if e == nil {
 		return nil, connect.NewError(connect.CodeUnavailable,
-			fmt.Sprintf("circuit open for %s on all %d instances of %s", spec.Procedure, len(instances), t.policy.DiscoveryName))
+			fmt.Sprintf("circuit open for %s on all %d instances of %s", spec.Procedure, len(ans.instances), t.policy.DiscoveryName))
 	}
 	e.inFlight.Add(1)
 	start := time.Now()
 	stream, err := e.transport.NewClientStream(ctx, spec)
 	if err != nil {
-		t.finish(ctx, e, br, start, err)
+		t.finish(ctx, e, br, tk, start, err)
 		return nil, err
 	}
-	return &trackedStream{ClientStream: stream, ctx: ctx, t: t, e: e, br: br, start: start}, nil
+	s := &trackedStream{ClientStream: stream, ctx: ctx, t: t, e: e, br: br, tk: tk, start: start}
+	s.stop = context.AfterFunc(ctx, func() { s.settle(ctx.Err()) })
+	return s, nil
 }
 
-// pick chooses an endpoint and, when the method has a breaker, the breaker
-// that admitted the call. Instances on probation are used only when every
-// instance is.
-func (t *pickTransport) pick(instances []Instance, procedure string, bp *BreakerPolicy) (*endpoint, *breaker.Breaker) {
+// pick chooses an endpoint of ans and, when the method has a breaker, the
+// breaker that admitted the call with its ticket. Instances on probation
+// are used only when every instance is.
+func (t *pickTransport) pick(ans answer, procedure string, bp *BreakerPolicy) (*endpoint, *breaker.Breaker, breaker.Ticket) {
+	instances := ans.instances
 	n := len(instances)
 	if n == 0 {
-		return nil, nil
+		return nil, nil, breaker.Ticket{}
 	}
 	now := time.Now().UnixNano()
 	zone := t.conn.cfg.zone
 	preferZone := false
 	if zone != "" {
 		for i := range instances {
-			if instances[i].Zone == zone && t.conn.endpoint(instances[i].BaseURL).ejectedUntil.Load() <= now {
+			if instances[i].Zone == zone && ans.endpoints[i].ejectedUntil.Load() <= now {
 				preferZone = true
 				break
 			}
@@ -149,21 +216,19 @@ func (t *pickTransport) pick(instances []Instance, procedure string, bp *Breaker
 		if preferZone && instances[i].Zone != zone {
 			return nil
 		}
-		e := t.conn.endpoint(instances[i].BaseURL)
+		e := ans.endpoints[i]
 		if !ignoreProbation && e.ejectedUntil.Load() > now {
 			return nil
 		}
 		return e
 	}
-	admit := func(i int, e *endpoint) (*endpoint, *breaker.Breaker, bool) {
+	admit := func(e *endpoint) (*breaker.Breaker, breaker.Ticket, bool) {
 		if bp == nil {
-			return e, nil, true
+			return nil, breaker.Ticket{}, true
 		}
-		br := t.conn.breaker(instances[i].BaseURL, procedure, bp)
-		if br.Allow() != nil {
-			return nil, nil, false
-		}
-		return e, br, true
+		br := e.breaker(procedure, bp, t.conn.cfg.now)
+		tk, err := br.Allow()
+		return br, tk, err == nil
 	}
 	// First choice.
 	if t.conn.cfg.balancing == BalanceP2C && n > 1 {
@@ -174,17 +239,14 @@ func (t *pickTransport) pick(instances []Instance, procedure string, bp *Breaker
 		}
 		ea, eb := eligible(a, false), eligible(b, false)
 		if ea != nil && eb != nil && eb.load() < ea.load() {
-			a, ea, eb = b, eb, ea
+			ea, eb = eb, ea
 		}
-		for _, c := range []struct {
-			i int
-			e *endpoint
-		}{{a, ea}, {b, eb}} {
-			if c.e == nil {
+		for _, e := range []*endpoint{ea, eb} {
+			if e == nil {
 				continue
 			}
-			if e, br, ok := admit(c.i, c.e); ok {
-				return e, br
+			if br, tk, ok := admit(e); ok {
+				return e, br, tk
 			}
 		}
 	}
@@ -194,46 +256,61 @@ func (t *pickTransport) pick(instances []Instance, procedure string, bp *Breaker
 		for k := 0; k < n; k++ {
 			i := (start + k) % n
 			if e := eligible(i, ignoreProbation); e != nil {
-				if e, br, ok := admit(i, e); ok {
-					return e, br
+				if br, tk, ok := admit(e); ok {
+					return e, br, tk
 				}
 			}
 		}
 	}
-	return nil, nil
+	return nil, nil, breaker.Ticket{}
 }
 
-// finish records the end of a call on its endpoint and breaker.
-func (t *pickTransport) finish(ctx context.Context, e *endpoint, br *breaker.Breaker, start time.Time, err error) {
+// finish records the end of a call on its endpoint and breaker. A call
+// that its caller gave up on or that ran out of time counts neither way on
+// the breaker: deadline_exceeded is the caller's deadline (or the method's
+// Timeout) whether the client or, from the propagated timeout, the instance
+// reports it, so it says nothing of the instance.
+func (t *pickTransport) finish(ctx context.Context, e *endpoint, br *breaker.Breaker, tk breaker.Ticket, start time.Time, err error) {
 	e.inFlight.Add(-1)
 	if transportFailure(ctx, err) {
 		e.ejectedUntil.Store(time.Now().Add(t.conn.cfg.probation).UnixNano())
 	} else {
 		e.observe(time.Since(start))
 	}
-	if br != nil {
-		br.Done(!breakerFailure(err))
+	switch {
+	case br == nil:
+	case ctx.Err() != nil || connect.CodeOf(err) == connect.CodeDeadlineExceeded:
+		br.Abandon(tk)
+	default:
+		br.Done(tk, !breakerFailure(ctx, err))
 	}
 }
 
 // trackedStream reports a call's end once: at the first error that is not
-// the end of the stream, or at Close.
+// the end of the stream, at Close, or when the call's context ends, since a
+// caller may abandon a stream by cancelling it without reading it to the
+// end or closing it.
 type trackedStream struct {
 	connect.ClientStream
 	ctx   context.Context //nolint:containedctx // the call's context, to tell a dropped connection from a cancelled call
 	t     *pickTransport
 	e     *endpoint
 	br    *breaker.Breaker
+	tk    breaker.Ticket
 	start time.Time
-	done  bool
+	stop  func() bool // stops the settling at the context's end
+	done  atomic.Bool
 }
 
 func (s *trackedStream) end(err error) {
-	if s.done {
-		return
+	s.stop()
+	s.settle(err)
+}
+
+func (s *trackedStream) settle(err error) {
+	if s.done.CompareAndSwap(false, true) {
+		s.t.finish(s.ctx, s.e, s.br, s.tk, s.start, err)
 	}
-	s.done = true
-	s.t.finish(s.ctx, s.e, s.br, s.start, err)
 }
 
 func (s *trackedStream) Send(msg any) error {

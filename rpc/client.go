@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -10,8 +11,6 @@ import (
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
-
-	"github.com/concordrpc/concord/rpc/breaker"
 )
 
 // Protocol is the wire protocol a client speaks.
@@ -118,12 +117,26 @@ func WithTransportOptions(opts ...connecthttp.Option) ClientOption {
 // (WithBreaker), then instance selection: round robin over the instances
 // whose per-instance, per-method circuit breaker (CircuitBreaker policy)
 // admits the call. Each retry attempt selects again, so it goes to another
-// instance when there is one. A Conn is safe for concurrent use; share one
-// per process and Close it at exit.
+// instance when there is one.
+//
+// A breaker counts against an instance only failures that say the instance
+// is unwell: it could not be reached or dropped the call, or it answered
+// unavailable, internal or unknown. A call that its caller cancelled or
+// that ran out of its deadline (the caller's or the method's Timeout,
+// whichever side reports deadline_exceeded) counts neither way, and every
+// other answer (resource_exhausted, invalid_argument, not_found, ...)
+// counts as a success.
+//
+// A resolving Conn keeps an instance's load statistics and breakers while
+// the last answer of some service it resolved names the instance; when the
+// instance leaves every such answer, they are dropped (calls in flight to it
+// finish normally), and an instance that returns starts afresh.
+//
+// A Conn is safe for concurrent use; share one per process and Close it at
+// exit.
 type Conn struct {
 	cfg        clientConfig
-	baseURL    string
-	fixed      []Instance // the fixed URL as an instance list
+	fixed      answer // the fixed URL and its endpoint, without a resolver
 	resolver   Resolver
 	ownsClient *http.Client
 	opts       []connecthttp.Option
@@ -131,11 +144,9 @@ type Conn struct {
 	budget *retryBudget
 
 	mu        sync.Mutex
-	endpoints map[string]*endpoint // by base URL
-	breakers  map[breakerKey]*breaker.Breaker
+	endpoints map[string]*endpoint // by base URL: those some answer names
+	answers   map[string]answer    // the last answer, by discovery name
 }
-
-type breakerKey struct{ baseURL, procedure string }
 
 // NewConn returns a Conn that sends every call to baseURL, like
 // "http://127.0.0.1:8080".
@@ -156,10 +167,10 @@ func newConn(baseURL string, r Resolver, opts []ClientOption) *Conn {
 		o.applyClient(&cfg)
 	}
 	c := &Conn{
-		cfg: cfg, baseURL: baseURL, resolver: r, fixed: []Instance{{ID: baseURL, BaseURL: baseURL}},
+		cfg: cfg, resolver: r,
 		budget:    newRetryBudget(cfg.retryRatio, cfg.retryReserve),
 		endpoints: map[string]*endpoint{},
-		breakers:  map[breakerKey]*breaker.Breaker{},
+		answers:   map[string]answer{},
 	}
 	if cfg.httpClient == nil {
 		c.ownsClient = defaultHTTPClient(cfg.tls)
@@ -176,6 +187,9 @@ func newConn(baseURL string, r Resolver, opts []ClientOption) *Conn {
 	}
 	c.opts = append(c.opts, connecthttp.WithCompressMinBytes(DefaultCompressMinBytes))
 	c.opts = append(c.opts, cfg.http...)
+	if r == nil {
+		c.fixed = answer{instances: []Instance{{ID: baseURL, BaseURL: baseURL}}, endpoints: []*endpoint{c.newEndpoint(baseURL)}}
+	}
 	return c
 }
 
@@ -196,7 +210,7 @@ func defaultHTTPClient(tlsConfig *tls.Config) *http.Client {
 func (c *Conn) Client(policy *ServicePolicy) *connect.Client {
 	var transport connect.Transport = &pickTransport{conn: c, policy: policy}
 	if c.resolver == nil && !hasBreaker(policy) {
-		transport = c.endpoint(c.baseURL).transport // one instance, nothing to track
+		transport = c.fixed.endpoints[0].transport // one instance, nothing to track
 	}
 	chain := append([]connect.ClientInterceptor{}, c.cfg.interceptors...)
 	chain = append(chain, NewClientDeadlineInterceptor(policy.Method), newRetryInterceptor(policy.Method, c.budget, c.cfg.fallback))
@@ -215,40 +229,36 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-func (c *Conn) endpoint(baseURL string) *endpoint {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.endpoints[baseURL]
-	if !ok {
-		e = &endpoint{transport: connecthttp.NewTransport(c.cfg.httpClient, baseURL, c.opts...)}
-		c.endpoints[baseURL] = e
-	}
-	return e
+func (c *Conn) newEndpoint(baseURL string) *endpoint {
+	return &endpoint{transport: connecthttp.NewTransport(c.cfg.httpClient, baseURL, c.opts...)}
 }
 
-func (c *Conn) breaker(baseURL, procedure string, p *BreakerPolicy) *breaker.Breaker {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := breakerKey{baseURL, procedure}
-	b, ok := c.breakers[k]
-	if !ok {
-		b = breaker.New(breaker.Config{
-			FailureRatio: p.FailureRatio, MinRequests: p.MinRequests, Window: p.Window,
-			OpenFor: p.OpenFor, HalfOpenProbes: p.HalfOpenProbes, Now: c.cfg.now,
-		})
-		c.breakers[k] = b
+// breakerFailure reports whether err, the end of a call made with ctx,
+// says that the instance is unwell, and so counts against its breaker.
+// These count, while the caller still waits (ctx not done):
+//   - a transport failure (see transportFailure): the instance could not be
+//     reached, or dropped the call, whatever code the client reports;
+//   - the instance's answer unavailable, internal or unknown.
+//
+// Nothing else counts: not the caller's cancellation or deadline, which
+// says nothing about the instance, nor any other code the instance answers,
+// which shows it working. This includes deadline_exceeded (the call ran out
+// of the time its caller gave it, as a short deadline does on a healthy
+// instance), resource_exhausted (the instance refuses excess load) and the
+// application's codes: canceled, invalid_argument, not_found,
+// already_exists, permission_denied, failed_precondition, aborted,
+// out_of_range, unimplemented, data_loss and unauthenticated. (finish
+// reports calls that ended with the caller's context or deadline_exceeded
+// to the breaker as neither success nor failure.)
+func breakerFailure(ctx context.Context, err error) bool {
+	if transportFailure(ctx, err) {
+		return true
 	}
-	return b
-}
-
-// breakerFailure says whether err counts against an instance.
-func breakerFailure(err error) bool {
-	if err == nil || errors.Is(err, io.EOF) {
+	if err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil {
 		return false
 	}
 	switch connect.CodeOf(err) {
-	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeInternal,
-		connect.CodeUnknown, connect.CodeResourceExhausted:
+	case connect.CodeUnavailable, connect.CodeInternal, connect.CodeUnknown:
 		return true
 	}
 	return false

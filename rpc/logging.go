@@ -9,13 +9,23 @@ import (
 )
 
 // NewLoggingInterceptor returns an interceptor that writes one log line per
-// finished call: procedure, protocol, peer, code and duration. Successful
-// calls log at level; failed calls at Warn, or Error for internal, unknown
-// and data_loss. It costs almost nothing when the level is disabled.
+// finished call: procedure, protocol, peer, duration and, for failed calls,
+// code and error. Successful calls log at level. Failed calls log at Error
+// for internal, unknown and data_loss, which mean a bug or corrupt state on
+// the server, and at Warn for every other code, including unavailable,
+// which load shedding returns by design. Each line is written only if
+// logger is enabled at its level, so with an Info-level logger and a level
+// of Debug (WithCallLogLevel's default), only failed calls are logged. When
+// logger is enabled at none of level, Warn and Error, the interceptor adds
+// only those Enabled checks to a call. NewServer makes it the outermost
+// link of the chain, outside panic recovery, so it logs panics as the
+// internal errors that callers get.
 func NewLoggingInterceptor(logger *slog.Logger, level slog.Level) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
-			if !logger.Enabled(ctx, min(level, slog.LevelWarn)) {
+			// The outcome, and so the level, is unknown until the call
+			// ends: skip the work only if no outcome could be logged.
+			if !logger.Enabled(ctx, level) && !logger.Enabled(ctx, slog.LevelWarn) && !logger.Enabled(ctx, slog.LevelError) {
 				return next(ctx, spec, stream)
 			}
 			start := time.Now()

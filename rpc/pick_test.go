@@ -6,8 +6,9 @@ import (
 )
 
 // BenchmarkResolveAndPick measures what a resolving Conn adds to each call
-// over a fixed-URL Conn (which picks nothing): Resolve plus the balancer's
-// choice among three instances, for each balancing policy.
+// over a fixed-URL Conn (which picks nothing): Resolve, matching the answer
+// to the Conn's endpoints, and the balancer's choice among three instances,
+// for each balancing policy.
 //
 //	go test ./rpc -run '^$' -bench ResolveAndPick -benchmem
 func BenchmarkResolveAndPick(b *testing.B) {
@@ -21,7 +22,7 @@ func BenchmarkResolveAndPick(b *testing.B) {
 		t := &pickTransport{conn: conn, policy: policy}
 		b.ReportAllocs()
 		for b.Loop() {
-			if e, _ := t.pick(conn.fixed, "/svc/M", nil); e == nil {
+			if e, _, _ := t.pick(conn.fixed, "/svc/M", nil); e == nil {
 				b.Fatal("no pick")
 			}
 		}
@@ -41,7 +42,7 @@ func BenchmarkResolveAndPick(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if e, _ := t.pick(insts, "/svc/M", nil); e == nil {
+				if e, _, _ := t.pick(conn.track("svc", insts), "/svc/M", nil); e == nil {
 					b.Fatal("no pick")
 				}
 			}

@@ -43,18 +43,27 @@ type Config struct {
 
 const buckets = 10
 
+// Ticket is a call's admission by Allow, to hand back to Done or Abandon.
+// It names the generation the call was admitted in: every change of state
+// starts a new one, and only calls admitted in the current generation
+// count. The zero Ticket counts for nothing.
+type Ticket struct{ gen uint64 }
+
 // Breaker is one circuit breaker.
 type Breaker struct {
-	cfg Config
+	cfg   Config
+	epoch time.Time     // bucket slots count widths from here
+	width time.Duration // of a bucket: Window/buckets
 
 	mu        sync.Mutex
 	state     State
+	gen       uint64 // generation: advances on every change of state
 	openUntil time.Time
 	probes    int // half-open: probes in flight
 	successes int // half-open: successful probes
-	// Rolling window: counts per bucket, bucket start times.
+	// Rolling window: counts per bucket, and the slot each bucket counts.
 	ok, fail [buckets]int
-	start    [buckets]time.Time
+	slot     [buckets]int64
 }
 
 // New returns a closed Breaker.
@@ -67,7 +76,7 @@ func New(cfg Config) *Breaker {
 	if cfg.Window <= 0 {
 		cfg.Window = 10 * time.Second
 	}
-	return &Breaker{cfg: cfg}
+	return &Breaker{cfg: cfg, epoch: cfg.Now(), width: max(cfg.Window/buckets, 1), gen: 1}
 }
 
 // State returns the current state.
@@ -79,47 +88,60 @@ func (b *Breaker) State() State {
 }
 
 // Allow asks to make a call. It returns ErrOpen to fail fast; otherwise the
-// caller must report the outcome with Done exactly once.
-func (b *Breaker) Allow() error {
+// caller must report the call's end exactly once, with Done or Abandon and
+// the returned Ticket.
+func (b *Breaker) Allow() (Ticket, error) {
 	now := b.cfg.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.tickLocked(now)
 	switch b.state {
 	case Open:
-		return ErrOpen
+		return Ticket{}, ErrOpen
 	case HalfOpen:
 		if b.probes >= b.cfg.HalfOpenProbes-b.successes {
-			return ErrOpen
+			return Ticket{}, ErrOpen
 		}
 		b.probes++
 	}
-	return nil
+	return Ticket{b.gen}, nil
 }
 
-// Done reports the outcome of an allowed call.
-func (b *Breaker) Done(success bool) {
+// Done reports the outcome of a call admitted with t. It counts only if
+// the breaker has not changed state since: a call admitted while closed
+// that ends after the breaker opened, or during half-open, is not a probe,
+// and a probe that ends after its half-open period is over counts for
+// nothing.
+func (b *Breaker) Done(t Ticket, success bool) {
 	now := b.cfg.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.tickLocked(now)
-	switch b.state {
-	case HalfOpen:
-		b.probes = max(b.probes-1, 0)
+	if t.gen != b.gen {
+		return
+	}
+	if b.state == HalfOpen {
+		b.probes--
 		if !success {
 			b.openLocked(now)
 			return
 		}
 		b.successes++
 		if b.successes >= b.cfg.HalfOpenProbes {
-			b.state = Closed
+			b.setLocked(Closed)
 			b.ok, b.fail = [buckets]int{}, [buckets]int{}
 		}
 		return
-	case Open:
-		return // a call allowed before the breaker opened
 	}
-	i := b.bucketLocked(now)
+	// Closed: an open breaker admits no call of its generation.
+	n := int64(now.Sub(b.epoch) / b.width)
+	i := int(n % buckets)
+	if i < 0 {
+		i += buckets // a clock set back before the breaker was made
+	}
+	if b.slot[i] != n {
+		b.slot[i], b.ok[i], b.fail[i] = n, 0, 0
+	}
 	if success {
 		b.ok[i]++
 	} else {
@@ -127,7 +149,7 @@ func (b *Breaker) Done(success bool) {
 	}
 	var ok, fail int
 	for j := range buckets {
-		if now.Sub(b.start[j]) < b.cfg.Window {
+		if age := n - b.slot[j]; age >= 0 && age < buckets {
 			ok += b.ok[j]
 			fail += b.fail[j]
 		}
@@ -137,31 +159,33 @@ func (b *Breaker) Done(success bool) {
 	}
 }
 
+// Abandon reports that a call admitted with t ended with no outcome that
+// tells about the upstream, for example because its caller gave up. The
+// call counts as neither success nor failure; if it was a probe, its slot
+// is free for another.
+func (b *Breaker) Abandon(t Ticket) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t.gen == b.gen && b.state == HalfOpen {
+		b.probes--
+	}
+}
+
 func (b *Breaker) openLocked(now time.Time) {
-	b.state = Open
+	b.setLocked(Open)
 	b.openUntil = now.Add(b.cfg.OpenFor)
+}
+
+// setLocked enters state s and a new generation.
+func (b *Breaker) setLocked(s State) {
+	b.state = s
+	b.gen++
 	b.probes, b.successes = 0, 0
 }
 
 // tickLocked moves an open breaker to half-open once OpenFor has passed.
 func (b *Breaker) tickLocked(now time.Time) {
 	if b.state == Open && !now.Before(b.openUntil) {
-		b.state = HalfOpen
-		b.probes, b.successes = 0, 0
+		b.setLocked(HalfOpen)
 	}
-}
-
-// bucketLocked returns the index of now's bucket, clearing it if stale.
-func (b *Breaker) bucketLocked(now time.Time) int {
-	width := b.cfg.Window / buckets
-	if width <= 0 {
-		width = 1
-	}
-	slot := now.Truncate(width)
-	i := int((now.UnixNano() / int64(width)) % buckets)
-	if !b.start[i].Equal(slot) {
-		b.start[i] = slot
-		b.ok[i], b.fail[i] = 0, 0
-	}
-	return i
 }

@@ -15,10 +15,11 @@ func TestOpensHalfOpensCloses(t *testing.T) {
 	c := &clock{t: time.Unix(1000, 0)}
 	b := New(Config{FailureRatio: 0.5, MinRequests: 4, Window: 10 * time.Second, OpenFor: 5 * time.Second, HalfOpenProbes: 2, Now: c.now})
 	call := func(success bool) error {
-		if err := b.Allow(); err != nil {
+		tk, err := b.Allow()
+		if err != nil {
 			return err
 		}
-		b.Done(success)
+		b.Done(tk, success)
 		return nil
 	}
 	// 3 failures are below MinRequests; with a success the window holds 4
@@ -41,14 +42,16 @@ func TestOpensHalfOpensCloses(t *testing.T) {
 		t.Fatalf("state %v after OpenFor, want half-open", b.State())
 	}
 	// Two probes at a time; a third is refused.
-	if b.Allow() != nil || b.Allow() != nil {
+	p1, err1 := b.Allow()
+	p2, err2 := b.Allow()
+	if err1 != nil || err2 != nil {
 		t.Fatal("probes refused")
 	}
-	if !errors.Is(b.Allow(), ErrOpen) {
+	if _, err := b.Allow(); !errors.Is(err, ErrOpen) {
 		t.Fatal("third concurrent probe allowed")
 	}
-	b.Done(true)
-	b.Done(false) // a failed probe reopens
+	b.Done(p1, true)
+	b.Done(p2, false) // a failed probe reopens
 	if b.State() != Open {
 		t.Fatalf("state %v after a failed probe, want open", b.State())
 	}
@@ -68,17 +71,18 @@ func TestOpensHalfOpensCloses(t *testing.T) {
 func TestWindowForgetsOldFailures(t *testing.T) {
 	c := &clock{t: time.Unix(1000, 0)}
 	b := New(Config{FailureRatio: 0.5, MinRequests: 4, Window: 10 * time.Second, OpenFor: time.Second, Now: c.now})
+	call := func(success bool) {
+		tk, _ := b.Allow()
+		b.Done(tk, success)
+	}
 	for i := 0; i < 3; i++ {
-		b.Allow()
-		b.Done(false)
+		call(false)
 	}
 	c.advance(11 * time.Second) // the failures leave the window
 	for i := 0; i < 3; i++ {
-		b.Allow()
-		b.Done(true)
+		call(true)
 	}
-	b.Allow()
-	b.Done(false)
+	call(false)
 	if b.State() != Closed {
 		t.Fatalf("state %v: old failures were counted", b.State())
 	}
@@ -88,8 +92,133 @@ func BenchmarkAllowDone(b *testing.B) {
 	br := New(Config{FailureRatio: 0.5, MinRequests: 20, Window: 10 * time.Second, OpenFor: time.Second})
 	b.ReportAllocs()
 	for b.Loop() {
-		if br.Allow() == nil {
-			br.Done(true)
+		if tk, err := br.Allow(); err == nil {
+			br.Done(tk, true)
 		}
+	}
+}
+
+// TestStaleOutcomesAreNotProbes checks that only calls admitted in the
+// current half-open period are probes: a call admitted while closed, or by
+// an earlier half-open period, neither closes nor reopens the breaker when
+// it ends.
+func TestStaleOutcomesAreNotProbes(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	b := New(Config{FailureRatio: 0.5, MinRequests: 2, Window: 10 * time.Second, OpenFor: 5 * time.Second, HalfOpenProbes: 2, Now: c.now})
+	allow := func() Ticket {
+		t.Helper()
+		tk, err := b.Allow()
+		if err != nil {
+			t.Fatalf("call refused in state %v: %v", b.State(), err)
+		}
+		return tk
+	}
+	call := func(success bool) { b.Done(allow(), success) }
+	// Three slow calls admitted while closed, still running.
+	slow := []Ticket{allow(), allow(), allow()}
+	call(false)
+	call(false)
+	if b.State() != Open {
+		t.Fatalf("state %v after 2 of 2 failed, want open", b.State())
+	}
+	c.advance(5 * time.Second)
+	b.Done(slow[0], true)
+	b.Done(slow[1], true)
+	if got := b.State(); got != HalfOpen {
+		t.Fatalf("state %v after 2 calls admitted while closed succeeded, want half-open: they are not probes", got)
+	}
+	b.Done(slow[2], false)
+	if got := b.State(); got != HalfOpen {
+		t.Fatalf("state %v after a call admitted while closed failed, want half-open: it is not a probe", got)
+	}
+	// Both probe slots are free. One probe fails late, after the other
+	// reopened the breaker and it became half-open again.
+	early, late := allow(), allow()
+	b.Done(early, false) // reopens
+	c.advance(5 * time.Second)
+	call(true)         // the new period's first probe
+	b.Done(late, true) // the earlier period's other probe
+	if got := b.State(); got != HalfOpen {
+		t.Fatalf("state %v after one probe of the current period succeeded, want half-open until 2 do", got)
+	}
+	call(true)
+	if got := b.State(); got != Closed {
+		t.Fatalf("state %v after 2 probes succeeded, want closed", got)
+	}
+}
+
+// TestWindowHoldsEveryBucket checks, for windows whose bucket width does
+// not divide a second, that outcomes spread over most of the window all
+// count, and that they all leave it once the window has passed.
+func TestWindowHoldsEveryBucket(t *testing.T) {
+	for _, window := range []time.Duration{7 * time.Second, 10 * time.Second, 11 * time.Second} {
+		t.Run(window.String(), func(t *testing.T) {
+			const n = 20
+			c := &clock{t: time.Unix(1000, 0)}
+			b := New(Config{FailureRatio: 1, MinRequests: n, Window: window, OpenFor: time.Hour, Now: c.now})
+			fail := func() {
+				tk, err := b.Allow()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.Done(tk, false)
+			}
+			step := window * 8 / 10 / n // n outcomes span under 80% of the window
+			for i := range n - 1 {
+				if i > 0 {
+					c.advance(step)
+				}
+				fail()
+			}
+			if b.State() != Closed {
+				t.Fatalf("opened before %d outcomes", n)
+			}
+			c.advance(step)
+			fail()
+			if got := b.State(); got != Open {
+				t.Fatalf("state %v after %d failures within %v, want open: outcomes were lost", got, n, window)
+			}
+
+			// The same n-1 failures, then one after a whole window: the
+			// earlier ones no longer count.
+			b = New(Config{FailureRatio: 1, MinRequests: n, Window: window, OpenFor: time.Hour, Now: c.now})
+			for range n - 1 {
+				c.advance(step)
+				fail()
+			}
+			c.advance(window + window/10)
+			fail()
+			if got := b.State(); got != Closed {
+				t.Fatalf("state %v: failures older than the window were counted", got)
+			}
+		})
+	}
+}
+
+// TestAbandonFreesProbeSlot checks that a probe that ends without an
+// outcome neither closes nor reopens the breaker, and frees its slot.
+func TestAbandonFreesProbeSlot(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	b := New(Config{FailureRatio: 1, MinRequests: 1, OpenFor: 5 * time.Second, HalfOpenProbes: 1, Now: c.now})
+	tk, _ := b.Allow()
+	b.Done(tk, false)
+	c.advance(5 * time.Second)
+	probe, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Allow(); !errors.Is(err, ErrOpen) {
+		t.Fatal("second concurrent probe allowed")
+	}
+	b.Abandon(probe)
+	if got := b.State(); got != HalfOpen {
+		t.Fatalf("state %v after an abandoned probe, want half-open", got)
+	}
+	if probe, err = b.Allow(); err != nil {
+		t.Fatalf("abandoned probe kept its slot: %v", err)
+	}
+	b.Done(probe, true)
+	if got := b.State(); got != Closed {
+		t.Fatalf("state %v after a good probe, want closed", got)
 	}
 }
