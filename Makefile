@@ -4,6 +4,8 @@ SHELL := bash
 GO ?= go
 BUF := $(GO) tool -modfile=tools/go.mod buf
 PROTODEPS := .build/protodeps
+ADDR ?= 127.0.0.1:8080
+DATA ?= data
 
 .DEFAULT_GOAL := help
 
@@ -12,9 +14,9 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 .PHONY: run
-run: ## Build and start the greeter example (embedded single-binary mode)
+run: ## Build and start the greeter example on ADDR (127.0.0.1:8080), its node's state in DATA (data/)
 	$(GO) build -o bin/greeter ./examples/greeter
-	./bin/greeter
+	./bin/greeter -addr $(ADDR) -data $(DATA)
 
 .PHONY: test
 test: conformance ## Run every test, with -race

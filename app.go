@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
+	"github.com/nats-io/nats.go"
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/localstore"
@@ -32,38 +33,61 @@ const readinessGate = "coordination"
 // serve it.
 const StatusPath = "/concord/status"
 
-// ErrNotReady is returned by Node when coordination failed to start or the
-// App was stopped.
+// ErrNotReady is returned (wrapped with the cause) by Node, Local and what
+// waits on them when the App cannot have them: coordination failed to start
+// for a reason retrying does not fix (a bad configuration, a data
+// directory in use, rejected credentials), or the App stopped.
 var ErrNotReady = errors.New("concord: coordination not available")
+
+// errStopped is ErrNotReady's cause once Run has returned.
+var errStopped = errors.New("the App stopped")
 
 // App is one Concord service process: an RPC server and its coordination
 // node, with one lifecycle. Register services, then call Run.
 //
 // Run serves RPCs at once, while the coordination node starts beside them;
-// /readyz and gRPC health report not ready until the node is. Calls that do
-// not need coordination are served from the first moment. On SIGTERM,
-// SIGINT or the end of Run's context the App drains (see rpc.Server) and
-// then closes the node.
+// /readyz and gRPC health report not ready, with the reason, while
+// coordination is unavailable: at start, when the connection to the node
+// is lost (until it reconnects) or closed (until a new one is open and the
+// App registered again). Calls that do not need coordination are served
+// all along; what needs it waits for it until the call's deadline.
+//
+// At the end of Run's context (and on SIGTERM or SIGINT with
+// WithSignalHandling) the App stops in order: readiness off; every lock and
+// leadership held through the App given back; its instances leave the
+// registry; it keeps serving for the drain delay (WithDrainDelay) so that
+// clients stop choosing it; calls in flight drain (see rpc.Server); the
+// local store and the node close.
 type App struct {
 	cfg    appConfig
 	server *rpc.Server
 
-	services   []string // discovery names of the registered services
-	policies   []*rpc.ServicePolicy
-	conn       *rpc.Conn
-	resolver   *appResolver
-	registrars []*registry.Registrar
-	guard      *appGuard
+	services []string // discovery names of the registered services
+	policies []*rpc.ServicePolicy
+	conn     *rpc.Conn
+	resolver *appResolver
+	guard    *appGuard
 
 	adminReady chan struct{} // closed when adminAddr is set (nil without one)
 	adminAddr  net.Addr
 
-	nodeReady chan struct{} // closed when node (and local) or nodeErr is set
-	node      *coord.Node
-	local     *localstore.Store
-	nodeErr   error
+	mu      sync.Mutex
+	gen     *coordGen         // the open node and what is built on it; nil while unavailable
+	local   *localstore.Store // set once open
+	err     error             // why Node and Local fail for good (wraps ErrNotReady); nil while they may succeed
+	down    error             // why coordination is unavailable now (wraps coord.ErrUnavailable), if it is known to be
+	changed chan struct{}     // closed and replaced when gen, local or err change
 
 	runOnce sync.Once
+}
+
+// coordGen is one open coordination node and what the App built on it.
+// A node whose connection closed for good is replaced by a new generation.
+type coordGen struct {
+	node       *coord.Node
+	resolver   *registry.Resolver
+	limits     *coord.LimitStore
+	registrars []*registry.Registrar
 }
 
 // New returns an App. It does no I/O: the node starts in Run.
@@ -72,7 +96,7 @@ func New(opts ...Option) *App {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	a := &App{cfg: cfg, nodeReady: make(chan struct{}), adminReady: make(chan struct{})}
+	a := &App{cfg: cfg, adminReady: make(chan struct{}), changed: make(chan struct{})}
 	a.guard = &appGuard{app: a}
 	serverOpts := append([]rpc.ServerOption{
 		rpc.WithLogger(cfg.logger),
@@ -81,6 +105,7 @@ func New(opts ...Option) *App {
 		rpc.WithFencingGuard(a.guard),
 	}, cfg.serverOpts...)
 	a.server = rpc.NewServer(serverOpts...)
+	a.server.SetNotReady(readinessGate, "coordination starting")
 	a.resolver = &appResolver{app: a}
 	a.conn = rpc.NewResolvingConn(a.resolver, append([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, cfg.clientOpts...)...)
 	return a
@@ -97,34 +122,92 @@ func (a *App) RegisterService(policy *rpc.ServicePolicy, register func(*connect.
 // Server returns the App's RPC server.
 func (a *App) Server() *rpc.Server { return a.server }
 
-// Node waits until the coordination node is ready and returns it, or
-// returns ErrNotReady (wrapped with the cause) if it failed to start or the
-// App stopped, or ctx's error.
-func (a *App) Node(ctx context.Context) (*coord.Node, error) {
-	select {
-	case <-a.nodeReady:
-		if a.nodeErr != nil {
-			return nil, a.nodeErr
+// current returns the App's state and a channel closed at its next change.
+func (a *App) current() (*coordGen, *localstore.Store, error, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gen, a.local, a.err, a.changed
+}
+
+// update changes the App's state under its lock and wakes every waiter.
+func (a *App) update(f func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f()
+	close(a.changed)
+	a.changed = make(chan struct{})
+}
+
+// currentGen waits until a coordination node is open and returns its
+// generation, or returns the App's error (wrapping ErrNotReady), at once
+// why coordination is known to be unavailable (wrapping
+// coord.ErrUnavailable), or ctx's error.
+func (a *App) currentGen(ctx context.Context) (*coordGen, error) {
+	for {
+		a.mu.Lock()
+		g, err, down, changed := a.gen, a.err, a.down, a.changed
+		a.mu.Unlock()
+		switch {
+		case err != nil:
+			return nil, err
+		case g != nil:
+			return g, nil
+		case down != nil:
+			return nil, down
 		}
-		return a.node, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+}
+
+// Node returns the open coordination node, waiting for it while it starts.
+// It fails at once with an error wrapping coord.ErrUnavailable while
+// coordination is known to be unavailable (it could not be reached, or its
+// connection closed for good and a new one is not open yet), and with
+// ErrNotReady (wrapped with the cause) if coordination failed to start for
+// a reason retrying does not fix or the App stopped; else with ctx's
+// error. A node whose connection closed for good is replaced: call Node
+// again rather than keeping the result. Locks, elections, cluster-scoped
+// limits and discovery through the App get their node here, so they too
+// fail fast during an outage.
+func (a *App) Node(ctx context.Context) (*coord.Node, error) {
+	g, err := a.currentGen(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return g.node, nil
 }
 
 // Local waits until the App's local durable store (Badger, under
-// <data dir>/local) is open and returns it; errors as for Node.
+// <data dir>/local) is open and returns it. It does not need coordination.
+// Errors: ErrNotReady (wrapped with the cause) if it cannot be opened or
+// the App stopped, or ctx's error.
 func (a *App) Local(ctx context.Context) (*localstore.Store, error) {
-	if _, err := a.Node(ctx); err != nil {
-		return nil, err
+	for {
+		_, local, err, changed := a.current()
+		switch {
+		case err != nil:
+			return nil, err
+		case local != nil:
+			return local, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	return a.local, nil
 }
 
-// Run serves until ctx ends or the process gets SIGTERM or SIGINT, then
-// drains and closes everything. It returns nil after a clean shutdown, the
-// coordination node's error if it could not start, or the server's error.
-// Run may be called once.
+// Run serves until ctx ends (or the process gets SIGTERM or SIGINT, with
+// WithSignalHandling), then stops in order (see App) and returns nil after
+// a clean shutdown. It returns early with an error wrapping ErrNotReady if
+// coordination cannot start for a reason retrying does not fix, or with
+// the server's error. Coordination that is merely unreachable is retried
+// without limit while RPCs are served. Run may be called once.
 func (a *App) Run(ctx context.Context) error {
 	err := errors.New("concord: Run called twice")
 	a.runOnce.Do(func() { err = a.run(ctx) })
@@ -132,8 +215,12 @@ func (a *App) Run(ctx context.Context) error {
 }
 
 func (a *App) run(ctx context.Context) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	if a.cfg.signals {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+		defer stop()
+	}
+	defer a.update(func() { a.gen, a.local, a.err = nil, nil, fmt.Errorf("%w: %w", ErrNotReady, errStopped) })
 	ln, err := net.Listen("tcp", a.cfg.addr)
 	if err != nil {
 		return fmt.Errorf("concord: listen on %s: %w", a.cfg.addr, err)
@@ -147,49 +234,62 @@ func (a *App) run(ctx context.Context) error {
 	served := make(chan error, 1)
 	go func() { served <- a.server.Serve(serveCtx, ln) }()
 
-	nodeCtx, cancelOpen := context.WithCancel(ctx)
-	defer cancelOpen()
-	go func() {
-		err := a.openState(nodeCtx)
-		if err == nil {
-			err = a.register(nodeCtx, ln.Addr())
-		}
-		if err != nil {
-			a.nodeErr = fmt.Errorf("%w: %w", ErrNotReady, err)
-		} else {
-			a.server.SetReady(readinessGate)
-		}
-		close(a.nodeReady)
-	}()
+	coordCtx, stopCoord := context.WithCancel(ctx)
+	defer stopCoord()
+	coordinated := make(chan error, 1)
+	go func() { coordinated <- a.coordinate(coordCtx, ln.Addr()) }()
 
 	var runErr error
 	select {
-	case <-a.nodeReady:
-		if a.nodeErr != nil && ctx.Err() == nil {
-			a.cfg.logger.Error("concord: coordination failed to start", slog.Any("error", a.nodeErr))
-			runErr = a.nodeErr
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case err := <-served:
-			served <- err // the server failed: shut down and report it
+	case err := <-coordinated:
+		coordinated <- err
+		if err != nil {
+			a.cfg.logger.Error("concord: coordination failed to start", slog.Any("error", err))
+			runErr = err
 		}
 	case err := <-served:
-		served <- err
+		served <- err // the server failed: shut down and report it
 	case <-ctx.Done():
 	}
-	// Shutdown: leave the registry first, so that clients stop choosing this
-	// instance, then drain.
-	cancelOpen()
-	<-a.nodeReady
-	a.deregister()
+	stopCoord()
+	<-coordinated
+	a.stop()
 	stopServing()
 	err = <-served
-	if cerr := a.closeNode(); runErr == nil {
+	if cerr := a.closeState(); runErr == nil {
 		runErr = errors.Join(err, cerr)
 	}
 	return runErr
+}
+
+// stop runs the first steps of the shutdown: readiness off, leases given
+// back, instances deregistered, and the drain delay if there were any.
+func (a *App) stop() {
+	a.server.SetNotReady(readinessGate, "shutting down")
+	g, _, _, _ := a.current()
+	if g == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	g.node.Release(ctx)
+	cancel()
+	if a.deregister(g) && a.cfg.drainDelay > 0 {
+		a.cfg.logger.Info("concord: deregistered; serving on for the drain delay", slog.Duration("delay", a.cfg.drainDelay))
+		time.Sleep(a.cfg.drainDelay)
+	}
+}
+
+// closeState closes the App's client, the local store and the node.
+func (a *App) closeState() error {
+	err := a.conn.Close()
+	g, local, _, _ := a.current()
+	if local != nil {
+		err = errors.Join(err, local.Close())
+	}
+	if g != nil {
+		err = errors.Join(err, g.close())
+	}
+	return err
 }
 
 // serveAdmin starts the admin listener, if one is configured, and returns
@@ -232,57 +332,176 @@ func (a *App) AdminAddr(ctx context.Context) (net.Addr, error) {
 	}
 }
 
-// openState opens the coordination node, then the local store under the
-// node's data directory (whose lock the node holds).
-func (a *App) openState(ctx context.Context) error {
-	// Badger opens while the node starts: both wait on fsyncs.
-	type opened struct {
-		local *localstore.Store
-		err   error
-	}
-	localCh := make(chan opened, 1)
+// Backoff between attempts to open coordination.
+const (
+	minRetry = 100 * time.Millisecond
+	maxRetry = 10 * time.Second
+)
+
+// coordinate opens the local store and the coordination node, registers
+// the App's services and keeps them so until ctx ends: an unreachable
+// node is retried with backoff, and a node whose connection closed for
+// good is replaced by a new one. It leaves the current generation open for
+// the shutdown. It returns an error wrapping ErrNotReady only for a
+// failure that retrying does not fix.
+func (a *App) coordinate(ctx context.Context, addr net.Addr) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	localErr := make(chan error, 1)
 	go func() {
-		local, err := localstore.Open(filepath.Join(a.cfg.dataDir, "local"), localstore.WithLogger(a.cfg.logger))
-		localCh <- opened{local, err}
-	}()
-	node, err := coord.Open(ctx, append([]coord.Option{
-		coord.WithDataDir(a.cfg.dataDir), coord.WithLogger(a.cfg.logger),
-	}, a.cfg.coordOpts...)...)
-	l := <-localCh
-	switch {
-	case err != nil: // the node's error (a held data directory, say) explains best
-		if l.local != nil {
-			_ = l.local.Close()
+		err := a.openLocal()
+		if err != nil {
+			cancel()
 		}
-		return err
-	case l.err != nil:
-		return errors.Join(l.err, node.Close())
+		localErr <- err
+	}()
+	err := a.keepNode(ctx, addr)
+	return errors.Join(<-localErr, err)
+}
+
+// keepNode is coordinate's loop over node generations.
+func (a *App) keepNode(ctx context.Context, addr net.Addr) error {
+	retry := minRetry
+	for attempt := 1; ; attempt++ {
+		g, err := a.openGen(ctx, addr)
+		if err == nil {
+			retry, attempt = minRetry, 0
+			a.update(func() { a.gen, a.down = g, nil })
+			a.watchConn(ctx, g)
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.cfg.logger.Warn("concord: connection to the coordination node closed for good; opening a new one")
+			a.server.SetNotReady(readinessGate, "coordination connection closed; reopening")
+			a.update(func() {
+				a.gen = nil
+				a.down = fmt.Errorf("%w: connection to the node closed; reopening", coord.ErrUnavailable)
+			})
+			_ = g.close()
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, coord.ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", ErrNotReady, err)
+			a.update(func() { a.err = err })
+			return err
+		}
+		a.update(func() { a.down = err })
+		a.server.SetNotReady(readinessGate, "coordination unavailable: "+err.Error())
+		a.cfg.logger.Warn("concord: coordination unavailable; retrying", slog.Int("attempt", attempt),
+			slog.Duration("in", retry), slog.Any("error", err))
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		retry = min(2*retry, maxRetry)
 	}
-	a.node, a.local = node, l.local
+}
+
+// openLocal opens the local store and publishes it. A store that cannot
+// be opened is a failure that retrying does not fix.
+func (a *App) openLocal() error {
+	local, err := localstore.Open(filepath.Join(a.cfg.dataDir, "local"), localstore.WithLogger(a.cfg.logger))
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrNotReady, err)
+		a.update(func() { a.err = err })
+		return err
+	}
+	a.update(func() { a.local = local })
 	return nil
 }
 
-func (a *App) closeNode() error {
-	err := errors.Join(a.conn.Close(), a.resolver.close())
-	if a.node == nil {
-		return err
+// openGen opens a coordination node and registers the App's services on
+// it. In embedded and cluster mode it waits, without limit, for the node
+// to be ready; a client-mode node that no server answers fails at once
+// with coord.ErrUnavailable.
+func (a *App) openGen(ctx context.Context, addr net.Addr) (*coordGen, error) {
+	octx, cancel := context.WithDeadline(ctx, time.Now().Add(100*365*24*time.Hour))
+	defer cancel()
+	node, err := coord.Open(octx, append([]coord.Option{
+		coord.WithDataDir(a.cfg.dataDir), coord.WithLogger(a.cfg.logger),
+	}, a.cfg.coordOpts...)...)
+	if err != nil {
+		return nil, err
 	}
-	return errors.Join(err, a.local.Close(), a.node.Close())
+	g := &coordGen{node: node, resolver: registry.NewResolver(node, registry.ResolverLogger(a.cfg.logger))}
+	if g.limits, err = node.LimitStore(ctx); err == nil {
+		err = a.register(ctx, g, addr)
+	}
+	if err != nil {
+		_ = g.close()
+		if !errors.Is(err, registry.ErrInvalidRegistration) {
+			err = fmt.Errorf("%w: %w", coord.ErrUnavailable, err)
+		}
+		return nil, err
+	}
+	return g, nil
+}
+
+// watchConn keeps readiness in step with g's connection until ctx ends or
+// the connection closes for good.
+func (a *App) watchConn(ctx context.Context, g *coordGen) {
+	nc := g.node.Conn()
+	events := nc.StatusChanged()
+	defer nc.RemoveStatusListener(events)
+	tick := time.NewTicker(time.Second) // events can be dropped; the state cannot
+	defer tick.Stop()
+	last := nats.Status(-1)
+	for {
+		switch st := nc.Status(); {
+		case st == nats.CLOSED:
+			return
+		case st == last:
+		case st == nats.CONNECTED:
+			if last != -1 {
+				a.cfg.logger.Info("concord: reconnected to the coordination node")
+			}
+			a.server.SetReady(readinessGate)
+		default:
+			a.cfg.logger.Warn("concord: connection to the coordination node lost; reconnecting", slog.String("state", st.String()))
+			a.server.SetNotReady(readinessGate, "coordination connection lost; reconnecting")
+		}
+		last = nc.Status()
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+		case <-tick.C:
+		}
+	}
+}
+
+// close closes what g built and its node.
+func (g *coordGen) close() error {
+	for _, r := range g.registrars {
+		_ = r.Close()
+	}
+	return errors.Join(g.resolver.Close(), g.node.Close())
 }
 
 // register puts every registered service in the registry, at the address
 // the App serves on (or WithAdvertiseURL).
-func (a *App) register(ctx context.Context, addr net.Addr) error {
+func (a *App) register(ctx context.Context, g *coordGen, addr net.Addr) error {
 	base := a.cfg.advertise
 	if base == "" {
-		base = "http://" + advertiseHostPort(addr)
+		hp := advertiseHostPort(addr)
+		if host, _, _ := net.SplitHostPort(hp); isLoopback(host) && !g.node.LoopbackOnly() {
+			return fmt.Errorf("%w: the App listens on %s, which instances on other hosts cannot dial, and its coordination"+
+				" reaches beyond this host: listen on a routable address (WithAddr) or set WithAdvertiseURL",
+				registry.ErrInvalidRegistration, addr)
+		}
+		base = "http://" + hp
 	}
 	regs := make([]*registry.Registrar, len(a.services))
 	errs := make([]error, len(a.services))
 	var wg sync.WaitGroup
 	for i, name := range a.services {
 		wg.Go(func() {
-			regs[i], errs[i] = registry.Register(ctx, a.node, registry.Registration{
+			regs[i], errs[i] = registry.Register(ctx, g.node, registry.Registration{
 				Service: name, BaseURL: base, Zone: a.cfg.zone, Version: a.cfg.version, Ready: true,
 			}, registry.WithLogger(a.cfg.logger))
 			if errs[i] != nil {
@@ -293,28 +512,36 @@ func (a *App) register(ctx context.Context, addr net.Addr) error {
 	wg.Wait()
 	for _, r := range regs {
 		if r != nil {
-			a.registrars = append(a.registrars, r)
+			g.registrars = append(g.registrars, r)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		a.deregister()
+		a.deregister(g)
 		return err
 	}
 	return nil
 }
 
-// deregister removes the App's instances from the registry, bounded in
-// time, and stops their heartbeats.
-func (a *App) deregister() {
+// deregister removes g's instances from the registry, bounded in time,
+// stops their heartbeats, and reports whether there were any.
+func (a *App) deregister(g *coordGen) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for _, r := range a.registrars {
+	had := len(g.registrars) > 0
+	for _, r := range g.registrars {
 		if err := r.Deregister(ctx); err != nil {
 			a.cfg.logger.Warn("concord: deregister", slog.Any("error", err))
 		}
 		_ = r.Close()
 	}
-	a.registrars = nil
+	g.registrars = nil
+	return had
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP.
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // advertiseHostPort turns a listen address into one that peers can dial:
@@ -341,105 +568,46 @@ func (a *App) Client(policy *rpc.ServicePolicy) *connect.Client {
 	return a.conn.Client(policy)
 }
 
-// appResolver resolves through the registry once the node is ready.
-type appResolver struct {
-	app *App
-
-	mu sync.Mutex
-	r  *registry.Resolver
-}
+// appResolver resolves through the registry of the current node.
+type appResolver struct{ app *App }
 
 func (r *appResolver) Resolve(ctx context.Context, service string) ([]rpc.Instance, error) {
-	res, err := r.get(ctx)
+	g, err := r.app.currentGen(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return res.Resolve(ctx, service)
-}
-
-func (r *appResolver) get(ctx context.Context) (*registry.Resolver, error) {
-	r.mu.Lock()
-	res := r.r
-	r.mu.Unlock()
-	if res != nil {
-		return res, nil
-	}
-	node, err := r.app.Node(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.r == nil {
-		r.r = registry.NewResolver(node, registry.ResolverLogger(r.app.cfg.logger))
-	}
-	return r.r, nil
-}
-
-func (r *appResolver) close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.r == nil {
-		return nil
-	}
-	return r.r.Close()
+	return g.resolver.Resolve(ctx, service)
 }
 
 func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
-	node, err := a.Node(r.Context())
+	g, err := a.currentGen(r.Context())
 	if err != nil {
 		coord.WriteStatusError(w, err)
 		return
 	}
-	res, err := a.resolver.get(r.Context())
-	if err != nil {
-		coord.WriteStatusError(w, err)
-		return
-	}
-	registry.StatusHandler(node, res).ServeHTTP(w, r)
+	registry.StatusHandler(g.node, g.resolver).ServeHTTP(w, r)
 }
 
-// limiterStore is the App's rpc.LimiterStore: the coordination node's
-// LimitStore, once the node is ready.
-type limiterStore struct {
-	app *App
-
-	mu    sync.Mutex
-	store *coord.LimitStore
-}
+// limiterStore is the App's rpc.LimiterStore: the current node's
+// LimitStore.
+type limiterStore struct{ app *App }
 
 var _ rpc.LimiterStore = (*limiterStore)(nil)
 
-func (s *limiterStore) get(ctx context.Context) (*coord.LimitStore, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.store != nil {
-		return s.store, nil
-	}
-	node, err := s.app.Node(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if s.store, err = node.LimitStore(ctx); err != nil {
-		return nil, err
-	}
-	return s.store, nil
-}
-
 func (s *limiterStore) Acquire(ctx context.Context, key string, want, rate int, per time.Duration, burst int) (int, time.Duration, error) {
-	store, err := s.get(ctx)
+	g, err := s.app.currentGen(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
-	return store.Acquire(ctx, key, want, rate, per, burst)
+	return g.limits.Acquire(ctx, key, want, rate, per, burst)
 }
 
 func (s *limiterStore) Release(ctx context.Context, key string, tokens, rate int, per time.Duration) error {
-	store, err := s.get(ctx)
+	g, err := s.app.currentGen(ctx)
 	if err != nil {
 		return err
 	}
-	return store.Release(ctx, key, tokens, rate, per)
+	return g.limits.Release(ctx, key, tokens, rate, per)
 }
 
 // Guard returns the App's fencing guard, waiting for the local store and

@@ -21,34 +21,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// runApp runs a greeter App on a free loopback port and returns its base
-// URL, a stop function that waits for Run, and Run's result channel.
+// runApp runs a greeter App on a free loopback port and returns it, its
+// base URL and a function that stops it and returns Run's result.
 func runApp(t *testing.T, dir string) (*concord.App, string, func() error) {
 	t.Helper()
 	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(dir),
 		concord.WithLogger(slog.New(slog.DiscardHandler)))
 	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-	defer acancel()
-	addr, err := app.Server().Addr(actx)
-	if err != nil {
-		cancel()
-		t.Fatalf("app did not listen: %v (Run: %v)", err, <-done)
-	}
-	stop := func() error {
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(30 * time.Second):
-			t.Fatal("Run did not return within 30s")
-			return nil
-		}
-	}
-	return app, "http://" + addr.String(), stop
+	url, stop := startApp(t, app)
+	return app, url, stop
 }
 
 func TestAppLifecycle(t *testing.T) {

@@ -2,6 +2,7 @@ package concord
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/rpc"
@@ -32,10 +33,36 @@ type appConfig struct {
 	advertise  string
 	zone       string
 	version    string
+	drainDelay time.Duration
+	signals    bool
 }
 
+// DefaultDrainDelay is how long a stopping App keeps serving after it left
+// the registry, so that every client's view drops it before it refuses
+// connections: the registry's watches deliver a removal within
+// milliseconds, and a resolver whose watch broke re-reads within
+// registry.DefaultRelistInterval.
+const DefaultDrainDelay = time.Second
+
 func defaultAppConfig() appConfig {
-	return appConfig{addr: DefaultAddr, adminAddr: DefaultAdminAddr, dataDir: coord.DefaultDataDir, logger: slog.Default()}
+	return appConfig{
+		addr: DefaultAddr, adminAddr: DefaultAdminAddr, dataDir: coord.DefaultDataDir,
+		logger: slog.Default(), drainDelay: DefaultDrainDelay,
+	}
+}
+
+// WithDrainDelay sets how long a stopping App keeps serving after it left
+// the registry (only if it had registered). Default: DefaultDrainDelay.
+func WithDrainDelay(d time.Duration) Option {
+	return optionFunc(func(c *appConfig) { c.drainDelay = max(d, 0) })
+}
+
+// WithSignalHandling makes Run stop on SIGTERM and SIGINT, as well as at the
+// end of its context. Turn it on in main, and only there: libraries, tests,
+// fx (concordfx stops the App through fx's lifecycle) and processes with
+// several Apps stop them through their contexts. Default: off.
+func WithSignalHandling() Option {
+	return optionFunc(func(c *appConfig) { c.signals = true })
 }
 
 // WithAddr sets the address RPCs are served on. Default: DefaultAddr.

@@ -33,11 +33,18 @@ func TestClusterSurvivesKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range st.Buckets {
-		if b.Replicas != 3 {
-			t.Fatalf("%s has %d replicas, want 3", b.Name, b.Replicas)
+	checkR3 := func(st *coord.Status) {
+		t.Helper()
+		if len(st.Buckets) != 7 { // 5 buckets, 2 streams
+			t.Fatalf("status lists %d buckets and streams, want 7: %+v", len(st.Buckets), st.Buckets)
+		}
+		for _, b := range st.Buckets {
+			if b.Replicas != 3 {
+				t.Fatalf("%s has %d replicas, want 3", b.Name, b.Replicas)
+			}
 		}
 	}
+	checkR3(st)
 	kv, err := client.JetStream().KeyValue(ctx, coord.BucketConfig)
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +72,21 @@ func TestClusterSurvivesKill9(t *testing.T) {
 	}
 	for round, victim := range cluster.Nodes {
 		victim.Kill9()
+		if round == 0 {
+			// A client-mode process that starts while a node is down, and
+			// knows one server, sees fewer than three: it must not shrink
+			// the buckets to R1.
+			late, err := coord.Open(ctx, coord.WithClient(cluster.URLs()[1:2], nodetest.ClientAuth()), coord.WithName("late"), quiet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := late.Status(ctx)
+			_ = late.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkR3(st)
+		}
 		// Raft leader elections in nats-server take a few seconds.
 		for i := 0; i < 10; i++ {
 			put(fmt.Sprintf("during.%d.%d", round, i), victim.Name, 30*time.Second)

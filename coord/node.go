@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +36,13 @@ func randomSecret() string {
 
 // ErrClosed is returned by operations on a closed Node.
 var ErrClosed = errors.New("coord: node closed")
+
+// ErrUnavailable is wrapped by Open's error when the backend could not be
+// reached or did not become ready in time (no server answered, a cluster
+// without enough peers yet): opening again later may succeed. Open's other
+// errors (a bad configuration, a data directory in use, rejected
+// credentials) are not fixed by retrying.
+var ErrUnavailable = errors.New("coord: coordination unavailable")
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
@@ -57,6 +67,10 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	releaseMu  sync.Mutex
+	releasers  map[uint64]func()
+	releaseSeq uint64
 }
 
 // Open starts or connects to the coordination backend and waits until it is
@@ -161,7 +175,53 @@ func (n *Node) open(ctx context.Context) error {
 	}
 	n.js = js
 	n.replicas = n.replicaCount()
+	if n.cfg.mode == ModeClient {
+		n.reportDurability()
+	}
 	return n.waitReady(ctx)
+}
+
+// reportDurability logs, once per node, whether the external servers
+// fsync every JetStream write, as far as they say: their configuration is
+// readable only with system-account credentials.
+func (n *Node) reportDurability() {
+	reply, err := n.nc.Request("$SYS.REQ.SERVER.PING.VARZ", nil, 500*time.Millisecond)
+	var data []byte
+	if err == nil {
+		data = reply.Data
+	}
+	level, msg := durability(data)
+	n.cfg.logger.Log(context.Background(), level, msg)
+}
+
+// durability returns the level and message that report the sync setting
+// in a VARZ reply (nil when there was none).
+func durability(varz []byte) (slog.Level, string) {
+	var r struct {
+		Data struct {
+			JetStream struct {
+				Config *struct {
+					SyncInterval time.Duration `json:"sync_interval"`
+					SyncAlways   bool          `json:"sync_always"`
+				} `json:"config"`
+			} `json:"jetstream"`
+		} `json:"data"`
+	}
+	const advice = "; an acknowledged write can be lost if a majority of the servers lose power at once." +
+		" For an fsync on every write, set `jetstream { sync_interval: always }` on every server"
+	if varz == nil || json.Unmarshal(varz, &r) != nil || r.Data.JetStream.Config == nil {
+		return slog.LevelWarn, "coord: client mode: cannot read the NATS servers' sync setting (it needs system-account" +
+			" credentials), so Concord cannot tell whether they fsync writes; nats-server's default is every 2 minutes" + advice
+	}
+	c := r.Data.JetStream.Config
+	if c.SyncAlways {
+		return slog.LevelInfo, "coord: client mode: the NATS servers fsync every JetStream write"
+	}
+	every := "2m0s (nats-server's default)"
+	if c.SyncInterval > 0 {
+		every = c.SyncInterval.String()
+	}
+	return slog.LevelWarn, "coord: client mode: the NATS servers fsync JetStream writes every " + every + advice
 }
 
 func (n *Node) serverOptions() (*server.Options, error) {
@@ -259,7 +319,7 @@ func (n *Node) startServer(ctx context.Context) error {
 func (n *Node) connect() error {
 	name := "concord:" + n.cfg.name
 	if n.srv != nil {
-		opts := []nats.Option{nats.InProcessServer(n.srv), nats.Name(name), nats.MaxReconnects(-1)}
+		opts := []nats.Option{nats.InProcessServer(n.srv), nats.Name(name), nats.MaxReconnects(-1), nats.ErrorHandler(n.asyncError)}
 		if n.inprocPassword != "" {
 			opts = append(opts, nats.UserInfo(inprocUser, n.inprocPassword))
 		}
@@ -270,7 +330,7 @@ func (n *Node) connect() error {
 		n.nc = nc
 		return nil
 	}
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.Timeout(5 * time.Second)}
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.Timeout(5 * time.Second), nats.ErrorHandler(n.asyncError)}
 	a := n.cfg.auth
 	if a.Username != "" {
 		opts = append(opts, nats.UserInfo(a.Username, a.Password))
@@ -293,10 +353,23 @@ func (n *Node) connect() error {
 	}
 	nc, err := nats.Connect(strings.Join(n.cfg.urls, ","), opts...)
 	if err != nil {
+		if !errors.Is(err, nats.ErrAuthorization) && !errors.Is(err, nats.ErrAuthExpired) && !errors.Is(err, nats.ErrAuthRevoked) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return fmt.Errorf("coord: connect to %s: %w", strings.Join(n.cfg.urls, ","), err)
 	}
 	n.nc = nc
 	return nil
+}
+
+// asyncError logs an error the server sent or the connection met outside
+// any request (nats.go would print it to stderr).
+func (n *Node) asyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	attrs := []any{slog.Any("error", err)}
+	if sub != nil {
+		attrs = append(attrs, slog.String("subject", sub.Subject))
+	}
+	n.cfg.logger.Warn("coord: connection error", attrs...)
 }
 
 // replicaCount picks the replica count of Concord's buckets and streams.
@@ -344,7 +417,7 @@ func (n *Node) waitReady(ctx context.Context) error {
 		// all, so the grace is bounded.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
 		stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(stopGrace, cancel) })
-		err := ensureResources(actx, n.js, n.replicas)
+		err := ensureResources(actx, n.js, n.replicas, n.cfg.replicas > 0)
 		stopAfter()
 		cancel()
 		if err == nil {
@@ -358,11 +431,48 @@ func (n *Node) waitReady(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("coord: not ready (%d replicas wanted): %w; last error: %v", n.replicas, ctx.Err(), err)
+			return fmt.Errorf("coord: not ready (%d replicas wanted): %w: %w; last error: %v", n.replicas, ErrUnavailable, ctx.Err(), err)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// LoopbackOnly reports whether every server the node runs, routes to or
+// connects to is on a loopback address: an embedded node, a cluster whose
+// route addresses are all loopback, or client mode against loopback URLs.
+// Only then can an instance advertise a loopback URL to the others.
+func (n *Node) LoopbackOnly() bool {
+	var hosts []string
+	switch n.cfg.mode {
+	case ModeCluster:
+		hosts = append(hosts, n.cfg.cluster.Listen)
+		hosts = append(hosts, n.cfg.cluster.Peers...)
+	case ModeClient:
+		for _, u := range n.cfg.urls {
+			if pu, err := url.Parse(u); err == nil && pu.Host != "" {
+				hosts = append(hosts, pu.Host)
+			} else {
+				hosts = append(hosts, u)
+			}
+		}
+	}
+	return allLoopback(hosts)
+}
+
+// allLoopback reports whether every host (or host:port) is "localhost" or
+// a loopback IP.
+func allLoopback(hosts []string) bool {
+	for _, hp := range hosts {
+		host, _, err := net.SplitHostPort(hp)
+		if err != nil {
+			host = hp
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return false
+		}
+	}
+	return true
 }
 
 // Mode returns the node's mode.
@@ -389,11 +499,66 @@ func (n *Node) ClientURL() string {
 	return n.srv.ClientURL()
 }
 
-// Close closes the connection and, for an embedded node, shuts the server
-// down gracefully (its Raft leaderships move to peers first) and releases
-// the data directory. It is idempotent.
+// OnRelease registers fn to be called by Release: a lease holder (every
+// lock.Session registers itself) gives back what it holds. fn must be
+// safe to call concurrently with anything else the holder does, and more
+// than once. The returned function unregisters fn; call it when the holder
+// ends.
+func (n *Node) OnRelease(fn func()) (remove func()) {
+	n.releaseMu.Lock()
+	defer n.releaseMu.Unlock()
+	if n.releasers == nil {
+		n.releasers = map[uint64]func(){}
+	}
+	n.releaseSeq++
+	id := n.releaseSeq
+	n.releasers[id] = fn
+	return func() {
+		n.releaseMu.Lock()
+		defer n.releaseMu.Unlock()
+		delete(n.releasers, id)
+	}
+}
+
+// Release gives back every lease held through the node, the locks and
+// leaderships of every lock.Session on it, by calling the functions
+// registered with OnRelease concurrently, and waits until they return or
+// ctx ends. A process that stops calls it first, so that what it held is
+// free at once rather than when its leases expire; Close calls it too.
+// Leases it cannot give back (the node is unreachable) expire on their own.
+func (n *Node) Release(ctx context.Context) {
+	n.releaseMu.Lock()
+	fns := slices.Collect(maps.Values(n.releasers))
+	n.releaseMu.Unlock()
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Go(fn)
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// releaseTimeout bounds the Release that Close makes.
+const releaseTimeout = 2 * time.Second
+
+// Close gives back the leases held through the node (see Release), closes
+// the connection and, for an embedded node, shuts the server down
+// gracefully (its Raft leaderships move to peers first) and releases the
+// data directory. It is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		if n.nc != nil && !n.nc.IsClosed() {
+			ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+			n.Release(ctx)
+			cancel()
+		}
 		if n.srv != nil && !waitServerGoroutinesStarted(settleTimeout) {
 			n.cfg.logger.Warn("coord: nats-server goroutines still waiting to start; shutting down anyway",
 				slog.Duration("waited", settleTimeout))

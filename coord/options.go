@@ -186,9 +186,12 @@ func WithClient(urls []string, auth ClientAuth) Option {
 	return optionFunc(func(c *config) { c.mode, c.urls, c.auth = ModeClient, urls, auth })
 }
 
-// WithReplicas sets the replica count of Concord's buckets and streams.
-// Default: 3 in a cluster of at least 3 nodes (configured peers, or servers
-// discovered in client mode), else 1.
+// WithReplicas sets the replica count of Concord's buckets and streams,
+// raising or lowering the count of those that exist. Default: 3 in a
+// cluster of at least 3 nodes (configured peers, or servers discovered in
+// client mode), else 1; without this option an existing bucket or stream
+// keeps a higher count than the default (a client-mode process that starts
+// while a node is down, or knows only some servers, never shrinks it).
 func WithReplicas(n int) Option {
 	return optionFunc(func(c *config) { c.replicas = n })
 }

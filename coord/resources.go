@@ -65,13 +65,27 @@ func streams(replicas int) []jetstream.StreamConfig {
 
 // ensureResources creates or updates every bucket and stream, concurrently
 // (each create waits for an fsync). It is idempotent; updating raises the
-// replica count when the cluster grew.
-func ensureResources(ctx context.Context, js jetstream.JetStream, replicas int) error {
+// replica count when the cluster grew. Unless exact is set (an explicit
+// WithReplicas), it never lowers the replica count of a stream that
+// exists: a process that sees fewer servers than the cluster has (one is
+// down, or a client knows only some) must not shrink everyone's
+// redundancy.
+func ensureResources(ctx context.Context, js jetstream.JetStream, replicas int, exact bool) error {
 	var wg sync.WaitGroup
 	bs, ss := buckets(replicas), streams(replicas)
 	errs := make([]error, len(bs)+len(ss))
+	keep := func(stream string, want int) int {
+		if exact {
+			return want
+		}
+		if s, err := js.Stream(ctx, stream); err == nil {
+			return max(want, s.CachedInfo().Config.Replicas)
+		}
+		return want
+	}
 	for i, cfg := range bs {
 		wg.Go(func() {
+			cfg.Replicas = keep("KV_"+cfg.Bucket, cfg.Replicas)
 			if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 				errs[i] = fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 			}
@@ -79,6 +93,7 @@ func ensureResources(ctx context.Context, js jetstream.JetStream, replicas int) 
 	}
 	for i, cfg := range ss {
 		wg.Go(func() {
+			cfg.Replicas = keep(cfg.Name, cfg.Replicas)
 			if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 				errs[len(bs)+i] = fmt.Errorf("stream %s: %w", cfg.Name, err)
 			}

@@ -51,6 +51,8 @@ type Session struct {
 	closeErr  error
 
 	paused atomic.Bool // tests: the keepalive acts like a paused process
+
+	unhook func() // unregisters the session from its node's Release
 }
 
 // NewSession returns a Session on b's node with the TTL of WithTTL, and
@@ -88,6 +90,7 @@ func newSession(node *coord.Node, cfg config) (*Session, error) {
 		stop:      make(chan struct{}),
 		exited:    make(chan struct{}),
 	}
+	s.unhook = node.OnRelease(func() { _ = s.Close() })
 	go s.run(closed)
 	return s, nil
 }
@@ -130,9 +133,11 @@ func (s *Session) Deadline() time.Time {
 // conditional writes that leave alone keys that have meanwhile passed to
 // another holder. Keys it cannot revoke (the node is unreachable) expire
 // within a TTL. Close is idempotent; it returns the first call's result:
-// nil, or the revocations that failed.
+// nil, or the revocations that failed. The node's Release (which a
+// stopping App and coord.Node.Close call) closes every session on it.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
+		defer s.unhook()
 		close(s.stop)
 		<-s.exited
 		gs := s.end(ErrSessionClosed)

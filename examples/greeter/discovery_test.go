@@ -79,6 +79,9 @@ type discoveryFixture struct {
 	procs    []*greeterProc
 	resolver *registry.Resolver
 	client   func(ctx context.Context) error
+	// once calls without retries, as a non-idempotent call must be made:
+	// any failure of the one attempt is the caller's.
+	once func(ctx context.Context) error
 }
 
 func newDiscoveryFixture(t *testing.T) *discoveryFixture {
@@ -116,6 +119,13 @@ func newDiscoveryFixture(t *testing.T) *discoveryFixture {
 		_, err := greeter.Greet(ctx, &greeterv1.GreetRequest{Name: "load"})
 		return err
 	}
+	onceConn := rpc.NewResolvingConn(f.resolver, rpc.WithRetryBudget(0, 0))
+	t.Cleanup(func() { onceConn.Close() })
+	onceGreeter := greeterv1concord.NewGreeterServiceClient(onceConn)
+	f.once = func(ctx context.Context) error {
+		_, err := onceGreeter.Greet(ctx, &greeterv1.GreetRequest{Name: "once"})
+		return err
+	}
 	return f
 }
 
@@ -138,11 +148,16 @@ func (f *discoveryFixture) waitInstances(t *testing.T, n int, within time.Durati
 }
 
 // load calls Greet continuously from a few goroutines until stop is
-// closed, and reports calls and failures.
-func (f *discoveryFixture) load(stop <-chan struct{}) (calls, failures *atomic.Int64, wait func()) {
+// closed, with retries (and, if once is set, half of them without), and
+// reports calls and failures.
+func (f *discoveryFixture) load(stop <-chan struct{}, once bool) (calls, failures *atomic.Int64, wait func()) {
 	calls, failures = new(atomic.Int64), new(atomic.Int64)
 	var wg sync.WaitGroup
-	for w := 0; w < 3; w++ {
+	for w := 0; w < 4; w++ {
+		call := f.client
+		if once && w%2 == 1 {
+			call = f.once
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -153,7 +168,7 @@ func (f *discoveryFixture) load(stop <-chan struct{}) (calls, failures *atomic.I
 				default:
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				err := f.client(ctx)
+				err := call(ctx)
 				cancel()
 				calls.Add(1)
 				if err != nil {
@@ -176,7 +191,9 @@ func TestKill9DropsInstance(t *testing.T) {
 	}
 	f := newDiscoveryFixture(t)
 	stop := make(chan struct{})
-	calls, failures, wait := f.load(stop)
+	// A kill -9 fails a call in flight to the victim: only idempotent
+	// calls, which the client retries elsewhere, can all succeed.
+	calls, failures, wait := f.load(stop, false)
 	time.Sleep(300 * time.Millisecond)
 	_ = f.procs[0].stop(syscall.SIGKILL)
 	took := f.waitInstances(t, 2, registry.DefaultTTL+5*time.Second)
@@ -193,14 +210,15 @@ func TestKill9DropsInstance(t *testing.T) {
 }
 
 // TestRollingRestart restarts the three instances one by one with SIGTERM
-// (deregister, then drain) under continuous load: no call fails.
+// (deregister, then drain) under continuous load: no call fails, not even
+// one made without retries as a non-idempotent call must be.
 func TestRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs greeter processes")
 	}
 	f := newDiscoveryFixture(t)
 	stop := make(chan struct{})
-	calls, failures, wait := f.load(stop)
+	calls, failures, wait := f.load(stop, true)
 	for _, p := range f.procs {
 		time.Sleep(200 * time.Millisecond)
 		if err := p.stop(syscall.SIGTERM); err != nil {

@@ -45,6 +45,7 @@ func main() {
 		concord.WithAdminAddr(*admin),
 		concord.WithDataDir(*data),
 		concord.WithLogger(logger),
+		concord.WithSignalHandling(),
 		concord.WithCoordOptions(coordOpts...),
 	)
 	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
