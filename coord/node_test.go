@@ -153,6 +153,18 @@ func TestBadConfig(t *testing.T) {
 			}
 		})
 	}
+	// A data directory that cannot be created fails fast, with the cause,
+	// for root too (CI runs as root, which ignores permissions).
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := coord.Open(t.Context(), coord.WithDataDir(filepath.Join(file, "data")), quiet()); err == nil {
+		n.Close()
+		t.Fatal("Open under a regular file succeeded")
+	} else if !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("data dir under a regular file: %v, want the cause", err)
+	}
 	if os.Geteuid() != 0 { // root ignores directory permissions
 		_, err := coord.Open(t.Context(), coord.WithDataDir(filepath.Join(unwritable, "data")), quiet())
 		if err == nil || !strings.Contains(err.Error(), "permission denied") {

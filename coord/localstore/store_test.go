@@ -625,10 +625,13 @@ func TestCloseDuringWrites(t *testing.T) {
 	}
 	const writers = 4
 	acked := make([][]string, writers)
+	var total atomic.Int64
+	enough := make(chan struct{}) // closed once writes were acknowledged
+	var once sync.Once
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
-			for i := 0; ; i++ {
+			for i := 0; i < 1_000_000; i++ {
 				key := fmt.Sprintf("w%d/%06d", w, i)
 				err := s.Set([]byte(key), []byte(key))
 				if errors.Is(err, ErrClosed) {
@@ -639,14 +642,27 @@ func TestCloseDuringWrites(t *testing.T) {
 					return
 				}
 				acked[w] = append(acked[w], key)
+				if total.Add(1) >= 4*writers {
+					once.Do(func() { close(enough) })
+				}
 			}
+			t.Errorf("writer %d never saw ErrClosed", w)
 		})
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Close while every writer is still writing, after some writes were
+	// acknowledged (else the test would prove nothing).
+	select {
+	case <-enough:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("only %d writes acknowledged in 10s", total.Load())
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
+	if total.Load() < 4*writers {
+		t.Fatalf("%d writes acknowledged before Close", total.Load())
+	}
 
 	s, err = Open(dir)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,20 +83,37 @@ type discoveryFixture struct {
 	once func(ctx context.Context) error
 }
 
-func newDiscoveryFixture(t *testing.T) *discoveryFixture {
+// buildGreeter builds the greeter binary and returns its path.
+func buildGreeter(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "greeter")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	quiet := coord.WithLogger(slog.New(slog.DiscardHandler))
+	return bin
+}
+
+// listeningNode opens a coordination node that greeter processes reach as
+// NATS clients, closed at cleanup.
+func listeningNode(t *testing.T) *coord.Node {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	node, err := coord.Open(ctx, coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth(), quiet)
+	node, err := coord.Open(ctx, coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth(), nodetest.Quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close() })
+	return node
+}
+
+func newDiscoveryFixture(t *testing.T) *discoveryFixture {
+	t.Helper()
+	bin := buildGreeter(t)
+	node := listeningNode(t)
+	quiet := nodetest.Quiet()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
 	client, err := coord.Open(ctx, coord.WithClient([]string{node.ClientURL()}, nodetest.ClientAuth()), coord.WithName("tester"), quiet)
 	if err != nil {
 		t.Fatal(err)
