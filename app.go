@@ -1,6 +1,7 @@
 package concord
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,9 @@ const StatusPath = "/concord/status"
 // for a reason retrying does not fix (a bad configuration, a data
 // directory in use, rejected credentials), or the App stopped.
 var ErrNotReady = errors.New("concord: coordination not available")
+
+// errStarting is the status while the first node opens.
+var errStarting = errors.New("concord: coordination starting")
 
 // errStopped is ErrNotReady's cause once Run has returned.
 var errStopped = errors.New("the App stopped")
@@ -579,10 +583,14 @@ func (r *appResolver) Resolve(ctx context.Context, service string) ([]rpc.Instan
 	return g.resolver.Resolve(ctx, service)
 }
 
+// serveStatus serves the status of the current node, or at once why
+// there is none (coordination starting, unavailable or stopped).
 func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
-	g, err := a.currentGen(r.Context())
-	if err != nil {
-		coord.WriteStatusError(w, err)
+	a.mu.Lock()
+	g, err, down := a.gen, a.err, a.down
+	a.mu.Unlock()
+	if g == nil {
+		coord.WriteStatusError(w, cmp.Or(err, down, errStarting))
 		return
 	}
 	registry.StatusHandler(g.node, g.resolver).ServeHTTP(w, r)

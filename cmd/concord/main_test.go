@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,6 +102,30 @@ func TestNodeAndStatus(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "CONCORD_NATS_PASSWORD") {
 		t.Fatalf("node without client credentials: %v, want an error naming CONCORD_NATS_PASSWORD", err)
 	}
+	// Each error names its cause.
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"cluster without a route password", []string{"node", "-data", dir, "-password", "p", "-http", "", "-cluster", "127.0.0.1:-1"}, "CONCORD_ROUTE_PASSWORD"},
+		{"bad log level", []string{"node", "-data", dir, "-log-level", "loud"}, "-log-level"},
+		{"stray argument", []string{"node", "extra"}, "flags only"},
+		{"data directory under a file", []string{"node", "-data", filepath.Join(writeFile(t), "data"), "-password", "p", "-listen", "127.0.0.1:-1", "-http", ""}, "not a directory"},
+	} {
+		t.Setenv("CONCORD_ROUTE_PASSWORD", "")
+		err := run(t.Context(), tc.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+	// An HTTP server that is not a status endpoint: a clear error.
+	other := httptest.NewServer(http.NotFoundHandler())
+	defer other.Close()
+	if err := run(t.Context(), []string{"status", "-addr", strings.TrimPrefix(other.URL, "http://")}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("status of a server without the endpoint: %v, want an error naming the 404", err)
+	}
 	// Nothing listening: a clear error, not a hang.
 	if err := run(t.Context(), []string{"status", "-addr", freeAddr(t)}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("status of nothing: %v", err)
@@ -131,4 +157,14 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// writeFile creates an empty regular file and returns its path.
+func writeFile(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

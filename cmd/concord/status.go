@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -15,12 +17,13 @@ import (
 	"github.com/concordrpc/concord/coord/registry"
 )
 
-// statusCmd prints the coordination status of a running app or node.
+// statusCmd prints the coordination status of a running app or node, as a
+// table or, with -json, as indented JSON.
 func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "http://127.0.0.1:9080", "base URL of a running app's admin listener (its -admin address), or of a node's -http endpoint")
-	asJSON := fs.Bool("json", false, "print the raw JSON")
+	asJSON := fs.Bool("json", false, "print the status as JSON (pretty-printed) instead of a table")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -53,55 +56,70 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return fmt.Errorf("status: %s answered %s", base, res.Status)
 	}
-	if *asJSON {
-		_, err := stdout.Write(body)
-		return err
-	}
 	st := registry.Status{Status: &coord.Status{}}
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("status: %s did not answer with a Concord status: %w", base, err)
+	}
+	if *asJSON {
+		var out bytes.Buffer
+		_ = json.Indent(&out, bytes.TrimSpace(body), "", "  ") // valid: it parsed above
+		out.WriteByte('\n')
+		_, err := stdout.Write(out.Bytes())
+		return err
 	}
 	printStatus(stdout, &st)
 	return nil
 }
 
+// printStatus prints st as a table; a part the node could not read in
+// time shows as "?" and its reason is listed under "unknown:".
 func printStatus(w io.Writer, st *registry.Status) {
 	leader := st.MetaLeader
 	if leader == "" {
-		leader = "(not visible in client mode)"
+		leader = "? (" + cmp.Or(st.MetaLeaderUnknown, "not reported") + ")"
 	}
 	fmt.Fprintf(w, "mode:        %s\nnode:        %s\nmeta leader: %s\n", st.Mode, st.Node, leader)
 	if len(st.Peers) > 0 {
 		fmt.Fprintln(w, "nodes:")
 		for _, p := range st.Peers {
-			state := "current"
-			switch {
-			case p.Offline:
-				state = "offline"
-			case !p.Current:
-				state = "catching up"
-			}
-			if p.LastSeen > 0 {
-				state += fmt.Sprintf(", last seen %s ago", p.LastSeen.Round(100*time.Millisecond))
+			state := strings.ReplaceAll(string(p.State), "_", " ")
+			if p.Reason != "" {
+				state += ": " + p.Reason
 			}
 			fmt.Fprintf(w, "  %s (%s)\n", p.Name, state)
 		}
 	}
+	var unknown []string
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BUCKET\tKIND\tREPLICAS\tLEADER\tMESSAGES")
 	for _, b := range st.Buckets {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\n", b.Name, b.Kind, b.Replicas, b.Leader, b.Messages)
+		replicas, leader, messages := fmt.Sprint(b.Replicas), cmp.Or(b.Leader, "?"), fmt.Sprint(b.Messages)
+		if b.Unknown != "" {
+			unknown = append(unknown, b.Name+": "+b.Unknown)
+			if b.Replicas == 0 { // not read at all
+				replicas, messages = "?", "?"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, b.Kind, replicas, leader, messages)
 	}
 	tw.Flush()
-	if len(st.Services) == 0 {
-		return
+	if st.ServicesUnknown != "" {
+		unknown = append(unknown, "services: "+st.ServicesUnknown)
 	}
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nSERVICE\tINSTANCE\tADDRESS\tZONE\tREADY")
-	for _, s := range st.Services {
-		for _, in := range s.Instances {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", s.Name, in.ID, in.BaseURL, in.Zone, in.Ready)
+	if len(st.Services) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nSERVICE\tINSTANCE\tADDRESS\tZONE\tREADY")
+		for _, s := range st.Services {
+			for _, in := range s.Instances {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", s.Name, in.ID, in.BaseURL, in.Zone, in.Ready)
+			}
+		}
+		tw.Flush()
+	}
+	if len(unknown) > 0 {
+		fmt.Fprintln(w, "\nunknown:")
+		for _, u := range unknown {
+			fmt.Fprintln(w, "  "+u)
 		}
 	}
-	tw.Flush()
 }

@@ -10,11 +10,13 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
+	"github.com/concordrpc/concord/internal/clustertest"
 	"github.com/concordrpc/concord/internal/nodetest"
 	"github.com/concordrpc/concord/rpc"
 )
 
 func TestMain(m *testing.M) {
+	clustertest.MaybeRunNode() // a child process serving a node
 	goleak.VerifyTestMain(m)
 }
 

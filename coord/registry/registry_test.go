@@ -520,3 +520,35 @@ func TestStatusIsCheap(t *testing.T) {
 		}
 	}
 }
+
+// TestDeregisterSparesSuccessor: a registrar whose key was taken over by
+// another registrar with the same ID (its own lease was lost: deleted
+// here, as an expiry during a pause would) must not delete the
+// successor's registration when it deregisters.
+func TestDeregisterSparesSuccessor(t *testing.T) {
+	t.Parallel()
+	n := openNode(t)
+	const ttl = 9 * time.Second // heartbeats every 3s: the takeover happens between two
+	inst := registry.Registration{Service: "succ", ID: "fixed", BaseURL: "http://127.0.0.1:1", Ready: true}
+	first := register(t, n, inst, registry.WithTTL(ttl))
+	kv, err := n.JetStream().KeyValue(within(t, 5*time.Second), coord.BucketRegistry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(within(t, 5*time.Second), first.Key()); err != nil {
+		t.Fatal(err)
+	}
+	succ := inst
+	succ.BaseURL = "http://127.0.0.1:2"
+	second := register(t, n, succ, registry.WithTTL(ttl))
+	if err := first.Deregister(within(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(within(t, 5*time.Second), second.Key())
+	if err != nil {
+		t.Fatalf("the successor's registration is gone after the predecessor deregistered: %v", err)
+	}
+	if !strings.Contains(string(e.Value()), "127.0.0.1:2") {
+		t.Fatalf("registration after the predecessor deregistered: %s", e.Value())
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
+	"github.com/concordrpc/concord/internal/clustertest"
 )
 
 // A registrar in client mode survives a restart of its coordination node
@@ -71,5 +72,39 @@ func TestNodeRestartReregisters(t *testing.T) {
 	_ = res.Close()
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("Resolver.Close with the node down took %v", took)
+	}
+}
+
+// TestNodeKill9WithinTTL kills -9 the node a client-mode registrar is
+// connected to, in a three-node cluster (JetStream needs a cluster for a
+// node in a child process), and restarts it within the lease: the
+// registration is still there, the heartbeats resume on the same lease
+// (no re-registration), and resolvers see the instance after the next TTL.
+func TestNodeKill9WithinTTL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a node in a child process")
+	}
+	c := clustertest.New(t, 3)
+	c.Start(t)
+	cli := clientNode(t, c.URLs()[0])
+	const svc, ttl = "kill9", 20 * time.Second
+	r := register(t, cli, registry.Registration{Service: svc, ID: "x", BaseURL: "http://127.0.0.1:1", Ready: true}, registry.WithTTL(ttl))
+	c.Nodes[0].Kill9()
+	killed := time.Now()
+	c.Restart(t, c.Nodes[0])
+	t.Logf("node back %v after the kill", time.Since(killed))
+	if time.Since(killed) > ttl/2 {
+		t.Skipf("the restart took %v, too long to test a lease that survives it", time.Since(killed))
+	}
+	srv := clientNode(t, c.URLs()[0])
+	fresh := resolver(t, srv)
+	await(t, ttl, "instance visible after the restart", func() bool { return len(resolveNow(fresh, svc)) == 1 })
+	// Past the lease that was live at the kill: the heartbeats resumed.
+	time.Sleep(time.Until(killed.Add(ttl + time.Second)))
+	if got := resolveNow(fresh, svc); len(got) != 1 {
+		t.Fatalf("instance gone a TTL after the kill: %v", got)
+	}
+	if n := r.Reregistrations(); n != 0 {
+		t.Fatalf("Reregistrations = %d, want 0: the lease outlived the restart", n)
 	}
 }

@@ -3,12 +3,21 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/concordrpc/concord/coord"
 )
+
+// servicesTimeout bounds the read of the registry's services in a status
+// read, like coord.Node.Status bounds each of its parts.
+const servicesTimeout = time.Second
 
 // ServiceStatus lists one service's registered instances.
 type ServiceStatus struct {
@@ -21,32 +30,54 @@ type ServiceStatus struct {
 // Status is the coordination status with the registry's services.
 type Status struct {
 	*coord.Status
-	// Services lists every registered service.
+	// Services lists every registered service; empty when
+	// ServicesUnknown is set.
 	Services []ServiceStatus `json:"services"`
+	// ServicesUnknown is "" when Services was read, and otherwise says why
+	// not (no answer within the time bound, or the read's error).
+	ServicesUnknown string `json:"services_unknown,omitempty"`
 }
 
-// ReadStatus reads the node's status and the registry's services. It
-// costs a fixed number of JetStream requests (the node's status and one
-// batched read of the registry) and creates no consumer, so it is cheap to
-// poll; it lists at most condkv.MaxListed instances.
+// ReadStatus reads the node's status (coord.Node.Status) and the
+// registry's services, concurrently, each bounded by about a second, so it
+// answers within about a second even while leaders are being elected. A
+// part that does not answer is reported as unknown in the Status; the
+// only error is coord.ErrClosed, on a closed node. It costs a fixed number
+// of JetStream requests (the node's status and one batched read of the
+// registry) and creates no consumer, so it is cheap to poll; it lists at
+// most condkv.MaxListed instances.
 func ReadStatus(ctx context.Context, node *coord.Node, r *Resolver) (*Status, error) {
+	var all map[string][]Registration
+	var allErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		actx, cancel := context.WithTimeout(ctx, servicesTimeout)
+		defer cancel()
+		all, allErr = r.all(actx)
+	}()
 	st, err := node.Status(ctx)
-	if err != nil {
-		return nil, err
-	}
-	all, err := r.all(ctx)
+	<-done
 	if err != nil {
 		return nil, err
 	}
 	out := &Status{Status: st, Services: []ServiceStatus{}}
+	if allErr != nil {
+		out.ServicesUnknown = allErr.Error()
+		if errors.Is(allErr, context.DeadlineExceeded) || errors.Is(allErr, nats.ErrTimeout) {
+			out.ServicesUnknown = fmt.Sprintf("no answer within %v", servicesTimeout)
+		}
+		return out, nil
+	}
 	for _, name := range slices.Sorted(maps.Keys(all)) {
 		out.Services = append(out.Services, ServiceStatus{Name: name, Instances: all[name]})
 	}
 	return out, nil
 }
 
-// StatusHandler serves ReadStatus as JSON (503 with {"error": ...} when it
-// fails); `concord status` reads it.
+// StatusHandler serves ReadStatus as JSON: 200 whenever the node is open,
+// with the parts that did not answer marked unknown, and 503 with
+// {"error": ...} once it is closed. `concord status` reads it.
 func StatusHandler(node *coord.Node, r *Resolver) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		st, err := ReadStatus(req.Context(), node, r)

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/registry"
+	"github.com/concordrpc/concord/internal/nodetest"
+)
+
+// TestStatusJSON reads a node's status endpoint with --json: the output
+// is the indented JSON status, which parses back into a registry.Status
+// with the node, its peers, its buckets and its registered services.
+func TestStatusJSON(t *testing.T) {
+	n := nodetest.Open(t, coord.WithName("solo"))
+	quiet := slog.New(slog.DiscardHandler)
+	res := registry.NewResolver(n, registry.ResolverLogger(quiet))
+	defer res.Close()
+	reg, err := registry.Register(nodetest.Within(t, 10*time.Second), n,
+		registry.Registration{Service: "greeter", ID: "a", BaseURL: "http://127.0.0.1:1", Ready: true}, registry.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	srv := httptest.NewServer(registry.StatusHandler(n, res))
+	defer srv.Close()
+
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"status", "--json", "-addr", srv.URL}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "{\n  \"mode\": \"embedded\",\n") || !strings.HasSuffix(out.String(), "}\n") {
+		t.Fatalf("not indented JSON:\n%s", out.String())
+	}
+	st := registry.Status{Status: &coord.Status{}}
+	dec := json.NewDecoder(&out)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Node != "solo" || st.MetaLeader != "solo" || len(st.Peers) != 1 || st.Peers[0].State != coord.PeerCurrent || len(st.Buckets) != 7 {
+		t.Fatalf("status %+v", st.Status)
+	}
+	if len(st.Services) != 1 || st.Services[0].Name != "greeter" || len(st.Services[0].Instances) != 1 || st.ServicesUnknown != "" {
+		t.Fatalf("services %+v (%s)", st.Services, st.ServicesUnknown)
+	}
+	// The default is the table.
+	out.Reset()
+	if err := run(t.Context(), []string{"status", "-addr", srv.URL}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"meta leader: solo", "solo (current)", "BUCKET", "greeter"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "unknown") {
+		t.Errorf("complete status shows unknown parts:\n%s", out.String())
+	}
+}
+
+// TestStatusTableShowsUnknown prints a status taken during a failover:
+// every unknown part shows as "?" with its reason, and peers show their
+// state and why.
+func TestStatusTableShowsUnknown(t *testing.T) {
+	st := &registry.Status{
+		Status: &coord.Status{
+			Mode: "cluster", Node: "n1",
+			MetaLeaderUnknown: "no meta leader: an election is in progress",
+			Peers: []coord.PeerStatus{
+				{Name: "n1", State: coord.PeerCurrent},
+				{Name: "n2", State: coord.PeerCatchingUp, Reason: "500 entries behind the leader of CONCORD_TXLOG"},
+				{Name: "n3", State: coord.PeerOffline, Reason: "no route from this node"},
+			},
+			Buckets: []coord.BucketStatus{
+				{Name: "KV_concord_locks", Kind: "kv", Replicas: 3, Leader: "n1", Messages: 4},
+				{Name: "KV_concord_config", Kind: "kv", Unknown: "no answer within 1s (its leader may be down, or being elected)"},
+				{Name: "CONCORD_TXLOG", Kind: "stream", Replicas: 3, Messages: 9, Unknown: "no leader: an election is in progress (a replica answered)"},
+			},
+		},
+		Services:        []registry.ServiceStatus{},
+		ServicesUnknown: "no answer within 1s",
+	}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	lines := strings.Split(out.String(), "\n")
+	for _, want := range []string{
+		"meta leader: ? (no meta leader: an election is in progress)",
+		"  n2 (catching up: 500 entries behind the leader of CONCORD_TXLOG)",
+		"  n3 (offline: no route from this node)",
+		"KV_concord_locks   kv      3         n1      4",
+		"KV_concord_config  kv      ?         ?       ?",
+		"CONCORD_TXLOG      stream  3         ?       9",
+		"unknown:",
+		"  KV_concord_config: no answer within 1s (its leader may be down, or being elected)",
+		"  CONCORD_TXLOG: no leader: an election is in progress (a replica answered)",
+		"  services: no answer within 1s",
+	} {
+		if !hasLine(lines, want) {
+			t.Errorf("table lacks the line %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func hasLine(lines []string, want string) bool {
+	for _, l := range lines {
+		if strings.TrimRight(l, " ") == want {
+			return true
+		}
+	}
+	return false
+}
