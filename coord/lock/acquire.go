@@ -157,10 +157,12 @@ func (s *Session) abandon(ctx context.Context, st *kvStore, key, id string) {
 // A wait ends on a watch event on the key, on a timer set to when the
 // holder's message would expire (at most a TTL, since watchers can miss
 // events), or when ctx or the session ends; each wake is followed by one
-// bounded attempt. *hint is the sequence the key is expected free at.
+// bounded attempt. *hint is the sequence the key is expected free at. The
+// watch is stopped in the background (stopWatch), so acquire returns as
+// soon as it has the grant.
 func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []byte, hint *uint64) (*grant, error) {
 	var w *watch
-	defer func() { w.stop() }()
+	defer func() { s.stopWatch(w) }()
 	for i := 0; ; i++ {
 		g, holder, err := s.tryAcquire(ctx, st, key, data, *hint)
 		*hint = unknownSeq

@@ -64,12 +64,31 @@
 // later. A write delayed in the network for longer than the marker lives
 // (one second) on a key that is then empty could still commit; it holds the
 // key for at most a TTL. Keepalives and releases resolve unclear outcomes
-// the same way.
+// the same way. A release reads the key back with a request of its own,
+// bounded by the op timeout (the caller's context may be what ended the
+// write), and if the key is no longer the grant's, reports success, since
+// its write may be what freed it. An acquisition skips its first read only
+// when it expects the key empty (a holder's first attempt) or at the
+// holder's own release marker, known from the marker's acknowledgement; a
+// sequence read from the key is never used so, since it may be another
+// holder's live grant, which a write expecting it would replace.
 //
 // Waiting. Lock and Campaign wait on a watch of the key (an ordered
 // consumer), with one bounded re-check per wake and a fallback timer at the
 // holder's lease expiry, never longer than a TTL, since watchers can skip
 // messages or resume late after a node dies. There is no polling loop.
+// They return as soon as they have the grant: the watch is stopped in the
+// background, since an ordered consumer that is retrying to re-create
+// itself (after a node failure, or at the stream's consumer limit) takes
+// up to its retry backoff (10 s) to stop. The session waits for that stop,
+// at most 2 s, when it closes: on Session.Close, and for a lease of a
+// Mutex's or Election's own, on Unlock, Resign or a failed acquisition.
+//
+// Handing out. Lock, TryLock and Campaign return a token only for a live
+// grant: not ended, and its deadline still ahead when they return. A grant
+// that ended or passed its deadline in between (the process paused, the
+// keepalive failed) is given back with a conditional write, and they
+// return ErrLeaseLost.
 //
 // # Failures
 //
@@ -77,11 +96,21 @@
 // after its last keepalive; waiters are then woken by the expiry marker.
 //
 // Process pause. A holder paused past its deadline has lost the lock, and
-// another holder may have it, but the paused code may not know yet: the
-// session notices when it runs again (Session.Done, Mutex.Done). Writes it
-// makes meanwhile must be fenced: pass the token to the resource and check
-// it with a Guard (or the rpc fencing interceptor), which refuses it once
-// a newer token has been seen.
+// another holder may have it, but the paused code does not know yet: Done
+// is closed only once the session's keepalive runs again and notices, so
+// right after the pause Done is still open while Deadline is past. Check
+// Mutex.Valid (Election.Valid) before each write or step under the lock:
+// it compares Deadline with the clock and fails at once. A pause between
+// that check and the write still goes unnoticed, so writes that must not
+// follow another holder's are fenced: pass the token to the resource and
+// check it with a Guard (or the rpc fencing interceptor). A Guard refuses
+// a paused holder's write in two cases only: a newer token for the
+// resource has reached that guard (ErrStaleToken), or the paused holder's
+// token is higher than any the guard has seen and the guard, verifying it
+// on the coordination node, finds it is no longer the current grant
+// (ErrUnverifiedToken). A paused holder whose token the guard already
+// admitted is admitted again until a newer token reaches the guard: the
+// guard orders writes by token, it does not detect lost leases.
 //
 // Partition. A holder cut off from a majority of the cluster cannot refresh
 // and loses its lease at its deadline; the key expires on the majority side

@@ -42,8 +42,9 @@ func NewElection(b Backend, name string, opts ...Option) *Election {
 }
 
 // Campaign waits until this candidate is leader, with value as its Leader
-// value, and returns its term. It waits like Mutex.Lock, and returns the
-// same errors.
+// value, and returns its term. It waits and returns like Mutex.Lock: at
+// once when leadership is confirmed, and a term only for a live
+// leadership (else ErrLeaseLost); it returns the same errors.
 func (e *Election) Campaign(ctx context.Context, value string) (uint64, error) {
 	return e.h.acquire(ctx, []byte(value), true)
 }
@@ -64,13 +65,27 @@ func (e *Election) Resign(ctx context.Context) error {
 func (e *Election) Term() uint64 { return e.h.token() }
 
 // Done returns a channel that is closed when this candidate's leadership
-// ends: on Resign, or when its lease is lost. Without leadership it returns
-// a closed channel.
+// ends: on Resign, or when its lease is lost (once the keepalive noticed:
+// see Valid). Without leadership it returns a closed channel.
 func (e *Election) Done() <-chan struct{} { return e.h.done() }
 
 // Deadline returns until when this candidate is surely leader (see
 // Session.Deadline), or the zero time.
 func (e *Election) Deadline() time.Time { return e.h.deadline() }
+
+// Valid returns nil while this candidate is surely leader: its leadership's
+// lease has not ended (Done is open) and its Deadline is ahead. Check it
+// before acting as leader; see Mutex.Valid for what it does and does not
+// guarantee. It returns ErrLeaseLost (with the cause) when the lease ended
+// or its deadline passed, ErrNotLeader (with ErrNotHeld) without
+// leadership, ErrInvalidName, or ErrInvalidTTL.
+func (e *Election) Valid() error {
+	err := e.h.valid()
+	if errors.Is(err, ErrNotHeld) {
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	return err
+}
 
 // Leader returns the current leader, as read from the stream leader of the
 // election's bucket. It is a recent view, not a linearizable one: a

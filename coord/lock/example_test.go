@@ -2,6 +2,7 @@ package lock_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -49,6 +50,41 @@ func ExampleMutex() {
 	// write: <nil>
 	// unlock: <nil>
 	// stale: true
+}
+
+// Check Valid before each step under the lock: after a pause past the
+// lease's deadline, Done stays open until the keepalive runs again, while
+// Valid fails at once.
+func ExampleMutex_Valid() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dir, _ := os.MkdirTemp("", "valid-example")
+	defer os.RemoveAll(dir)
+	node, err := coord.Open(ctx, coord.WithDataDir(dir), coord.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		panic(err)
+	}
+	defer node.Close()
+
+	mu := lock.NewMutex(lock.FromNode(node), "reports/daily", lock.WithTTL(5*time.Second))
+	if _, err := mu.Lock(ctx); err != nil {
+		panic(err)
+	}
+	for _, step := range []string{"collect", "render", "publish"} {
+		if err := mu.Valid(); err != nil {
+			fmt.Println("stopping before", step+":", err) // errors.Is(err, lock.ErrLeaseLost)
+			return
+		}
+		fmt.Println(step)
+	}
+	fmt.Println("unlock:", mu.Unlock(ctx))
+	fmt.Println("held after Unlock:", !errors.Is(mu.Valid(), lock.ErrNotHeld))
+	// Output:
+	// collect
+	// render
+	// publish
+	// unlock: <nil>
+	// held after Unlock: false
 }
 
 func ExampleElection() {

@@ -18,3 +18,26 @@ func (h *holder) setPausedForTest(p bool) {
 		h.g.s.paused.Store(p)
 	}
 }
+
+// WithGrantedHookForTest makes f run when an acquisition has its grant,
+// before Lock, TryLock or Campaign checks that it is live and returns it;
+// f gets the grant's session.
+func WithGrantedHookForTest(f func(*Session)) Option {
+	return optionFunc(func(c *config) {
+		if c.hooks == nil {
+			c.hooks = &testHooks{}
+		}
+		c.hooks.granted = f
+	})
+}
+
+// WithReleasedHookForTest makes f replace the answer (the marker's
+// sequence and the error) to every release write of the grants' sessions.
+func WithReleasedHookForTest(f func(seq uint64, err error) (uint64, error)) Option {
+	return optionFunc(func(c *config) {
+		if c.hooks == nil {
+			c.hooks = &testHooks{}
+		}
+		c.hooks.released = f
+	})
+}

@@ -141,6 +141,16 @@ func TestPausedHolderFencedByGuard(t *testing.T) {
 	if !a.Deadline().Before(time.Now()) {
 		t.Fatalf("paused holder's deadline %v is not past", a.Deadline())
 	}
+	// The paused keepalive has not noticed, so Done is still open; Valid
+	// reports the loss from the deadline.
+	select {
+	case <-a.Done():
+		t.Fatal("Done closed while the keepalive was paused")
+	default:
+	}
+	if err := a.Valid(); !errors.Is(err, lock.ErrLeaseLost) {
+		t.Fatalf("paused holder's Valid: %v, want ErrLeaseLost", err)
+	}
 	if err := write(tc, "c1"); err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,26 @@ func (g *grant) state() (time.Time, bool) {
 	return g.deadline, g.ended
 }
 
+// live returns nil while the grant is surely held: it has not ended and
+// its deadline is ahead. Otherwise it returns ErrLeaseLost with the cause,
+// or ErrNotHeld if the grant was released.
+func (g *grant) live() error {
+	g.s.mu.Lock()
+	deadline, ended, released, serr := g.deadline, g.ended, g.released, g.s.err
+	g.s.mu.Unlock()
+	switch {
+	case released:
+		return ErrNotHeld
+	case ended && errors.Is(serr, ErrLeaseLost):
+		return serr
+	case ended:
+		return fmt.Errorf("%w: the lease of %q ended: %w", ErrLeaseLost, g.key, serr)
+	case !time.Now().Before(deadline):
+		return fmt.Errorf("%w: the deadline of %q passed at %s", ErrLeaseLost, g.key, deadline.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
 // refresh extends the grant's key by a TTL with a write conditional on the
 // key's last message being the grant's. ok is false when the outcome is
 // unclear and the refresh should be retried soon.
@@ -94,9 +114,10 @@ func (g *grant) refresh() (ok bool, err error) {
 }
 
 // release ends the grant and frees its key with a conditional write. It
-// returns the sequence of the release marker, a hint for the next
-// acquisition. It returns ErrNotHeld if the grant had already ended or the
-// key is no longer the grant's.
+// returns the sequence of the release marker when the marker's write was
+// acknowledged (0 otherwise): a hint for the next acquisition, which may
+// expect the key free at it without reading first. It returns ErrNotHeld
+// if the grant had already ended or the key is no longer the grant's.
 func (g *grant) release(ctx context.Context) (uint64, error) {
 	g.op.Lock()
 	defer g.op.Unlock()
@@ -120,11 +141,22 @@ func (g *grant) release(ctx context.Context) (uint64, error) {
 
 // revoke frees the grant's key if it is still the grant's, retrying
 // boundedly while the outcome is unclear. The caller holds g.op.
+//
+// It returns the sequence of its release marker only when the marker's
+// write was acknowledged. An unclear write (a timeout: it may have
+// committed) is resolved by reading the key, with a request bounded by the
+// op timeout alone, since ctx may be what ended it: the key still ours
+// means retry; anything else means the grant no longer holds the key,
+// freed by our write or by expiry, and possibly taken since, so revoke
+// reports success with no sequence. The key's current sequence is never a
+// hint: it may be another holder's live grant, which an acquisition
+// expecting it would overwrite.
 func (g *grant) revoke(ctx context.Context) (uint64, error) {
 	expect := g.seq
+	unclear := false // a release write may have committed unseen
 	var lastErr error
 	for i := range 8 {
-		if i > 0 && !sleep(ctx, backoff(i)) {
+		if ctx.Err() != nil || i > 0 && !sleep(ctx, backoff(i)) {
 			break
 		}
 		if g.st.nc.IsClosed() {
@@ -133,25 +165,29 @@ func (g *grant) revoke(ctx context.Context) (uint64, error) {
 		}
 		pctx, cancel := g.s.opCtx(ctx)
 		seq, err := g.st.release(pctx, g.key, expect)
+		cancel()
+		if h := g.s.cfg.hooks; h != nil && h.released != nil {
+			seq, err = h.released(seq, err)
+		}
 		if err == nil {
-			cancel()
 			return seq, nil
 		}
-		unclear := !coord.IsRefused(err)
-		if !unclear && !coord.IsConflict(err) {
-			cancel()
+		if !coord.IsRefused(err) {
+			unclear = true
+		} else if !coord.IsConflict(err) {
 			lastErr = err
 			continue
 		}
-		e, rerr := g.st.last(pctx, g.key)
-		cancel()
+		rctx, rcancel := g.s.opCtx(context.WithoutCancel(ctx))
+		e, rerr := g.st.last(rctx, g.key)
+		rcancel()
 		switch {
 		case rerr != nil:
 			lastErr = rerr
 		case !e.free && e.attempt == g.attempt:
 			expect = e.seq // ours, at a sequence we did not see
 		case unclear:
-			return e.seq, nil // our release may have been the one that freed it
+			return 0, nil // not ours any more; our release may have freed it
 		default:
 			return 0, ErrNotHeld
 		}

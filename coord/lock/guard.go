@@ -34,7 +34,8 @@ const guardPrefix = "concord/fence/"
 // write is therefore refused even when no newer holder has written yet;
 // one that paused after writing is refused once a newer holder has
 // written, and until then its writes are still admitted: check
-// Mutex.Deadline before writing after anything slow.
+// Mutex.Valid (which compares Mutex.Deadline with the clock) before
+// writing after anything slow.
 //
 // The record lives in the instance's local store (Badger, durable before
 // each call returns), so it survives restarts. Update makes the check, the

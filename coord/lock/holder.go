@@ -99,6 +99,12 @@ func (h *holder) acquire(ctx context.Context, data []byte, wait bool) (uint64, e
 		g, _, err = s.tryAcquire(ctx, h.bucket(s), h.key, data, h.hint)
 		h.hint = unknownSeq
 	}
+	if err == nil {
+		if h.cfg.hooks != nil && h.cfg.hooks.granted != nil {
+			h.cfg.hooks.granted(s)
+		}
+		err = handOut(ctx, g)
+	}
 	if err != nil {
 		if own != nil {
 			_ = own.Close()
@@ -109,6 +115,22 @@ func (h *holder) acquire(ctx context.Context, data []byte, wait bool) (uint64, e
 	h.g, h.own = g, own
 	h.mu.Unlock()
 	return g.token, nil
+}
+
+// handOut returns nil if g, just acquired, is live. A grant that ended, or
+// whose deadline passed, before it could be returned (the process paused,
+// or the keepalive failed) may be another holder's by now: handOut gives
+// it back with a conditional write, as adopt does with a grant confirmed
+// too late, and returns ErrLeaseLost with the cause.
+func handOut(ctx context.Context, g *grant) error {
+	err := g.live()
+	if err == nil {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.s.cfg.opTimeout)
+	defer cancel()
+	_, _ = g.release(rctx) // ErrNotHeld if it ended: the session revoked it
+	return err
 }
 
 // release gives the key back. It returns ErrNotHeld (wrapped with the
@@ -130,7 +152,7 @@ func (h *holder) release(ctx context.Context) error {
 	}
 	seq, err := g.release(ctx)
 	if err == nil && seq != 0 {
-		h.hint = seq
+		h.hint = seq // our own release marker: the key is free at it
 	}
 	if own != nil {
 		_ = own.Close() // holds nothing now; stops the keepalive
@@ -138,11 +160,35 @@ func (h *holder) release(ctx context.Context) error {
 	return err
 }
 
+// token returns the live grant's token, or 0. Unlike current it does not
+// close the session of a grant that ended (Close can wait for watches to
+// stop), so that Token never blocks.
 func (h *holder) token() uint64 {
-	if g := h.current(); g != nil {
-		return g.token
+	h.mu.Lock()
+	g := h.g
+	h.mu.Unlock()
+	if g == nil {
+		return 0
 	}
-	return 0
+	if _, ended := g.state(); ended {
+		return 0
+	}
+	return g.token
+}
+
+// valid returns nil while the current grant is surely held: it has not
+// ended and its deadline is ahead.
+func (h *holder) valid() error {
+	if h.err != nil {
+		return h.err
+	}
+	h.mu.Lock()
+	g := h.g
+	h.mu.Unlock()
+	if g == nil {
+		return ErrNotHeld
+	}
+	return g.live()
 }
 
 func (h *holder) done() <-chan struct{} {

@@ -27,6 +27,12 @@ func TestMutexBasics(t *testing.T) {
 	if d := time.Until(a.Deadline()); d < 4*time.Second || d > 5*time.Second {
 		t.Fatalf("deadline in %v, want about 5s", d)
 	}
+	if err := a.Valid(); err != nil {
+		t.Fatalf("Valid while held: %v", err)
+	}
+	if err := c.Valid(); !errors.Is(err, lock.ErrNotHeld) {
+		t.Fatalf("Valid without a grant: %v, want ErrNotHeld", err)
+	}
 	if _, err := a.Lock(ctx); !errors.Is(err, lock.ErrAlreadyHeld) {
 		t.Fatalf("second Lock: %v, want ErrAlreadyHeld", err)
 	}
@@ -52,6 +58,9 @@ func TestMutexBasics(t *testing.T) {
 	case <-a.Done():
 	default:
 		t.Fatal("Done not closed after Unlock")
+	}
+	if err := a.Valid(); !errors.Is(err, lock.ErrNotHeld) {
+		t.Fatalf("Valid after Unlock: %v, want ErrNotHeld", err)
 	}
 	if err := a.Unlock(ctx); !errors.Is(err, lock.ErrNotHeld) {
 		t.Fatalf("second Unlock: %v, want ErrNotHeld", err)

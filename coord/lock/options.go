@@ -30,6 +30,18 @@ type config struct {
 	ttl       time.Duration
 	opTimeout time.Duration
 	session   *Session
+	hooks     *testHooks // nil outside tests
+}
+
+// testHooks let tests act at moments no real fault reaches on cue. Only
+// export_test.go sets them.
+type testHooks struct {
+	// granted runs when an acquisition has its grant, before Lock,
+	// TryLock or Campaign checks that the grant is still live and
+	// returns it.
+	granted func(*Session)
+	// released replaces the answer to a release's conditional write.
+	released func(seq uint64, err error) (uint64, error)
 }
 
 func newConfig(opts []Option) config {

@@ -50,6 +50,12 @@ type Session struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// Watches stopped in the background after the acquisition that used
+	// them returned; Close waits for them. closing (guarded by mu) is set
+	// before that wait, after which stops are no longer added to it.
+	stops   sync.WaitGroup
+	closing bool
+
 	paused atomic.Bool // tests: the keepalive acts like a paused process
 
 	unhook func() // unregisters the session from its node's Release
@@ -115,8 +121,9 @@ func (s *Session) Err() error {
 // has ended. It is the send time of the key's last acknowledged write plus
 // the TTL, less 1% for clock-rate differences: the server expires a
 // message a TTL after it stored it, which is after it was sent. Work
-// protected by a lock should stop by then; fencing tokens protect writes
-// that a pause carries past it.
+// protected by a lock should stop by then (Mutex.Valid checks it); fencing
+// tokens protect writes that a pause carries past it once a newer token
+// has reached the Guard.
 func (s *Session) Deadline() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,9 +139,12 @@ func (s *Session) Deadline() time.Time {
 // Close stops the keepalive and revokes every key the session holds, with
 // conditional writes that leave alone keys that have meanwhile passed to
 // another holder. Keys it cannot revoke (the node is unreachable) expire
-// within a TTL. Close is idempotent; it returns the first call's result:
-// nil, or the revocations that failed. The node's Release (which a
-// stopping App and coord.Node.Close call) closes every session on it.
+// within a TTL. It then waits for the watches that Lock and Campaign calls
+// under the session waited on to stop: they are stopped in the background
+// once those calls return, each within 2 s. Close is idempotent; it
+// returns the first call's result: nil, or the revocations that failed.
+// The node's Release (which a stopping App and coord.Node.Close call)
+// closes every session on it.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
 		defer s.unhook()
@@ -153,8 +163,39 @@ func (s *Session) Close() error {
 			}
 		}
 		s.closeErr = errors.Join(errs...)
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		s.stops.Wait()
 	})
 	return s.closeErr
+}
+
+// stopWatch stops w without making the caller wait: stopping a watch can
+// take up to 2 s (condkv.Watch.Stop waits that long for an ordered
+// consumer whose reset is in its retry backoff), and an acquisition must
+// return its grant at once, while the grant's deadline is still ahead.
+// Close waits for the stop. Once Close has begun waiting, w is stopped
+// before stopWatch returns; the caller's session is closed then, so it
+// returns no grant.
+func (s *Session) stopWatch(w *watch) {
+	if w == nil {
+		return
+	}
+	s.mu.Lock()
+	closing := s.closing
+	if !closing {
+		s.stops.Add(1)
+	}
+	s.mu.Unlock()
+	if closing {
+		w.stop()
+		return
+	}
+	go func() {
+		defer s.stops.Done()
+		w.stop()
+	}()
 }
 
 // leaseEnd returns until when a write sent at send keeps its key.
