@@ -42,14 +42,19 @@ func ExampleMutex() {
 	fmt.Println("write:", err)
 	fmt.Println("unlock:", mu.Unlock(ctx))
 	// A write with an older token is refused once a newer one was seen.
-	next, _ := mu.Lock(ctx)
-	_ = guard.Check(ctx, "orders/42", next)
-	fmt.Println("stale:", guard.Check(ctx, "orders/42", token) != nil)
-	_ = mu.Unlock(ctx)
+	next, err := mu.Lock(ctx)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("newer:", next > token, guard.Check(ctx, "orders/42", next))
+	fmt.Println("stale:", errors.Is(guard.Check(ctx, "orders/42", token), lock.ErrStaleToken))
+	fmt.Println("unlock:", mu.Unlock(ctx))
 	// Output:
 	// write: <nil>
 	// unlock: <nil>
+	// newer: true <nil>
 	// stale: true
+	// unlock: <nil>
 }
 
 // Check Valid before each step under the lock: after a pause past the

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"syscall"
 
 	"io"
 	"os"
@@ -94,6 +95,104 @@ func TestCrashedHolderFreedWithinTTL(t *testing.T) {
 		t.Fatalf("token %d after the crashed holder's %d", token, held)
 	}
 	if err := waiter.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStoppedProcessLosesLock stops a holder's process with SIGSTOP past
+// its lease (as a VM freeze or a long GC pause would): a contender gets
+// the lock with a higher token, the guard that saw that token refuses the
+// paused holder's token, and once resumed (SIGCONT) the holder's Valid
+// fails at once and its Done closes.
+func TestStoppedProcessLosesLock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a holder process")
+	}
+	const ttl = 2 * time.Second
+	n := openNode(t, coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth())
+	_, guard := newGuard(t, n)
+	ctx := within(t, 60*time.Second)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), holderEnv+"=1", "HOLDER_URL="+n.ClientURL(), "HOLDER_LOCK=stopped")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	lines := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func(prefix string) string {
+		t.Helper()
+		select {
+		case l := <-lines:
+			if !strings.HasPrefix(l, prefix) {
+				t.Fatalf("holder said %q, want %s...", l, prefix)
+			}
+			return strings.TrimSpace(strings.TrimPrefix(l, prefix))
+		case <-time.After(30 * time.Second):
+			t.Fatalf("holder said nothing for 30s (want %s)", prefix)
+			return ""
+		}
+	}
+	held, err := strconv.ParseUint(next("LOCKED "), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := guard.Check(ctx, "stopped", held); err != nil { // the holder's write before the pause
+		t.Fatal(err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	contender := lock.NewMutex(lock.FromNode(n), "stopped", lock.WithTTL(ttl))
+	token, err := contender.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("contender locked %v after the SIGSTOP (TTL %v)", time.Since(stopped).Round(time.Millisecond), ttl)
+	if token <= held {
+		t.Fatalf("contender's token %d, paused holder's %d", token, held)
+	}
+	if err := guard.Check(ctx, "stopped", token); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "CHECK\n"); err != nil {
+		t.Fatal(err)
+	}
+	// A write the resumed holder sends before it notices is refused.
+	if err := guard.Check(ctx, "stopped", held); !errors.Is(err, lock.ErrStaleToken) {
+		t.Fatalf("paused holder's write: %v, want ErrStaleToken", err)
+	}
+	if v := next("VALID "); !strings.Contains(v, lock.ErrLeaseLost.Error()) {
+		t.Fatalf("resumed holder's Valid: %s, want ErrLeaseLost", v)
+	}
+	next("DONE")
+	if err := contender.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -304,14 +403,21 @@ func TestKeepaliveSurvivesUnclearRefreshes(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(900 * time.Millisecond) // just before the first keepalive
+	before := mu.Deadline()
 	p.setStall(true)
-	time.Sleep(1200 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond) // the first keepalive (at TTL/3) and its retries stall
 	p.setStall(false)
+	if p.heldReplies() == 0 {
+		t.Fatal("no reply was held back: the stall tested nothing")
+	}
 	time.Sleep(3 * time.Second) // past the TTL counted from the grant
 	select {
 	case <-mu.Done():
 		t.Fatal("lease lost over refreshes with unclear outcomes")
 	default:
+	}
+	if !mu.Deadline().After(before.Add(time.Second)) {
+		t.Fatalf("deadline %v not extended past %v: the refreshes were not adopted", mu.Deadline(), before)
 	}
 	if _, err := lock.NewMutex(lock.FromNode(n), "kept").TryLock(ctx); !errors.Is(err, lock.ErrLocked) {
 		t.Fatalf("TryLock by another: %v, want ErrLocked", err)

@@ -3,6 +3,8 @@ package lock_test
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"math"
 	"sync"
 	"testing"
@@ -163,7 +165,21 @@ func TestGuardUpdateIsAtomic(t *testing.T) {
 			token = t2
 		}
 		wg.Go(func() {
+			// Each write also appends its token to a log in the same
+			// transaction: the log is in commit order.
 			err := g.Update(ctx, "res", token, func(tx *localstore.Tx) error {
+				n := 0
+				if b, err := tx.Get([]byte("res/n")); err == nil {
+					n, _ = strconv.Atoi(string(b))
+				} else if !errors.Is(err, localstore.ErrNotFound) {
+					return err
+				}
+				if err := tx.Set([]byte("res/n"), []byte(strconv.Itoa(n+1))); err != nil {
+					return err
+				}
+				if err := tx.Set(fmt.Appendf(nil, "res/log/%04d", n), fmt.Appendf(nil, "%d", token)); err != nil {
+					return err
+				}
 				return tx.Set([]byte("res/value"), fmt.Appendf(nil, "%d", token))
 			})
 			if err != nil && !errors.Is(err, lock.ErrStaleToken) {
@@ -172,6 +188,19 @@ func TestGuardUpdateIsAtomic(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	var landed []string
+	if err := store.Scan([]byte("res/log/"), func(_, v []byte) error { landed = append(landed, string(v)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// Once a write with the newer token committed, no write with the older
+	// one did.
+	if i := slices.Index(landed, fmt.Sprint(t2)); i >= 0 && slices.Contains(landed[i:], fmt.Sprint(t1)) {
+		t.Errorf("a write with token %d landed after one with %d, in commit order: %v", t1, t2, landed)
+	}
+	// The older token is refused from now on.
+	if err := g.Update(ctx, "res", t1, func(*localstore.Tx) error { return nil }); !errors.Is(err, lock.ErrStaleToken) {
+		t.Fatalf("Update with the older token after the newer was admitted: %v, want ErrStaleToken", err)
+	}
 	v, err := store.Get([]byte("res/value"))
 	if err != nil {
 		t.Fatal(err)

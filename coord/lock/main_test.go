@@ -1,6 +1,7 @@
 package lock_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -29,7 +30,8 @@ func TestMain(m *testing.M) {
 
 // runHolder connects to the node at HOLDER_URL, takes the lock
 // HOLDER_LOCK with a 2s TTL, prints "LOCKED <token>" and holds it until
-// killed.
+// killed. On each "CHECK" line on stdin it prints "VALID <Valid()>" and
+// then "DONE" once Done is closed (or "NOTDONE" after 10s).
 func runHolder() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -46,6 +48,19 @@ func runHolder() {
 		os.Exit(1)
 	}
 	fmt.Printf("LOCKED %d\n", token)
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if sc.Text() != "CHECK" {
+			continue
+		}
+		fmt.Printf("VALID %v\n", mu.Valid())
+		select {
+		case <-mu.Done():
+			fmt.Println("DONE")
+		case <-time.After(10 * time.Second):
+			fmt.Println("NOTDONE")
+		}
+	}
 	time.Sleep(time.Minute) // killed long before
 	os.Exit(2)
 }

@@ -21,6 +21,7 @@ type stallProxy struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	stall  bool
+	held   int // replies that waited out a stall
 	closed bool
 	conns  []net.Conn
 	wg     sync.WaitGroup
@@ -47,6 +48,13 @@ func (p *stallProxy) setStall(on bool) {
 	p.stall = on
 	p.mu.Unlock()
 	p.cond.Broadcast()
+}
+
+// heldReplies returns how many reads from the node waited out a stall.
+func (p *stallProxy) heldReplies() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
 }
 
 func (p *stallProxy) accept() {
@@ -78,6 +86,9 @@ func (p *stallProxy) accept() {
 				n, err := server.Read(buf)
 				if n > 0 {
 					p.mu.Lock()
+					if p.stall {
+						p.held++
+					}
 					for p.stall && !p.closed {
 						p.cond.Wait()
 					}
