@@ -27,21 +27,36 @@ func (c *fakeClock) Now() int64              { return c.ns.Load() }
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // shout posts a Connect JSON Shout and returns the status, the
-// Retry-After header and the body.
+// Retry-After header and the body. It calls t.Fatal: use tryShout off the
+// test's goroutine.
 func shout(t *testing.T, url string, header map[string]string) (int, string, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/greeter.v1.GreeterService/Shout", strings.NewReader(`{"name":"ada"}`))
+	code, retryAfter, body, err := tryShout(url, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, retryAfter, body
+}
+
+// tryShout is shout without t, for any goroutine, bounded by 30s.
+func tryShout(url string, header map[string]string) (int, string, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/greeter.v1.GreeterService/Shout", strings.NewReader(`{"name":"ada"}`))
+	if err != nil {
+		return 0, "", "", err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", "", err
 	}
 	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	return res.StatusCode, res.Header.Get("Retry-After"), string(body)
+	body, err := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header.Get("Retry-After"), string(body), err
 }
 
 // TestRateLimitFromProto checks the limit declared on Shout (token bucket,
@@ -132,33 +147,51 @@ func TestRateLimitPerHeader(t *testing.T) {
 	}
 }
 
+// TestLeakyBucketPacesCalls sends four calls at once to a leaky bucket of
+// 20 per second with a queue of 2. The limiter's clock is fake and stands
+// still, so its decisions do not depend on when the calls arrive (with the
+// real clock a call delayed 50ms by a loaded machine finds a slot freed and
+// all four pass): one passes at once, two queue for the slots 50ms and
+// 100ms later, and the fourth finds the queue full. The waits themselves
+// are real timers, so the queued calls end no earlier than 100ms after the
+// first was admitted.
 func TestLeakyBucketPacesCalls(t *testing.T) {
-	srv := quietServer()
+	clock := &fakeClock{}
+	srv := quietServer(rpc.WithAdmissionOptions(rpc.WithLimiterClock(clock)))
 	registerWithLimit(srv, &rpc.RateLimitPolicy{Algorithm: rpc.LeakyBucket, Rate: 20, Per: time.Second, Burst: 2})
 	ts := startServer(t, srv, nil)
+	type result struct {
+		code       int
+		retryAfter string
+		err        error
+	}
 	start := time.Now()
-	results := make(chan int, 4)
+	results := make(chan result, 4)
 	for i := 0; i < 4; i++ {
 		go func() {
-			code, _, _ := shout(t, ts.url, nil)
-			results <- code
+			code, retryAfter, _, err := tryShout(ts.url, nil)
+			results <- result{code, retryAfter, err}
 		}()
 	}
 	var ok, limited int
 	for i := 0; i < 4; i++ {
-		switch <-results {
-		case 200:
+		r := <-results // each send happens within tryShout's 30s bound
+		switch {
+		case r.err != nil:
+			t.Errorf("call: %v", r.err)
+		case r.code == 200:
 			ok++
-		case 429:
+		case r.code == 429 && r.retryAfter == "1":
 			limited++
+		default:
+			t.Errorf("call: HTTP %d, Retry-After %q", r.code, r.retryAfter)
 		}
 	}
-	// One passes at once, two wait for their 50ms slots, the fourth finds the
-	// queue full.
 	if ok != 3 || limited != 1 {
 		t.Fatalf("ok %d limited %d, want 3 and 1", ok, limited)
 	}
-	if el := time.Since(start); el < 90*time.Millisecond {
+	// A lower bound only: load can only make the calls slower.
+	if el := time.Since(start); el < 100*time.Millisecond {
 		t.Fatalf("3 paced calls finished in %v, want >= 100ms", el)
 	}
 }

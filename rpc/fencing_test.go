@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,23 +25,50 @@ import (
 
 // fencedGreeter greets with the fencing token it was admitted with, for
 // the resource named in the request, and logs when each call starts and
-// ends.
+// ends. A name "<resource>|<duration>" sleeps that long; "<resource>|hold"
+// waits until hold is closed (or the call ends).
 type fencedGreeter struct {
 	testGreeter
-	mu  sync.Mutex
-	log []string
+	hold chan struct{}
+	mu   sync.Mutex
+	log  []string
 }
 
 func (g *fencedGreeter) Greet(ctx context.Context, req *greeterv1.GreetRequest) (*greeterv1.GreetResponse, error) {
 	resource, pause, _ := strings.Cut(req.GetName(), "|")
 	tok, ok := rpc.FencingToken(ctx, resource)
 	g.record(fmt.Sprintf("start:%d", tok))
-	if pause != "" {
+	switch {
+	case pause == "hold":
+		select {
+		case <-g.hold:
+		case <-ctx.Done():
+		}
+	case pause != "":
 		d, _ := time.ParseDuration(pause)
 		time.Sleep(d)
 	}
 	g.record(fmt.Sprintf("end:%d", tok))
 	return &greeterv1.GreetResponse{Greeting: fmt.Sprintf("%d %v", tok, ok)}, nil
+}
+
+// GreetMany greets each name (a resource) with the token admitted for it.
+func (g *fencedGreeter) GreetMany(ctx context.Context, req *greeterv1.GreetManyRequest, stream greeterv1connect.GreeterServiceGreetManyServerStream) error {
+	g.record("stream")
+	for _, resource := range req.GetNames() {
+		tok, ok := rpc.FencingToken(ctx, resource)
+		if err := stream.Send(&greeterv1.GreetManyResponse{Greeting: fmt.Sprintf("%d %v", tok, ok)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logged returns a copy of the log.
+func (g *fencedGreeter) logged() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.log)
 }
 
 func (g *fencedGreeter) record(s string) {
@@ -60,7 +88,8 @@ type fencedServer struct {
 	guard  *lock.Guard
 }
 
-func startFencedServer(t *testing.T) *fencedServer {
+// startFencedServer fences Greet and the procedures in alsoFenced.
+func startFencedServer(t *testing.T, alsoFenced ...string) *fencedServer {
 	t.Helper()
 	node := nodetest.Open(t)
 	store, err := localstore.Open(t.TempDir())
@@ -70,9 +99,11 @@ func startFencedServer(t *testing.T) *fencedServer {
 	t.Cleanup(func() { _ = store.Close() })
 	guard := lock.NewGuard(store, lock.FromNode(node))
 	srv := quietServer(rpc.WithFencingGuard(guard))
-	g := &fencedGreeter{}
+	g := &fencedGreeter{hold: make(chan struct{})}
 	policy := greeterv1concord.GreeterServicePolicy()
-	policy.Method(greeterv1connect.GreeterServiceGreetProcedure).Fencing = &rpc.FencingPolicy{Required: true}
+	for _, p := range append([]string{greeterv1connect.GreeterServiceGreetProcedure}, alsoFenced...) {
+		policy.Method(p).Fencing = &rpc.FencingPolicy{Required: true}
+	}
 	srv.RegisterService(policy, func(s *connect.Server) { greeterv1connect.RegisterGreeterServiceHandler(s, g) })
 	ts := startServer(t, srv, nil)
 	conn := rpc.NewConn(ts.url, rpc.WithFencing())

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,11 +77,13 @@ func (g *testGreeter) GreetMany(_ context.Context, req *greeterv1.GreetManyReque
 
 // testServer is a running rpc.Server on 127.0.0.1.
 type testServer struct {
-	srv     *rpc.Server
-	url     string
-	cancel  context.CancelFunc
-	done    chan error
-	stopped bool
+	srv    *rpc.Server
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+
+	stopOnce sync.Once
+	stopErr  error // Serve's error, or errStopTimeout
 }
 
 // startServer starts srv (with the test greeter registered unless
@@ -99,21 +102,35 @@ func startServer(t *testing.T, srv *rpc.Server, g *testGreeter) *testServer {
 	return ts
 }
 
-// stop cancels the server and waits for Serve to return.
+// errStopTimeout reports a server whose Serve did not return within 30s.
+var errStopTimeout = errors.New("server did not stop within 30s")
+
+// stop cancels the server and waits for Serve to return, failing the test
+// if it does not within 30s. It returns Serve's error. Call it only from
+// the test's goroutine; elsewhere use shutdown.
 func (ts *testServer) stop(t *testing.T) error {
 	t.Helper()
-	if ts.stopped {
-		return nil
+	err := ts.shutdown()
+	if errors.Is(err, errStopTimeout) {
+		t.Fatal(err)
 	}
-	ts.stopped = true
-	ts.cancel()
-	select {
-	case err := <-ts.done:
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not stop within 30s")
-		return nil
-	}
+	return err
+}
+
+// shutdown is stop without t, for any goroutine (t.Fatal from a goroutine
+// other than the test's does not stop the test: the test would hang on
+// whatever that goroutine was to send). It returns Serve's error or
+// errStopTimeout; every call returns the first call's result, after it.
+func (ts *testServer) shutdown() error {
+	ts.stopOnce.Do(func() {
+		ts.cancel()
+		select {
+		case ts.stopErr = <-ts.done:
+		case <-time.After(30 * time.Second):
+			ts.stopErr = errStopTimeout
+		}
+	})
+	return ts.stopErr
 }
 
 func waitReady(t *testing.T, url string) {

@@ -309,7 +309,7 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	}
 	stopped := make(chan error, 1)
-	go func() { stopped <- ts.stop(t) }()
+	go func() { stopped <- ts.shutdown() }() // not ts.stop: no t.Fatal off the test goroutine
 	// Readiness turns false at once, while calls still run.
 	waitStatus(t, ts.url+"/readyz", http.StatusServiceUnavailable)
 	if ready, why := srv.Ready(); ready || why != "draining" {

@@ -174,8 +174,8 @@ func (l *Limiter) waitInNextWindow(per int64) int64 {
 
 // Wait admits the call, waiting for its slot when the algorithm queues
 // (LeakyBucket), or returns a *LimitedError at once when the call cannot be
-// admitted within the limit's bounds. It returns ctx's error if ctx ends
-// first, and a *LimitedError without waiting if ctx's deadline would pass
+// admitted within the limit's bounds. It returns ctx's error, taking no
+// slot, if ctx has ended or ends first, and a *LimitedError without waiting if ctx's deadline would pass
 // before the slot. For TokenBucket and SlidingWindow it never waits.
 func (l *Limiter) Wait(ctx context.Context) error {
 	if l.cfg.Algorithm != LeakyBucket {
@@ -183,6 +183,9 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			return &LimitedError{RetryAfter: retry}
 		}
 		return nil
+	}
+	if err := ctx.Err(); err != nil { // an ended call takes no slot
+		return err
 	}
 	now := l.clock.Now()
 	l.mu.Lock()

@@ -153,15 +153,42 @@ func TestLeakyBucketExact(t *testing.T) {
 			continue
 		}
 		queued++
+		from := l.tatLocked()
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = l.Wait(ctx) }()
-		time.Sleep(time.Millisecond) // let it reserve its slot
+		// Wait until it has reserved its slot (tat moves) before the next
+		// call reads tat. This used to sleep 1ms, which a loaded machine
+		// may not give the goroutine: the next call then computes its wait
+		// from a stale tat and the counts come out wrong.
+		awaitReservation(t, l, from)
 	}
 	if queued != 3 || rejected != 1 {
 		t.Fatalf("queued %d rejected %d, want 3 and 1", queued, rejected)
 	}
 	cancel()
 	wg.Wait()
+}
+
+// tatLocked reads l.tat under l.mu.
+func (l *Limiter) tatLocked() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tat
+}
+
+// awaitReservation waits, within 10s, until l's tat has moved from from
+// (read before the Wait started): a Wait started on another goroutine has
+// reserved its slot.
+func awaitReservation(t *testing.T, l *Limiter, from int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 100000 && time.Now().Before(deadline); i++ {
+		if l.tatLocked() != from {
+			return
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	t.Fatal("a queued Wait did not reserve its slot within 10s")
 }
 
 func TestLeakyBucketPacesRealTime(t *testing.T) {
@@ -176,14 +203,51 @@ func TestLeakyBucketPacesRealTime(t *testing.T) {
 	if el := time.Since(start); el < 95*time.Millisecond {
 		t.Fatalf("6 paced calls took %v, want >= 100ms", el)
 	}
-	// A deadline that ends before the slot is rejected at once.
-	for i := 0; i < 5; i++ {
-		_ = l.Wait(context.Background())
+}
+
+// TestLeakyBucketDeadline checks that a call whose deadline ends before
+// its slot is rejected at once, without taking the slot. The clock is fake
+// and stands still: this used to run on the real clock right after paced
+// calls, where a timer that fired over 20ms late (a loaded machine) left
+// the next slot already due, and the call was admitted.
+func TestLeakyBucketDeadline(t *testing.T) {
+	c := &fakeClock{}
+	l := mustNew(t, Config{Algorithm: LeakyBucket, Rate: 50, Per: time.Second, Burst: 10}, c)
+	if err := l.Wait(context.Background()); err != nil { // the free slot at 0
+		t.Fatal(err)
 	}
+	// The next slot is 20ms away on the fake clock; the deadline, 1ms.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
-	if err := l.Wait(ctx); !errors.Is(err, ErrLimited) {
-		t.Fatalf("wait past deadline: %v", err)
+	var le *LimitedError
+	if err := l.Wait(ctx); !errors.As(err, &le) || le.RetryAfter != 20*time.Millisecond {
+		t.Fatalf("wait past deadline: %v, want LimitedError after 20ms", err)
+	}
+	// The rejected call took no slot: at 20ms the next call need not wait
+	// (after a leaked slot it would have to wait until 40ms).
+	c.Advance(20 * time.Millisecond)
+	if ok, retry := l.Allow(); !ok {
+		t.Fatalf("the slot after a rejected call: not free, retry after %v", retry)
+	}
+}
+
+// TestLeakyBucketEndedContext: a call whose context has already ended
+// (cancelled, or its deadline passed) gets that error and takes no slot,
+// even when a slot is free.
+func TestLeakyBucketEndedContext(t *testing.T) {
+	c := &fakeClock{}
+	l := mustNew(t, Config{Algorithm: LeakyBucket, Rate: 50, Per: time.Second, Burst: 10}, c)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	for ctx, want := range map[context.Context]error{cancelled: context.Canceled, expired: context.DeadlineExceeded} {
+		if err := l.Wait(ctx); !errors.Is(err, want) {
+			t.Fatalf("Wait with an ended context: %v, want %v", err, want)
+		}
+	}
+	if ok, retry := l.Allow(); !ok { // the slot at 0 is still free
+		t.Fatalf("the free slot was taken by ended calls: retry after %v", retry)
 	}
 }
 
