@@ -27,6 +27,7 @@ type config struct {
 	syncWrites  bool
 	gcInterval  time.Duration
 	maxAttempts int
+	vlogSize    int64 // value log file size; 0: valueLogFileSize (tests set less)
 }
 
 func newConfig(opts []Option) config {

@@ -1,6 +1,7 @@
 package localstore
 
 import (
+	"cmp"
 	"github.com/dgraph-io/badger/v4"
 )
 
@@ -79,7 +80,7 @@ func badgerOptions(dir string, cfg config) badger.Options {
 		WithNumCompactors(numCompactors).
 		WithNumLevelZeroTables(numLevelZeroTables).
 		WithNumLevelZeroTablesStall(numLevelZeroTablesStall).
-		WithValueLogFileSize(valueLogFileSize).
+		WithValueLogFileSize(cmp.Or(cfg.vlogSize, valueLogFileSize)).
 		WithDetectConflicts(true).
 		WithSyncWrites(cfg.syncWrites).
 		// Badger's metrics are process-wide expvar variables keyed by
