@@ -71,6 +71,9 @@ type Node struct {
 	releaseMu  sync.Mutex
 	releasers  map[uint64]func()
 	releaseSeq uint64
+
+	sharedMu sync.Mutex
+	shared   map[any]any
 }
 
 // Open starts or connects to the coordination backend and waits until it is
@@ -518,6 +521,25 @@ func (n *Node) OnRelease(fn func()) (remove func()) {
 		defer n.releaseMu.Unlock()
 		delete(n.releasers, id)
 	}
+}
+
+// Shared returns the value the node holds under key, made by mk on first
+// use. Packages built on the node keep per-node state here (the lock
+// package's shared watches), so that it lives and dies with the node
+// rather than in a global. Use a key of an unexported type of the calling
+// package.
+func (n *Node) Shared(key any, mk func() any) any {
+	n.sharedMu.Lock()
+	defer n.sharedMu.Unlock()
+	if v, ok := n.shared[key]; ok {
+		return v
+	}
+	if n.shared == nil {
+		n.shared = map[any]any{}
+	}
+	v := mk()
+	n.shared[key] = v
+	return v
 }
 
 // Release gives back every lease held through the node, the locks and

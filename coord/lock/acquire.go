@@ -179,6 +179,7 @@ func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []b
 		if w == nil {
 			if w, err = st.watch(ctx, key); err != nil {
 				w = nil
+				s.fallbacks.watchFailed.Add(1)
 				sleep(ctx, backoff(min(i, 8)))
 			}
 			continue // re-check: the key may have changed before the watch began
@@ -192,6 +193,7 @@ func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []b
 		select {
 		case <-w.wake:
 		case <-t.C:
+			s.fallbacks.timerWakes.Add(1)
 		case <-ctx.Done():
 		case <-s.done:
 		}

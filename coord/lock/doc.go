@@ -76,13 +76,30 @@
 // Waiting. Lock and Campaign wait on a watch of the key (an ordered
 // consumer), with one bounded re-check per wake and a fallback timer at the
 // holder's lease expiry, never longer than a TTL, since watchers can skip
-// messages or resume late after a node dies. There is no polling loop.
-// They return as soon as they have the grant: the watch is stopped in the
-// background, since an ordered consumer that is retrying to re-create
-// itself (after a node failure, or at the stream's consumer limit) takes
-// up to its retry backoff (10 s) to stop. The session waits for that stop,
-// at most 2 s, when it closes: on Session.Close, and for a lease of a
-// Mutex's or Election's own, on Unlock, Resign or a failed acquisition.
+// messages or resume late after a node dies. There is no polling loop:
+// a waiter re-checks without a wake only when that timer fires, or, after
+// its watch could not be created, with a backoff (5 ms to 640 ms) until
+// one is. Waiters on one key of one bucket over one connection share one
+// watch, whatever Session they wait under: the first creates it, the last
+// to leave stops it. Stopping deletes the watch's consumer on the server
+// once the ordered consumer has stopped (at once; after its retry backoff,
+// at most 10 s, if it was re-creating itself), with a request bounded by
+// 2 s; a consumer that request could not delete (the node unreachable) is
+// removed by the server after 30 s without pulls. So a process has, per
+// connection, at most one live consumer on the locks stream for each key
+// that some Lock is waiting on, and on the elections stream for each
+// election that some Campaign or Observe is waiting on; besides those,
+// only consumers being deleted (a watch stopped within the last 12 s, or
+// an ordered consumer that is re-creating itself and deletes its previous
+// consumer in the background), and those whose deletion failed, until 30 s
+// after their last pull.
+// Lock and Campaign return as soon as they have the grant: leaving the
+// watch is done in the background, since stopping an ordered consumer
+// that is retrying to re-create itself (after a node failure, or at the
+// stream's consumer limit) takes up to its retry backoff (10 s). The
+// session waits for that stop, at most 2 s, when it closes: on
+// Session.Close, and for a lease of a Mutex's or Election's own, on
+// Unlock, Resign or a failed acquisition.
 //
 // Handing out. Lock, TryLock and Campaign return a token only for a live
 // grant: not ended, and its deadline still ahead when they return. A grant

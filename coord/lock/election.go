@@ -117,7 +117,7 @@ func (e *Election) store(ctx context.Context) (*kvStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newKVStore(node.JetStream(), node.Conn(), coord.BucketElections), nil
+	return newKVStore(node, coord.BucketElections), nil
 }
 
 // Observe returns a channel that receives the current leader, if there is

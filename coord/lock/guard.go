@@ -139,7 +139,7 @@ func (g *Guard) verify(ctx context.Context, resource string, token uint64) error
 		{coord.BucketLocks, "mutex." + resource},
 		{coord.BucketElections, resource},
 	} {
-		e, err := newKVStore(node.JetStream(), node.Conn(), k.bucket).last(ctx, k.key)
+		e, err := newKVStore(node, k.bucket).last(ctx, k.key)
 		if err != nil {
 			return fmt.Errorf("lock: verify token for %q: %w", resource, err)
 		}

@@ -3,9 +3,9 @@ package lock_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
-	"math"
 	"sync"
 	"testing"
 	"time"

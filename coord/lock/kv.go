@@ -2,13 +2,16 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/internal/condkv"
 )
 
@@ -24,12 +27,13 @@ const (
 // kvStore is one bucket of lock or election keys, read and written with
 // conditional publishes through condkv (one round trip each).
 type kvStore struct {
-	b  *condkv.Bucket
-	nc *nats.Conn
+	b   *condkv.Bucket
+	nc  *nats.Conn
+	hub *watchHub // the node's shared watches
 }
 
-func newKVStore(js jetstream.JetStream, nc *nats.Conn, bucket string) *kvStore {
-	return &kvStore{b: condkv.New(js, nc, bucket), nc: nc}
+func newKVStore(node *coord.Node, bucket string) *kvStore {
+	return &kvStore{b: condkv.New(node.JetStream(), node.Conn(), bucket), nc: node.Conn(), hub: watchHubOf(node)}
 }
 
 // put writes data under key with the lease headers and ttl, only if the
@@ -77,41 +81,180 @@ func (s *kvStore) last(ctx context.Context, key string) (entry, error) {
 	return en, nil
 }
 
-// watch wakes a waiter on changes of a key. Watchers can miss messages
-// that were quickly replaced and resume late after a node dies, so they
-// only wake; the waiter re-checks, and also re-checks on a timer.
+// hubKey is the key of a node's watchHub (coord.Node.Shared).
+type hubKey struct{}
+
+// watchHubOf returns node's hub of shared watches: waiters on one key
+// share one consumer however many Sessions (one per Mutex or Election
+// without WithSession) they wait under. It holds an entry only while some
+// waiter uses it.
+func watchHubOf(node *coord.Node) *watchHub {
+	return node.Shared(hubKey{}, func() any { return &watchHub{keys: map[watchKey]*sharedWatch{}} }).(*watchHub)
+}
+
+// watchKey names a shared watch: one key of one bucket.
+type watchKey struct {
+	stream string
+	key    string
+}
+
+// watchHub is the registry of shared watches, reference-counted: the first
+// waiter on a key creates its watch (one ordered consumer), later waiters
+// subscribe to it, and the last to leave stops it, which deletes the
+// consumer (condkv.Watch.Stop).
+type watchHub struct {
+	mu   sync.Mutex
+	keys map[watchKey]*sharedWatch
+}
+
+// sharedWatch is one condkv watch and the waiters it wakes.
+type sharedWatch struct {
+	hub   *watchHub
+	k     watchKey
+	ready chan struct{} // closed once cw or err is set
+	cw    *condkv.Watch
+	err   error
+	refs  int        // guarded by watchHub.mu
+	mu    sync.Mutex // guards subs
+	subs  map[*watch]struct{}
+}
+
+// watch is one waiter's subscription to the shared watch of a key.
+// Watchers can miss messages that were quickly replaced and resume late
+// after a node dies, so they only wake; the waiter re-checks, and also
+// re-checks on a timer.
 type watch struct {
-	w      *condkv.Watch
+	sw     *sharedWatch
 	wake   chan struct{}
 	ignore atomic.Pointer[string] // a holder attempt whose refreshes do not wake
+	left   atomic.Bool
 }
 
 // ignoring makes refreshes by the holder with this attempt ID not wake.
 func (w *watch) ignoring(attempt string) { w.ignore.Store(&attempt) }
 
+// notify wakes w for a message with headers h, unless it is a refresh by
+// the holder w ignores.
+func (w *watch) notify(h nats.Header) {
+	if a := w.ignore.Load(); a != nil && *a != "" && !condkv.IsMarker(h) && h.Get(hdrAttempt) == *a {
+		return // the holder we wait for refreshed its lease
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// watch subscribes to the shared watch of key, creating it if no waiter in
+// the process has one. Creation waits for ctx; a watch whose connection
+// closed is replaced. A waiter that found the watch being created by
+// another, whose ctx ended first, tries again (at most 3 times).
 func (s *kvStore) watch(ctx context.Context, key string) (*watch, error) {
+	k := watchKey{stream: s.b.Stream(), key: key}
+	for i := 0; ; i++ {
+		w, err := s.hub.join(ctx, s.b, k)
+		if err == nil || ctx.Err() != nil || i == 2 || !isCtxErr(err) {
+			return w, err
+		}
+	}
+}
+
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// join subscribes a new waiter to the shared watch k, creating it (with b)
+// if there is none or it ended.
+func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey) (*watch, error) {
 	w := &watch{wake: make(chan struct{}, 1)}
-	cw, err := s.b.Watch(ctx, key, condkv.WatchConfig{HeadersOnly: true}, func(_ string, m jetstream.Msg) {
-		h := m.Headers()
-		if a := w.ignore.Load(); a != nil && *a != "" && !condkv.IsMarker(h) && h.Get(hdrAttempt) == *a {
-			return // the holder we wait for refreshed its lease
-		}
+	h.mu.Lock()
+	sw := h.keys[k]
+	if sw != nil && sw.dead() {
+		delete(h.keys, k) // its waiters still hold it; the last stops it
+		sw = nil
+	}
+	create := sw == nil
+	if create {
+		sw = &sharedWatch{hub: h, k: k, ready: make(chan struct{}), subs: map[*watch]struct{}{}}
+		h.keys[k] = sw
+	}
+	sw.refs++
+	w.sw = sw
+	h.mu.Unlock()
+	if create {
+		sw.cw, sw.err = b.Watch(ctx, k.key, condkv.WatchConfig{HeadersOnly: true}, func(_ string, m jetstream.Msg) {
+			hdr := m.Headers()
+			sw.mu.Lock()
+			defer sw.mu.Unlock()
+			for sub := range sw.subs {
+				sub.notify(hdr)
+			}
+		})
+		close(sw.ready)
+	} else {
 		select {
-		case w.wake <- struct{}{}:
-		default:
+		case <-sw.ready:
+		case <-ctx.Done():
+			h.leave(w)
+			return nil, ctx.Err()
 		}
-	})
-	if err != nil {
+	}
+	if sw.err != nil {
+		err := sw.err
+		h.leave(w)
 		return nil, err
 	}
-	w.w = cw
+	sw.mu.Lock()
+	sw.subs[w] = struct{}{}
+	sw.mu.Unlock()
 	return w, nil
 }
 
-// stop stops the watch and waits, boundedly, for its goroutines to end.
+// dead reports a created watch that has ended (its connection closed).
+func (sw *sharedWatch) dead() bool {
+	select {
+	case <-sw.ready:
+	default:
+		return false // being created
+	}
+	if sw.err != nil {
+		return true
+	}
+	select {
+	case <-sw.cw.Closed():
+		return true
+	default:
+		return false
+	}
+}
+
+// leave unsubscribes w, and stops the shared watch if w was its last
+// waiter. Stopping waits, at most 2 s, for its consumer to stop and be
+// deleted (condkv.Watch.Stop).
+func (h *watchHub) leave(w *watch) {
+	if !w.left.CompareAndSwap(false, true) {
+		return
+	}
+	sw := w.sw
+	sw.mu.Lock()
+	delete(sw.subs, w)
+	sw.mu.Unlock()
+	h.mu.Lock()
+	sw.refs--
+	last := sw.refs == 0
+	if last && h.keys[sw.k] == sw {
+		delete(h.keys, sw.k)
+	}
+	h.mu.Unlock()
+	if last && sw.err == nil {
+		sw.cw.Stop()
+	}
+}
+
+// stop leaves the shared watch (see watchHub.leave).
 func (w *watch) stop() {
 	if w == nil {
 		return
 	}
-	w.w.Stop()
+	w.sw.hub.leave(w)
 }

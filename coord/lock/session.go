@@ -50,13 +50,19 @@ type Session struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// Watches stopped in the background after the acquisition that used
-	// them returned; Close waits for them. closing (guarded by mu) is set
-	// before that wait, after which stops are no longer added to it.
+	// Watches left (and stopped, by their last waiter) in the background
+	// after the acquisition that used them returned; Close waits for them.
+	// closing (guarded by mu) is set before that wait, after which stops
+	// are no longer added to it.
 	stops   sync.WaitGroup
 	closing bool
 
 	paused atomic.Bool // tests: the keepalive acts like a paused process
+
+	// Waits of acquire that did not end by a watch event, counted for
+	// tests: a watch that could not be created (acquire retries with
+	// backoff), and wakes by the fallback timer at the holder's expiry.
+	fallbacks struct{ watchFailed, timerWakes atomic.Int64 }
 
 	unhook func() // unregisters the session from its node's Release
 }
@@ -89,8 +95,8 @@ func newSession(node *coord.Node, cfg config) (*Session, error) {
 	s := &Session{
 		cfg:       cfg,
 		node:      node,
-		locks:     newKVStore(node.JetStream(), nc, coord.BucketLocks),
-		elections: newKVStore(node.JetStream(), nc, coord.BucketElections),
+		locks:     newKVStore(node, coord.BucketLocks),
+		elections: newKVStore(node, coord.BucketElections),
 		grants:    map[*grant]struct{}{},
 		done:      make(chan struct{}),
 		stop:      make(chan struct{}),
@@ -171,13 +177,14 @@ func (s *Session) Close() error {
 	return s.closeErr
 }
 
-// stopWatch stops w without making the caller wait: stopping a watch can
-// take up to 2 s (condkv.Watch.Stop waits that long for an ordered
-// consumer whose reset is in its retry backoff), and an acquisition must
-// return its grant at once, while the grant's deadline is still ahead.
-// Close waits for the stop. Once Close has begun waiting, w is stopped
-// before stopWatch returns; the caller's session is closed then, so it
-// returns no grant.
+// stopWatch leaves w's shared watch without making the caller wait: the
+// last waiter to leave stops the watch, which can take up to 2 s
+// (condkv.Watch.Stop waits that long for an ordered consumer whose reset
+// is in its retry backoff, and for the deletion of its consumer), and an
+// acquisition must return its grant at once, while the grant's deadline is
+// still ahead. Close waits for the stop. Once Close has begun waiting, w is
+// stopped before stopWatch returns; the caller's session is closed then, so
+// it returns no grant.
 func (s *Session) stopWatch(w *watch) {
 	if w == nil {
 		return

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -287,10 +288,19 @@ type WatchConfig struct {
 // ordered consumer, which re-creates itself after a gap or missed
 // heartbeats. Watches skip messages that were quickly replaced and resume
 // late after a node dies: callers repair what they build with re-reads.
+//
+// A watch has one consumer on the bucket's stream at a time. Stop deletes
+// it on the server; one whose deletion fails (the node is unreachable) is
+// removed by the server after inactiveThreshold without a pull.
 type Watch struct {
-	cc      jetstream.ConsumeContext
-	closed  <-chan struct{}
-	pending uint64
+	cc       jetstream.ConsumeContext
+	cons     jetstream.Consumer
+	js       jetstream.JetStream
+	stream   string
+	closed   <-chan struct{}
+	pending  uint64
+	stopOnce sync.Once
+	stopped  chan struct{} // closed when the consumer is stopped and deleted
 }
 
 // watchStopWait bounds how long Stop waits for the consumer to end. The
@@ -298,6 +308,13 @@ type Watch struct {
 // 10 s) when the node is unreachable; Stop does not make its caller wait
 // that long.
 const watchStopWait = 2 * time.Second
+
+// inactiveThreshold is how long the server keeps a watch's consumer that
+// nobody pulls from: the bound on a consumer that Stop could not delete.
+const inactiveThreshold = 30 * time.Second
+
+// deleteWait bounds the request that deletes a stopped watch's consumer.
+const deleteWait = 2 * time.Second
 
 // Watch starts a watch of the keys matching pattern (see CheckPattern) and
 // calls fn with each message's key and message. fn runs on one goroutine,
@@ -315,7 +332,7 @@ func (b *Bucket) Watch(ctx context.Context, pattern string, cfg WatchConfig, fn 
 		FilterSubjects:    []string{b.Subject(pattern)},
 		DeliverPolicy:     deliver,
 		HeadersOnly:       cfg.HeadersOnly,
-		InactiveThreshold: 30 * time.Second,
+		InactiveThreshold: inactiveThreshold,
 	})
 	if err != nil {
 		return nil, err
@@ -326,9 +343,14 @@ func (b *Bucket) Watch(ctx context.Context, pattern string, cfg WatchConfig, fn 
 		}
 	}, jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
 	if err != nil {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteWait)
+			_ = b.js.DeleteConsumer(dctx, b.stream, info.Name)
+			cancel()
+		}
 		return nil, err
 	}
-	w := &Watch{cc: cc, closed: cc.Closed()}
+	w := &Watch{cc: cc, cons: cons, js: b.js, stream: b.stream, closed: cc.Closed(), stopped: make(chan struct{})}
 	if info := cons.CachedInfo(); info != nil {
 		w.pending = info.NumPending
 	}
@@ -344,16 +366,35 @@ func (w *Watch) Pending() uint64 { return w.pending }
 // or when its connection closed.
 func (w *Watch) Closed() <-chan struct{} { return w.closed }
 
-// Stop stops the watch and waits, at most watchStopWait, for it to end.
+// Stop stops the watch, deletes its consumer on the server, and waits at
+// most watchStopWait for both. The ordered consumer's Stop does not delete
+// the consumer (the server would keep it for inactiveThreshold), so Stop
+// deletes it with a request bounded by deleteWait, after the ordered
+// consumer has stopped re-creating itself: the consumer it deletes is the
+// last one. What Stop does not wait for finishes within 10 s plus
+// deleteWait. Stop is idempotent.
 func (w *Watch) Stop() {
 	if w == nil {
 		return
 	}
-	go w.cc.Stop()
+	w.stopOnce.Do(func() {
+		go func() {
+			defer close(w.stopped)
+			w.cc.Stop()
+			<-w.closed
+			info := w.cons.CachedInfo()
+			if info == nil || w.js.Conn().IsClosed() {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), deleteWait)
+			defer cancel()
+			_ = w.js.DeleteConsumer(ctx, w.stream, info.Name)
+		}()
+	})
 	t := time.NewTimer(watchStopWait)
 	defer t.Stop()
 	select {
-	case <-w.closed:
+	case <-w.stopped:
 	case <-t.C:
 	}
 }
