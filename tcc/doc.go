@@ -1,0 +1,115 @@
+// Package tcc is the participant side of Concord's TCC (Try-Confirm-Cancel)
+// transactions: a barrier that protects a service's Try, Confirm and Cancel
+// handlers from duplicate, empty and hanging calls, and the server
+// interceptor that applies it.
+//
+// # Wiring
+//
+// A Try method declares (concord.v1.tcc) = { confirm: "..." cancel: "..." }
+// in its .proto; the generated policy table marks it. Build a barrier on
+// the instance's Badger store (NewBadgerBarrier) or on the user's SQL
+// database (NewSQLBarrier with SQLite or PostgreSQL), and put
+// NewInterceptor(barrier, <Service>Policy()) in the TCC slot of the server
+// chain with rpc.WithTCCParticipant. Handlers write through the local
+// transaction they find in their context, BadgerTx(ctx) or SQLTx(ctx), and
+// nothing else.
+//
+// Every Try, Confirm and Cancel call carries TxHeader and BranchHeader,
+// each once, 1 to 128 bytes of [A-Za-z0-9._:-]. A missing, repeated or
+// malformed header gets invalid_argument and reaches neither the handler
+// nor the store. IDs reach the database only as bound SQL parameters and
+// Badger keys only as a 128-bit SHA-256 digest.
+//
+// # Guarantees
+//
+// For each branch (transaction ID, branch ID) the barrier keeps at most two
+// rows: the Try row (tried, refused with a code and message, or a guard left
+// by a Cancel that came first) and the decision row (confirmed, cancelled,
+// or cancelled without Try). Each row is inserted only if absent, in the
+// same local transaction as the handler's writes, which commits only if
+// the handler returned nil: the handler's effects and the barrier row are
+// committed together or not at all. On that basis:
+//
+//   - Idempotency: a repeated Try, Confirm or Cancel of a phase that
+//     committed is answered from its row without running the handler: the
+//     same success, or for a Try the same refusal (code and message, the
+//     message cut to 256 bytes).
+//   - Null compensation: a Cancel that finds no successful Try (none, or a
+//     refused one) records the branch as cancelled and succeeds without
+//     running the handler, so a coordinator that retries it is not stuck.
+//   - Anti-hanging: a Try that finds its branch cancelled without a
+//     successful Try is refused with failed_precondition (cause
+//     ErrTryAfterCancel) and reserves nothing. failed_precondition, not
+//     aborted, because retrying the Try can never succeed.
+//   - Protocol violations are refused with failed_precondition and
+//     recorded nowhere: a Confirm without a successful Try
+//     (ErrConfirmWithoutTry), a Confirm after Cancel (ErrAlreadyCancelled),
+//     a Cancel after Confirm (ErrAlreadyConfirmed).
+//   - Concurrent duplicates: calls of one branch are serialized within a
+//     process, so the handler runs once and the others replay. Across
+//     processes sharing a SQL database the primary key does it: a second
+//     insert waits for the first transaction and then finds its row (open
+//     SQLite with a busy timeout and "_txlock=immediate"). Across Badger
+//     barriers on one store (only possible inside one process) optimistic
+//     conflicts ensure one commit; the loser's handler may have run.
+//
+// # Failures
+//
+// A handler error rolls back everything, including the barrier row. What
+// a repeat then gets depends on the phase and the error:
+//
+//   - A Try refused by the business (a *connect.Error with code
+//     invalid_argument, not_found, already_exists, permission_denied,
+//     failed_precondition or out_of_range) is recorded as refused in a
+//     second local transaction, so that the repeat gets the same answer and
+//     a later Cancel is a null compensation. Its writes stay rolled back.
+//   - Any other Try error (unavailable, aborted, resource_exhausted,
+//     deadline, internal, unknown, plain Go errors) is transient: nothing is
+//     recorded and a repeat runs the handler again, which is safe because
+//     nothing was committed. If recording a refusal fails, the same holds.
+//   - Confirm and Cancel errors are never recorded: Confirm and Cancel must
+//     eventually succeed, so the coordinator retries them and the handler
+//     runs again. Recording their failures would make every retry fail.
+//   - A barrier store failure gets unavailable (cause ErrStore) and
+//     nothing is committed; an ended context gets canceled or
+//     deadline_exceeded.
+//
+// The Badger store is optimistic: when the handler's transaction conflicts
+// with another writer, the whole attempt (barrier check and handler) runs
+// again, with the same request. Handlers must therefore have no effects
+// outside the local transaction.
+//
+// # Responses
+//
+// The handler's response is held back until the commit, so a caller never
+// sees a success whose writes were rolled back. A call answered by the
+// barrier without the handler (a repeat, or a null compensation) gets an
+// empty response message of the method's output type. Responses are not
+// stored: the coordinator uses only a phase's outcome (the generated
+// TCCBranch functions discard the messages), and storing them would put
+// business data of unbounded size in the barrier. A Try that must hand
+// data to its Confirm should keep it in its own rows.
+//
+// Only unary methods can be TCC methods: a streaming one gets
+// unimplemented.
+//
+// # Retention
+//
+// Cleanup deletes the rows of branches that were confirmed or cancelled
+// more than the retention period ago (WithRetention, default 7 days), at
+// most WithCleanupLimit branches per call (default 1000), oldest first.
+// Call it periodically; nothing runs in the background. Branches that were
+// only tried are never deleted by retention: they are undecided, and the
+// coordinator's recovery decides them, after which they age out. A
+// duplicate that arrives after its branch's rows were deleted is not
+// recognised (a late Try would run again), so the retention must exceed
+// the longest time a call can be delayed or retried.
+//
+// # Not provided yet
+//
+// This package is the participant only. There is no coordinator (no
+// app.TCC, no Try fan-out, no commit decision), no transaction log and no
+// recovery of undecided branches yet, and nothing sends the headers except
+// SetHeaders; those are later items. The PostgreSQL dialect's SQL is
+// checked as text only; the tests run on SQLite.
+package tcc
