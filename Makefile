@@ -26,7 +26,7 @@ test: conformance ## Run every test, with -race
 # Each fuzz target of caller input (request bodies, fencing headers, limit
 # keys, registry keys) for FUZZTIME; CI runs them for a few seconds each.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./rpc:FuzzRequestDecoding ./rpc:FuzzParseFencing ./coord:FuzzLimitKey ./coord/registry:FuzzEscapeToken ./coord/registry:FuzzDecodeRegistration
+FUZZ_TARGETS := ./rpc:FuzzRequestDecoding ./rpc:FuzzParseFencing ./coord:FuzzLimitKey ./coord/registry:FuzzEscapeToken ./coord/registry:FuzzDecodeRegistration ./tcc:FuzzParseHeaders
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each
