@@ -410,6 +410,11 @@ func (a *App) keepNode(ctx context.Context, addr net.Addr) error {
 // be opened is a failure that retrying does not fix.
 func (a *App) openLocal() error {
 	local, err := localstore.Open(filepath.Join(a.cfg.dataDir, "local"), localstore.WithLogger(a.cfg.logger))
+	if errors.Is(err, localstore.ErrDirInUse) {
+		// Another process runs on the data directory: the same error as
+		// the node's directory lock gives (which client mode has not).
+		err = fmt.Errorf("%w: %w", coord.ErrDataDirInUse, err)
+	}
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrNotReady, err)
 		a.update(func() { a.err = err })
