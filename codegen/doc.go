@@ -10,7 +10,8 @@
 //   - <Service>Policy(), the method policy table built from the options;
 //   - Register<Service>(r, svc) and New<Service>Client(conn), which apply
 //     that table through the runtime in package rpc;
-//   - <Service><Try>Branch(client, req) for each TCC Try method;
+//   - <Service><Try>Branch(req) for each TCC Try method: the branch as
+//     data (procedures and request bytes) that a coordinator can log;
 //   - a compile-time guard against an older runtime.
 //
 // # Checks

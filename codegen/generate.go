@@ -19,6 +19,7 @@ const (
 	connectV2Package = protogen.GoImportPath("connectrpc.com/connect/v2")
 	rpcPackage       = protogen.GoImportPath("github.com/concordrpc/concord/rpc")
 	contextPackage   = protogen.GoImportPath("context")
+	protoPackage     = protogen.GoImportPath("google.golang.org/protobuf/proto")
 	timePackage      = protogen.GoImportPath("time")
 
 	// versionGuard is the runtime constant generated code references.
@@ -165,7 +166,7 @@ func generateService(g *protogen.GeneratedFile, connectPkg protogen.GoImportPath
 
 	for _, mp := range sp.methods {
 		if mp.tcc != nil {
-			generateTCCBranch(g, client, mp)
+			generateTCCBranch(g, connectPkg, mp)
 		}
 	}
 }
@@ -233,24 +234,28 @@ func generateMethodPolicy(g *protogen.GeneratedFile, connectPkg protogen.GoImpor
 	g.P("},")
 }
 
-func generateTCCBranch(g *protogen.GeneratedFile, client protogen.GoIdent, mp *methodPolicy) {
+func generateTCCBranch(g *protogen.GeneratedFile, connectPkg protogen.GoImportPath, mp *methodPolicy) {
 	m := mp.method
 	fn := branchFuncName(m)
 	g.P("// ", fn, " returns the TCC branch that calls ", m.GoName, " with req")
 	g.P("// and, once the transaction is decided, ", mp.tcc.confirm.GoName, " or ", mp.tcc.cancel.GoName)
-	g.P("// with the same request. Participants must make all three idempotent.")
-	g.P("func ", fn, "(client ", client, ", req *", m.Input.GoIdent, ") ", rpcPackage.Ident("TCCBranch"), " {")
+	g.P("// with the same request: the procedures and the request's protobuf")
+	g.P("// encoding, which a coordinator logs before the first Try so that any")
+	g.P("// instance can finish the branch after a crash. Participants must make")
+	g.P("// all three idempotent (package tcc's barrier does). The error is")
+	g.P("// proto.Marshal's.")
+	g.P("func ", fn, "(req *", m.Input.GoIdent, ") (", rpcPackage.Ident("TCCBranch"), ", error) {")
+	g.P("b, err := ", protoPackage.Ident("MarshalOptions"), "{Deterministic: true}.Marshal(req)")
+	g.P("if err != nil {")
+	g.P("return ", rpcPackage.Ident("TCCBranch"), "{}, err")
+	g.P("}")
 	g.P("return ", rpcPackage.Ident("TCCBranch"), "{")
 	g.P("Service: ", discoveryConstName(m.Parent), ",")
-	for _, phase := range []struct{ field, method string }{
-		{"Try", m.GoName}, {"Confirm", mp.tcc.confirm.GoName}, {"Cancel", mp.tcc.cancel.GoName},
-	} {
-		g.P(phase.field, ": func(ctx ", contextPackage.Ident("Context"), ") error {")
-		g.P("_, err := client.", phase.method, "(ctx, req)")
-		g.P("return err")
-		g.P("},")
-	}
-	g.P("}")
+	g.P("Try: ", procedure(connectPkg, m), ",")
+	g.P("Confirm: ", procedure(connectPkg, mp.tcc.confirm), ",")
+	g.P("Cancel: ", procedure(connectPkg, mp.tcc.cancel), ",")
+	g.P("Request: b,")
+	g.P("}, nil")
 	g.P("}")
 	g.P()
 }

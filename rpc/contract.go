@@ -1,10 +1,6 @@
 package rpc
 
-import (
-	"context"
-
-	"connectrpc.com/connect/v2"
-)
+import "connectrpc.com/connect/v2"
 
 // ServiceRegistrar accepts service registrations. *Server implements it, and
 // so does Concord's App. Generated Register<Service> functions call it.
@@ -22,18 +18,22 @@ type ClientConn interface {
 	Client(policy *ServicePolicy) *connect.Client
 }
 
-// TCCBranch is one participant's part in a TCC transaction: Try reserves,
-// Confirm commits the reservation, Cancel releases it. protoc-gen-concord
-// emits a constructor for each Try method that declares (concord.v1.tcc).
-// Each phase must be idempotent; a coordinator may call Confirm or Cancel
-// more than once, and Cancel without a preceding Try.
+// TCCBranch is one participant's part in a TCC transaction, as data: what
+// a coordinator logs before the first Try, so that it, or another
+// instance after a crash, can call Confirm or Cancel without the
+// participant's Go types. protoc-gen-concord emits a constructor,
+// <Service><Try>Branch(req), for each Try method that declares
+// (concord.v1.tcc); Try, Confirm and Cancel take the same request message
+// (generate checks it). Each phase must be idempotent: a coordinator may
+// call Confirm or Cancel more than once, and Cancel without a preceding Try
+// (package tcc's barrier makes handlers so).
 type TCCBranch struct {
 	// Service is the participant's discovery name.
 	Service string
-	// Try runs the Try phase.
-	Try func(ctx context.Context) error
-	// Confirm runs the Confirm phase.
-	Confirm func(ctx context.Context) error
-	// Cancel runs the Cancel phase.
-	Cancel func(ctx context.Context) error
+	// Try, Confirm and Cancel are the procedures of the three phases, such
+	// as "/bank.v1.AccountService/TryDebit".
+	Try, Confirm, Cancel string
+	// Request is the request message of all three phases in the protobuf
+	// binary encoding (deterministic).
+	Request []byte
 }

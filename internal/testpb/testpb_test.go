@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect/v2/connectproto"
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
 
 	concordtestv1 "github.com/concordrpc/concord/internal/testpb/gen/concordtest/v1"
 	"github.com/concordrpc/concord/internal/testpb/gen/concordtest/v1/concordtestv1concord"
@@ -73,12 +74,12 @@ func TestCallEveryMethod(t *testing.T) {
 			conn := rpc.NewConn(baseURL, rpc.WithProtocol(p.protocol))
 			t.Cleanup(func() { _ = conn.Close() })
 			client := concordtestv1concord.NewTestServiceClient(conn)
-			testCalls(t, client, svc, p.name)
+			testCalls(t, conn, client, svc, p.name)
 		})
 	}
 }
 
-func testCalls(t *testing.T, client concordtestv1connect.TestServiceClient, svc *service, txPrefix string) {
+func testCalls(t *testing.T, conn rpc.ClientConn, client concordtestv1connect.TestServiceClient, svc *service, txPrefix string) {
 	t.Run("unary", func(t *testing.T) {
 		res, err := client.Echo(t.Context(), &concordtestv1.EchoRequest{Text: "hello"})
 		if err != nil {
@@ -185,18 +186,38 @@ func testCalls(t *testing.T, client concordtestv1connect.TestServiceClient, svc 
 	})
 
 	t.Run("tcc branch", func(t *testing.T) {
+		// The branch is data a coordinator can log: the three procedures
+		// and the request's bytes, enough to make each call after a crash.
 		req := &concordtestv1.ReserveRequest{TxId: txPrefix + "-tx", Amount: 42}
-		branch := concordtestv1concord.TestServiceReserveBranch(client, req)
-		if branch.Service != concordtestv1concord.TestServiceDiscoveryName {
-			t.Errorf("branch.Service = %q, want %q", branch.Service, concordtestv1concord.TestServiceDiscoveryName)
+		branch, err := concordtestv1concord.TestServiceReserveBranch(req)
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, phase := range []func(context.Context) error{branch.Try, branch.Confirm, branch.Cancel} {
-			if err := phase(t.Context()); err != nil {
-				t.Fatal(err)
+		want := rpc.TCCBranch{
+			Service: concordtestv1concord.TestServiceDiscoveryName,
+			Try:     "/concordtest.v1.TestService/Reserve",
+			Confirm: "/concordtest.v1.TestService/ConfirmReserve",
+			Cancel:  "/concordtest.v1.TestService/CancelReserve",
+		}
+		got := branch
+		got.Request = nil
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("branch (-want +got):\n%s", diff)
+		}
+		var decoded concordtestv1.ReserveRequest
+		if err := proto.Unmarshal(branch.Request, &decoded); err != nil || !proto.Equal(&decoded, req) {
+			t.Errorf("branch.Request decodes to %v (%v), want %v", &decoded, err, req)
+		}
+		// Each phase's procedure answers the logged request on the server.
+		for _, procedure := range []string{branch.Try, branch.Confirm, branch.Cancel} {
+			var res concordtestv1.ReserveResponse
+			spec := connect.Spec{Procedure: procedure, StreamType: connect.StreamTypeUnary}
+			if err := conn.Client(concordtestv1concord.TestServicePolicy()).CallUnary(t.Context(), spec, &decoded, &res); err != nil {
+				t.Fatalf("%s: %v", procedure, err)
 			}
 		}
-		want := []string{"Reserve 42", "ConfirmReserve 42", "CancelReserve 42"}
-		if diff := cmp.Diff(want, svc.tccCalls(req.GetTxId())); diff != "" {
+		wantCalls := []string{"Reserve 42", "ConfirmReserve 42", "CancelReserve 42"}
+		if diff := cmp.Diff(wantCalls, svc.tccCalls(req.GetTxId())); diff != "" {
 			t.Errorf("calls the server saw for %s (-want +got):\n%s", req.GetTxId(), diff)
 		}
 	})

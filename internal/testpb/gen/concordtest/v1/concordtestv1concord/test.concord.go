@@ -9,10 +9,10 @@ package concordtestv1concord
 
 import (
 	connect "connectrpc.com/connect/v2"
-	context "context"
 	v1 "github.com/concordrpc/concord/internal/testpb/gen/concordtest/v1"
 	concordtestv1connect "github.com/concordrpc/concord/internal/testpb/gen/concordtest/v1/concordtestv1connect"
 	rpc "github.com/concordrpc/concord/rpc"
+	proto "google.golang.org/protobuf/proto"
 	time "time"
 )
 
@@ -127,21 +127,21 @@ func NewTestServiceClient(conn rpc.ClientConn) concordtestv1connect.TestServiceC
 
 // TestServiceReserveBranch returns the TCC branch that calls Reserve with req
 // and, once the transaction is decided, ConfirmReserve or CancelReserve
-// with the same request. Participants must make all three idempotent.
-func TestServiceReserveBranch(client concordtestv1connect.TestServiceClient, req *v1.ReserveRequest) rpc.TCCBranch {
+// with the same request: the procedures and the request's protobuf
+// encoding, which a coordinator logs before the first Try so that any
+// instance can finish the branch after a crash. Participants must make
+// all three idempotent (package tcc's barrier does). The error is
+// proto.Marshal's.
+func TestServiceReserveBranch(req *v1.ReserveRequest) (rpc.TCCBranch, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return rpc.TCCBranch{}, err
+	}
 	return rpc.TCCBranch{
 		Service: TestServiceDiscoveryName,
-		Try: func(ctx context.Context) error {
-			_, err := client.Reserve(ctx, req)
-			return err
-		},
-		Confirm: func(ctx context.Context) error {
-			_, err := client.ConfirmReserve(ctx, req)
-			return err
-		},
-		Cancel: func(ctx context.Context) error {
-			_, err := client.CancelReserve(ctx, req)
-			return err
-		},
-	}
+		Try:     concordtestv1connect.TestServiceReserveProcedure,
+		Confirm: concordtestv1connect.TestServiceConfirmReserveProcedure,
+		Cancel:  concordtestv1connect.TestServiceCancelReserveProcedure,
+		Request: b,
+	}, nil
 }
