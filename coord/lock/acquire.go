@@ -154,50 +154,110 @@ func (s *Session) abandon(ctx context.Context, st *kvStore, key, id string) {
 }
 
 // acquire takes key for the session, waiting while another holder has it.
-// A wait ends on a watch event on the key, on a timer set to when the
-// holder's message would expire (at most a TTL, since watchers can miss
-// events), or when ctx or the session ends; each wake is followed by one
-// bounded attempt. *hint is the sequence the key is expected free at. The
-// watch is stopped in the background (stopWatch), so acquire returns as
-// soon as it has the grant.
+// Acquisitions of one key in this process queue in arrival order
+// (turnQueue): acquire waits for its turn, then contends in the store, and
+// passes the turn on when it returns. While it waits for its turn it
+// subscribes to the key's shared watch, which keeps the process's one
+// consumer on the key alive from one waiter to the next.
+//
+// In the store, a wait ends on a watch event on the key, on a release of
+// the key in this process (which brings the sequence of its release
+// marker), on a timer set to when the holder's message would expire (at
+// most a TTL, since watchers can miss events), or when ctx or the session
+// ends; each wake is followed by one bounded attempt. *hint is the
+// sequence the key is expected free at. The watch is stopped in the
+// background (stopWatch), so acquire returns as soon as it has the grant.
 func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []byte, hint *uint64) (*grant, error) {
 	var w *watch
 	defer func() { s.stopWatch(w) }()
-	for i := 0; ; i++ {
-		g, holder, err := s.tryAcquire(ctx, st, key, data, *hint)
-		*hint = unknownSeq
-		if err == nil {
-			return g, nil
+	t := st.hub.enqueue(watchKey{stream: st.b.Stream(), key: key})
+	var held *entry // our grant, for the next in line
+	defer func() { t.leave(held) }()
+	if h := s.cfg.hooks; h != nil && h.queued != nil {
+		h.queued(s)
+	}
+	select {
+	case <-t.ready:
+	default:
+		var err error
+		if w, err = st.watch(ctx, key); err != nil {
+			w = nil // the first in line needs it, and creates it then
 		}
-		if !errors.Is(err, ErrLocked) {
-			if ctx.Err() != nil || s.alive() != nil || errors.Is(err, ErrLeaseLost) {
-				return nil, err
-			}
-			sleep(ctx, backoff(min(i, 8)))
-			continue
-		}
-		if w == nil {
-			if w, err = st.watch(ctx, key); err != nil {
-				w = nil
-				s.fallbacks.watchFailed.Add(1)
-				sleep(ctx, backoff(min(i, 8)))
-			}
-			continue // re-check: the key may have changed before the watch began
-		}
-		w.ignoring(holder.attempt)
-		wait := s.cfg.ttl
-		if !holder.expires.IsZero() {
-			wait = min(wait, max(time.Until(holder.expires)+20*time.Millisecond, 20*time.Millisecond))
-		}
-		t := time.NewTimer(wait)
 		select {
-		case <-w.wake:
-		case <-t.C:
-			s.fallbacks.timerWakes.Add(1)
+		case <-t.ready:
 		case <-ctx.Done():
+			return nil, ctx.Err()
 		case <-s.done:
+			return nil, s.alive()
 		}
-		t.Stop()
+	}
+	// Given the turn by a waiter that just got its grant, we know the key
+	// is that grant's: wait for its release or expiry before the first
+	// attempt, unless the watch has seen a later message.
+	skip := t.held != nil && w != nil
+	for i := 0; ; i++ {
+		var holder entry
+		wait := false
+		if skip {
+			skip = false
+			select {
+			case <-w.wake: // it may predate the grant; seen tells
+			default:
+			}
+			holder, wait = *t.held, w.seen.Load() <= t.held.seq
+		}
+		if !wait {
+			if seq, ok := t.freedAt(); ok {
+				*hint = seq
+			}
+			g, e, err := s.tryAcquire(ctx, st, key, data, *hint)
+			*hint = unknownSeq
+			if err == nil {
+				deadline, _ := g.state()
+				held = &entry{seq: g.seq, attempt: g.attempt, expires: deadline}
+				return g, nil
+			}
+			if !errors.Is(err, ErrLocked) {
+				if ctx.Err() != nil || s.alive() != nil || errors.Is(err, ErrLeaseLost) {
+					return nil, err
+				}
+				sleep(ctx, backoff(min(i, 8)))
+				continue
+			}
+			if w == nil {
+				if w, err = st.watch(ctx, key); err != nil {
+					w = nil
+					s.fallbacks.watchFailed.Add(1)
+					sleep(ctx, backoff(min(i, 8)))
+				}
+				continue // re-check: the key may have changed before the watch began
+			}
+			holder = e
+		}
+		s.await(ctx, w, t, holder, hint)
+	}
+}
+
+// await waits while holder has the key: until the watch w wakes, a
+// release in this process reaches t (it sets *hint to the marker's
+// sequence), the holder's message would expire (the fallback timer, at
+// most a TTL), or ctx or the session ends.
+func (s *Session) await(ctx context.Context, w *watch, t *turn, holder entry, hint *uint64) {
+	w.ignoring(holder.attempt)
+	wait := s.cfg.ttl
+	if !holder.expires.IsZero() {
+		wait = min(wait, max(time.Until(holder.expires)+20*time.Millisecond, 20*time.Millisecond))
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-w.wake:
+	case seq := <-t.freed:
+		*hint = seq
+	case <-timer.C:
+		s.fallbacks.timerWakes.Add(1)
+	case <-ctx.Done():
+	case <-s.done:
 	}
 }
 

@@ -68,8 +68,9 @@
 // bounded by the op timeout (the caller's context may be what ended the
 // write), and if the key is no longer the grant's, reports success, since
 // its write may be what freed it. An acquisition skips its first read only
-// when it expects the key empty (a holder's first attempt) or at the
-// holder's own release marker, known from the marker's acknowledgement; a
+// when it expects the key empty (a holder's first attempt) or at a
+// release marker known from the marker's acknowledgement in this process
+// (the holder's own, or one handed to the first in line; see Order); a
 // sequence read from the key is never used so, since it may be another
 // holder's live grant, which a write expecting it would replace.
 //
@@ -93,6 +94,10 @@
 // an ordered consumer that is re-creating itself and deletes its previous
 // consumer in the background), and those whose deletion failed, until 30 s
 // after their last pull.
+// A waiter that is first in its process's queue (see Order) and was
+// handed the turn by the grant just made also knows the key's state
+// without reading it: it waits for that grant's release or expiry at once,
+// unless the watch already saw a later message.
 // Lock and Campaign return as soon as they have the grant: leaving the
 // watch is done in the background, since stopping an ordered consumer
 // that is retrying to re-create itself (after a node failure, or at the
@@ -100,6 +105,23 @@
 // session waits for that stop, at most 2 s, when it closes: on
 // Session.Close, and for a lease of a Mutex's or Election's own, on
 // Unlock, Resign or a failed acquisition.
+//
+// Order. Lock and Campaign calls on one key in one process (over one
+// connection, whatever Session they use) are served in the order they
+// began waiting: they queue in the process, only the first in line
+// contends in the store, and the turn passes to the next as soon as the
+// first returns, with its grant or without. A holder that unlocks and
+// locks again therefore queues behind the waiters of its process. A
+// release in the process hands the sequence of its acknowledged release
+// marker to the first in line, which writes its grant expecting the key
+// free at it: a handoff costs one conditional write and no read, and is
+// not delayed by the watch. Across processes, order is not guaranteed:
+// each process's first in line contends as described above, and the first
+// conditional write after a release or expiry wins. TryLock does not queue.
+// The queue decides nothing about safety; grants remain the conditional
+// writes above, and the first in line waits on the watch and the fallback
+// timer as every waiter did, so a holder in another process, or a paused
+// one in this process, is waited for as before.
 //
 // Handing out. Lock, TryLock and Campaign return a token only for a live
 // grant: not ended, and its deadline still ahead when they return. A grant

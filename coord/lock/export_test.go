@@ -41,3 +41,15 @@ func WithReleasedHookForTest(f func(seq uint64, err error) (uint64, error)) Opti
 		c.hooks.released = f
 	})
 }
+
+// WithQueuedHookForTest makes f run when Lock or Campaign has joined the
+// process's queue of waiters for its key (its place in line is fixed),
+// before it waits for its turn; f gets the acquisition's session.
+func WithQueuedHookForTest(f func(*Session)) Option {
+	return optionFunc(func(c *config) {
+		if c.hooks == nil {
+			c.hooks = &testHooks{}
+		}
+		c.hooks.queued = f
+	})
+}

@@ -170,6 +170,9 @@ func (g *grant) revoke(ctx context.Context) (uint64, error) {
 			seq, err = h.released(seq, err)
 		}
 		if err == nil {
+			// The first in line for the key in this process, if any, may
+			// write its grant expecting the key free at our marker.
+			g.st.hub.released(watchKey{stream: g.st.b.Stream(), key: g.key}, seq)
 			return seq, nil
 		}
 		if !coord.IsRefused(err) {

@@ -3,6 +3,7 @@ package lock
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -89,7 +90,9 @@ type hubKey struct{}
 // without WithSession) they wait under. It holds an entry only while some
 // waiter uses it.
 func watchHubOf(node *coord.Node) *watchHub {
-	return node.Shared(hubKey{}, func() any { return &watchHub{keys: map[watchKey]*sharedWatch{}} }).(*watchHub)
+	return node.Shared(hubKey{}, func() any {
+		return &watchHub{keys: map[watchKey]*sharedWatch{}, queues: map[watchKey]*turnQueue{}}
+	}).(*watchHub)
 }
 
 // watchKey names a shared watch: one key of one bucket.
@@ -101,10 +104,14 @@ type watchKey struct {
 // watchHub is the registry of shared watches, reference-counted: the first
 // waiter on a key creates its watch (one ordered consumer), later waiters
 // subscribe to it, and the last to leave stops it, which deletes the
-// consumer (condkv.Watch.Stop).
+// consumer (condkv.Watch.Stop). It also holds the process's queues of
+// acquisitions per key (queue.go).
 type watchHub struct {
 	mu   sync.Mutex
 	keys map[watchKey]*sharedWatch
+
+	qmu    sync.Mutex // guards queues and their turns
+	queues map[watchKey]*turnQueue
 }
 
 // sharedWatch is one condkv watch and the waiters it wakes.
@@ -127,17 +134,21 @@ type watch struct {
 	sw     *sharedWatch
 	wake   chan struct{}
 	ignore atomic.Pointer[string] // a holder attempt whose refreshes do not wake
+	seen   atomic.Uint64          // the highest stream sequence that woke w
 	left   atomic.Bool
 }
 
 // ignoring makes refreshes by the holder with this attempt ID not wake.
 func (w *watch) ignoring(attempt string) { w.ignore.Store(&attempt) }
 
-// notify wakes w for a message with headers h, unless it is a refresh by
-// the holder w ignores.
-func (w *watch) notify(h nats.Header) {
+// notify wakes w for a message with headers h and stream sequence seq,
+// unless it is a refresh by the holder w ignores.
+func (w *watch) notify(h nats.Header, seq uint64) {
 	if a := w.ignore.Load(); a != nil && *a != "" && !condkv.IsMarker(h) && h.Get(hdrAttempt) == *a {
 		return // the holder we wait for refreshed its lease
+	}
+	if seq > w.seen.Load() {
+		w.seen.Store(seq) // only the watch's callback goroutine stores
 	}
 	select {
 	case w.wake <- struct{}{}:
@@ -184,10 +195,14 @@ func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey) (*wat
 	if create {
 		sw.cw, sw.err = b.Watch(ctx, k.key, condkv.WatchConfig{HeadersOnly: true}, func(_ string, m jetstream.Msg) {
 			hdr := m.Headers()
+			seq := uint64(math.MaxUint64) // unknown: later than any
+			if md, err := m.Metadata(); err == nil {
+				seq = md.Sequence.Stream
+			}
 			sw.mu.Lock()
 			defer sw.mu.Unlock()
 			for sub := range sw.subs {
-				sub.notify(hdr)
+				sub.notify(hdr, seq)
 			}
 		})
 		close(sw.ready)

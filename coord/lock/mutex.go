@@ -11,8 +11,11 @@ import (
 // grant carries a fencing token that is greater than every earlier grant's
 // on that name. See the package doc for the guarantees.
 //
-// Waiters are not queued: after a release or expiry every waiter re-checks
-// and the first conditional write wins, so there is no FIFO fairness.
+// Waiters in one process are served in arrival order: Lock calls on one
+// name queue in the process, and a release hands the lock to the first in
+// line with one conditional write. Across processes, order is not
+// guaranteed: after a release or expiry the first conditional write wins.
+// TryLock does not queue. See the package doc (Order).
 //
 // A Mutex is one holder: it holds the lock at most once (Lock while held
 // returns ErrAlreadyHeld), and its methods are safe for concurrent use. Use

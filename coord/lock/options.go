@@ -40,6 +40,9 @@ type testHooks struct {
 	// TryLock or Campaign checks that the grant is still live and
 	// returns it.
 	granted func(*Session)
+	// queued runs when Lock or Campaign has joined its process's queue
+	// for the key, before it waits for its turn.
+	queued func(*Session)
 	// released replaces the answer to a release's conditional write.
 	released func(seq uint64, err error) (uint64, error)
 }
