@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"runtime"
 	"runtime/metrics"
 	"strings"
@@ -271,5 +272,46 @@ func heapPeak(t *testing.T) func() uint64 {
 			return 0
 		}
 		return top - base
+	}
+}
+
+// TestOversizedBodyKeepsHTTP2Connection: an over-size unary request on an
+// h2c connection is refused without ending the connection for its other
+// streams (an HTTP/2 server answers a handler's Connection: close with a
+// GOAWAY, which fails requests the client already sent on it).
+func TestOversizedBodyKeepsHTTP2Connection(t *testing.T) {
+	ts := startServer(t, quietServer(), &testGreeter{})
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: protocols}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	valid, _ := proto.Marshal(&greeterv1.GreetRequest{Name: "Ada"})
+	post := func(body []byte) (status int, reused bool) {
+		t.Helper()
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }}
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodPost,
+			ts.url+"/greeter.v1.GreeterService/Greet", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/proto")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode, reused
+	}
+	if status, _ := post(valid); status != 200 {
+		t.Fatalf("first call: %d", status)
+	}
+	if status, _ := post(make([]byte, 5<<20)); status != 429 {
+		t.Fatalf("over-size call: %d, want 429", status)
+	}
+	time.Sleep(100 * time.Millisecond) // time for a GOAWAY to arrive, if one were sent
+	if status, reused := post(valid); status != 200 || !reused {
+		t.Fatalf("call after the over-size one: status %d, reused connection %v; want 200 on the same connection", status, reused)
 	}
 }

@@ -169,8 +169,8 @@ func (g *boundedGzip) release() { <-g.slots }
 // than readMax fail with a message that names the limit. (The body is
 // read up to the limit even when its declared length is larger: a server
 // that answers before the client has sent most of its body makes the
-// client see a reset connection instead of the answer.) (Connect's own check says only
-// "message is larger than configured max".) Streaming protocols frame each
+// client see a reset connection instead of the answer; connect's own check
+// says only "message is larger than configured max".) Streaming protocols frame each
 // message with its size, which connect checks against the same limit.
 func limitUnaryBodies(h http.Handler, readMax int) http.Handler {
 	if readMax <= 0 {
@@ -178,7 +178,14 @@ func limitUnaryBodies(h http.Handler, readMax int) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && isUnaryConnect(r.Header.Get("Content-Type")) {
-			r.Body = &limitedBody{r: r.Body, max: readMax, header: w.Header()}
+			b := &limitedBody{r: r.Body, max: readMax}
+			if r.ProtoMajor == 1 {
+				// Only HTTP/1 needs its connection closed. An HTTP/2
+				// server answers Connection: close with a GOAWAY, which
+				// would fail the connection's other streams.
+				b.header = w.Header()
+			}
+			r.Body = b
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -203,7 +210,7 @@ func isUnaryConnect(ct string) bool {
 type limitedBody struct {
 	r      io.ReadCloser
 	max    int
-	header http.Header // the response's
+	header http.Header // the response's, to close an HTTP/1 connection; nil on HTTP/2
 	n      int
 }
 
@@ -220,7 +227,9 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 // the rest of the body is still on the wire, and the server only knows to
 // skip it when it sees its own body type.
 func (b *limitedBody) tooLarge() error {
-	b.header.Set("Connection", "close")
+	if b.header != nil {
+		b.header.Set("Connection", "close")
+	}
 	return tooLarge("request body is larger than", b.max)
 }
 

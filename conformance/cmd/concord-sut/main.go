@@ -69,12 +69,7 @@ func run(ctx context.Context, in io.Reader, out io.Writer, logger *slog.Logger) 
 	if req.GetHttpVersion() == v1.HTTPVersion_HTTP_VERSION_3 {
 		return errors.New("HTTP/3 is not supported")
 	}
-	// The runner keeps connections open for the whole run (minutes on a
-	// loaded machine): an idle-timeout GOAWAY racing a client-stream request
-	// on such a connection fails that case without telling anything about
-	// the server, so the idle timeout outlasts the run.
-	opts := []rpc.ServerOption{rpc.WithLogger(logger), rpc.WithDrain(0, drainTimeout),
-		rpc.WithTimeouts(rpc.DefaultReadHeaderTimeout, time.Hour)}
+	opts := []rpc.ServerOption{rpc.WithLogger(logger), rpc.WithDrain(0, drainTimeout)}
 	if limit := req.GetMessageReceiveLimit(); limit > 0 {
 		opts = append(opts, rpc.WithReadMaxBytes(int(limit)))
 	}
