@@ -109,7 +109,8 @@
 //
 // This package is the participant only. There is no coordinator (no
 // app.TCC, no Try fan-out, no commit decision), no transaction log and no
-// recovery of undecided branches yet, and nothing sends the headers except
-// SetHeaders; those are later items. The PostgreSQL dialect's SQL is
+// recovery of undecided branches yet; those are later items. Invoke makes
+// one phase's call from a branch's logged data (rpc.TCCBranch: procedures
+// and request bytes), as the coordinator will. The PostgreSQL dialect's SQL is
 // checked as text only; the tests run on SQLite.
 package tcc

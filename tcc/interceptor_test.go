@@ -77,6 +77,13 @@ func startParticipant(t *testing.T, b Barrier, svc *reserveService, policy *rpc.
 
 func startParticipantWith(t *testing.T, b Barrier, svc concordtestv1connect.TestServiceHandler, policy *rpc.ServicePolicy, opts ...connecthttp.Option) concordtestv1connect.TestServiceClient {
 	t.Helper()
+	return concordtestv1connect.NewTestServiceClient(connect.NewClient(serveParticipant(t, b, svc, policy, opts...)))
+}
+
+// serveParticipant serves svc as startParticipantWith does and returns a
+// transport to it.
+func serveParticipant(t *testing.T, b Barrier, svc concordtestv1connect.TestServiceHandler, policy *rpc.ServicePolicy, opts ...connecthttp.Option) connect.Transport {
+	t.Helper()
 	srv := rpc.NewServer(rpc.WithLogger(slog.New(slog.DiscardHandler)), rpc.WithTCCParticipant(NewInterceptor(b, policy)))
 	concordtestv1concord.RegisterTestService(srv, svc)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -102,8 +109,40 @@ func startParticipantWith(t *testing.T, b Barrier, svc concordtestv1connect.Test
 			t.Error("server did not stop within 30s")
 		}
 	})
-	transport := connecthttp.NewTransport(&http.Client{Transport: tr}, "http://"+ln.Addr().String(), opts...)
-	return concordtestv1connect.NewTestServiceClient(connect.NewClient(transport))
+	return connecthttp.NewTransport(&http.Client{Transport: tr}, "http://"+ln.Addr().String(), opts...)
+}
+
+// TestInvokeFromLoggedBranch drives a branch the way a coordinator that
+// restarted would: from the generated branch data alone (procedures and
+// request bytes), with no typed client. The barrier sees the decoded
+// request, and a repeated phase is replayed.
+func TestInvokeFromLoggedBranch(t *testing.T) {
+	for _, e := range envs(t) {
+		t.Run(e.name, func(t *testing.T) {
+			svc := &reserveService{}
+			client := connect.NewClient(serveParticipant(t, e.b, svc, concordtestv1concord.TestServicePolicy()))
+			branch, err := concordtestv1concord.TestServiceReserveBranch(&v1.ReserveRequest{TxId: "tx-invoke", Amount: 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := BranchKey{TxID: "tx-invoke", BranchID: "b1"}
+			for _, phase := range []Phase{PhaseTry, PhaseTry, PhaseConfirm, PhaseConfirm} {
+				if err := Invoke(t.Context(), client, branch, phase, k); err != nil {
+					t.Fatalf("%v: %v", phase, err)
+				}
+			}
+			if svc.tries.Load() != 1 || svc.confirms.Load() != 1 {
+				t.Fatalf("handlers ran %d Try and %d Confirm, want 1 each", svc.tries.Load(), svc.confirms.Load())
+			}
+			if got, want := e.effects(t), []string{"confirm/tx-invoke", "reserve/tx-invoke/7"}; !slices.Equal(got, want) {
+				t.Fatalf("effects %v, want %v", got, want)
+			}
+			// A Cancel after the Confirm is refused by the barrier.
+			if err := Invoke(t.Context(), client, branch, PhaseCancel, k); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+				t.Fatalf("Cancel after Confirm: %v, want failed_precondition", err)
+			}
+		})
+	}
 }
 
 // callCtx returns a context whose call carries the TCC headers of k.
