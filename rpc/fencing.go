@@ -9,9 +9,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"connectrpc.com/connect/v2"
+
+	"github.com/concordrpc/concord/internal/keylock"
 )
 
 // FencingHeader is the request header that carries fencing tokens, one
@@ -112,7 +113,7 @@ const maxFencingResource = 512
 // unavailable. rpc.Server installs it with WithFencingGuard, after the
 // TCC slot and before user interceptors.
 func NewFencingInterceptor(lookup PolicyLookup, guard FencingGuard) connect.ServerInterceptor {
-	locks := &resourceLocks{m: map[string]*resourceLock{}}
+	locks := new(keylock.Map) // fenced calls serialized per resource
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			p := lookup(spec.Procedure)
@@ -134,7 +135,7 @@ func NewFencingInterceptor(lookup PolicyLookup, guard FencingGuard) connect.Serv
 				return next(ctx, spec, stream)
 			}
 			resources := slices.Sorted(maps.Keys(toks))
-			unlock, err := locks.lock(ctx, resources)
+			unlock, err := lockResources(ctx, locks, resources)
 			if err != nil {
 				return err
 			}
@@ -205,64 +206,26 @@ func escapeResource(r string) string {
 	return b.String()
 }
 
-// resourceLocks serializes fenced calls per resource.
-type resourceLocks struct {
-	mu sync.Mutex
-	m  map[string]*resourceLock
-}
-
-type resourceLock struct {
-	ch   chan struct{} // holds a value while locked
-	refs int
-}
-
-// lock locks resources in order, waiting until ctx ends.
-func (l *resourceLocks) lock(ctx context.Context, resources []string) (func(), error) {
-	var held []string
+// lockResources locks resources in order in locks, waiting until ctx
+// ends, and returns the function that unlocks them.
+func lockResources(ctx context.Context, locks *keylock.Map, resources []string) (func(), error) {
+	var unlocks []func()
 	unlock := func() {
-		for _, r := range held {
-			l.release(r)
+		for _, u := range unlocks {
+			u()
 		}
 	}
 	for _, r := range resources {
-		l.mu.Lock()
-		rl := l.m[r]
-		if rl == nil {
-			rl = &resourceLock{ch: make(chan struct{}, 1)}
-			l.m[r] = rl
-		}
-		rl.refs++
-		l.mu.Unlock()
-		select {
-		case rl.ch <- struct{}{}:
-			held = append(held, r)
-		case <-ctx.Done():
-			l.drop(r)
+		u, err := locks.Lock(ctx, r)
+		if err != nil {
 			unlock()
 			code := connect.CodeCanceled
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if errors.Is(err, context.DeadlineExceeded) {
 				code = connect.CodeDeadlineExceeded
 			}
-			return nil, connect.NewError(code, "gave up waiting for a fenced call on the same resource").WithCause(ctx.Err())
+			return nil, connect.NewError(code, "gave up waiting for a fenced call on the same resource").WithCause(err)
 		}
+		unlocks = append(unlocks, u)
 	}
 	return unlock, nil
-}
-
-func (l *resourceLocks) release(r string) {
-	l.mu.Lock()
-	rl := l.m[r]
-	l.mu.Unlock()
-	<-rl.ch
-	l.drop(r)
-}
-
-// drop releases one reference and forgets an unused lock.
-func (l *resourceLocks) drop(r string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	rl := l.m[r]
-	if rl.refs--; rl.refs == 0 {
-		delete(l.m, r)
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/concordrpc/concord/coord/localstore"
+	"github.com/concordrpc/concord/internal/keylock"
 )
 
 // Key layout in the Badger store. Branch keys are digests, never the IDs.
@@ -41,7 +42,7 @@ func BadgerTx(ctx context.Context) *localstore.Tx {
 type BadgerBarrier struct {
 	store *localstore.Store
 	cfg   *config
-	locks keyLocks
+	locks keylock.Map
 }
 
 var _ Barrier = (*BadgerBarrier)(nil)
@@ -58,9 +59,9 @@ func (b *BadgerBarrier) Run(ctx context.Context, k BranchKey, phase Phase, fn fu
 	if err := k.Validate(); err != nil {
 		return run(ctx, b.cfg, nil, k, phase, fn) // reports the bad key
 	}
-	unlock, err := b.locks.lock(ctx, k.hash())
+	unlock, err := b.locks.Lock(ctx, k.hash())
 	if err != nil {
-		return OutcomeFailed, err
+		return OutcomeFailed, ctxErr(ctx)
 	}
 	defer unlock()
 	return run(ctx, b.cfg, b.begin, k, phase, fn)

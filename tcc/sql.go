@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/concordrpc/concord/internal/keylock"
 )
 
 // DefaultTable is the name of the SQL barrier table.
@@ -120,7 +122,7 @@ type SQLBarrier struct {
 	db      *sql.DB
 	dialect Dialect
 	cfg     *config
-	locks   keyLocks
+	locks   keylock.Map
 	insert  string
 	sel     string
 	cleanup string
@@ -165,9 +167,9 @@ func (b *SQLBarrier) Run(ctx context.Context, k BranchKey, phase Phase, fn func(
 	if err := k.Validate(); err != nil {
 		return run(ctx, b.cfg, nil, k, phase, fn)
 	}
-	unlock, err := b.locks.lock(ctx, k.hash())
+	unlock, err := b.locks.Lock(ctx, k.hash())
 	if err != nil {
-		return OutcomeFailed, err
+		return OutcomeFailed, ctxErr(ctx)
 	}
 	defer unlock()
 	return run(ctx, b.cfg, b.begin, k, phase, fn)
