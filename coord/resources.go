@@ -51,9 +51,13 @@ func buckets(replicas int) []jetstream.KeyValueConfig {
 func streams(replicas int) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		{
+			// One subject per transaction (concord.txlog.tx.<id>), written
+			// conditionally on its last sequence; a finished transaction's
+			// record rolls the subject up and expires by its TTL.
 			Name: StreamTxLog, Description: "Concord TCC transaction log", Subjects: []string{"concord.txlog.>"},
 			Storage: jetstream.FileStorage, Replicas: replicas, Retention: jetstream.LimitsPolicy,
 			MaxMsgsPerSubject: 16, Discard: jetstream.DiscardOld,
+			AllowDirect: true, AllowRollup: true, AllowMsgTTL: true,
 		},
 		{
 			Name: StreamMessages, Description: "Concord durable messages", Subjects: []string{"concord.msg.>"},
