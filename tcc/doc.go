@@ -33,7 +33,8 @@
 //   - Idempotency: a repeated Try, Confirm or Cancel of a phase that
 //     committed is answered from its row without running the handler: the
 //     same success, or for a Try the same refusal (code and message, the
-//     message cut to 256 bytes).
+//     message cut to 256 bytes, invalid UTF-8 replaced with U+FFFD, and in
+//     a SQL store NUL bytes too, which PostgreSQL text cannot hold).
 //   - Null compensation: a Cancel that finds no successful Try (none, or a
 //     refused one) records the branch as cancelled and succeeds without
 //     running the handler, so a coordinator that retries it is not stuck.
@@ -49,7 +50,10 @@
 //     process, so the handler runs once and the others replay. Across
 //     processes sharing a SQL database the primary key does it: a second
 //     insert waits for the first transaction and then finds its row (open
-//     SQLite with a busy timeout and "_txlock=immediate"). Across Badger
+//     SQLite with a busy timeout and "_txlock=immediate"; on PostgreSQL
+//     under REPEATABLE READ or SERIALIZABLE the wait ends in a
+//     serialization failure instead, and the barrier runs the call again
+//     in a new transaction, which finds the row). Across Badger
 //     barriers on one store (only possible inside one process) optimistic
 //     conflicts ensure one commit; the loser's handler may have run.
 //
@@ -76,8 +80,11 @@
 //
 // The Badger store is optimistic: when the handler's transaction conflicts
 // with another writer, the whole attempt (barrier check and handler) runs
-// again, with the same request. Handlers must therefore have no effects
-// outside the local transaction.
+// again, with the same request. A SQL store does the same, up to 5
+// attempts, when the database aborts a barrier statement or the commit
+// as a serialization failure or deadlock (SQLSTATE 40001, 40P01); an
+// error of the handler's own statements is the handler's error. Handlers
+// must therefore have no effects outside the local transaction.
 //
 // # Responses
 //
@@ -111,6 +118,12 @@
 // app.TCC, no Try fan-out, no commit decision), no transaction log and no
 // recovery of undecided branches yet; those are later items. Invoke makes
 // one phase's call from a branch's logged data (rpc.TCCBranch: procedures
-// and request bytes), as the coordinator will. The PostgreSQL dialect's SQL is
-// checked as text only; the tests run on SQLite.
+// and request bytes), as the coordinator will.
+//
+// # Tests
+//
+// Every barrier behaviour test runs on Badger, SQLite and a real
+// PostgreSQL server: the one named by CONCORD_TEST_POSTGRES, which .ci/run
+// starts (.ci/postgres.sh). Without the variable the PostgreSQL cases are
+// skipped.
 package tcc

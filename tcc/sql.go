@@ -46,7 +46,11 @@ func SQLite() Dialect {
 // PostgreSQL is the dialect of PostgreSQL 9.5 or later (for example
 // github.com/jackc/pgx/v5/stdlib). The default READ COMMITTED isolation is
 // enough: the barrier relies on the primary key, on which a concurrent
-// duplicate's insert waits until the first transaction ends.
+// duplicate's insert waits until the first transaction ends and then
+// finds its row. Under REPEATABLE READ or SERIALIZABLE (WithTxOptions)
+// PostgreSQL aborts that duplicate's transaction as a serialization
+// failure instead; the barrier then runs the call again in a new
+// transaction, which finds the row, up to 5 attempts in all.
 func PostgreSQL() Dialect {
 	return Dialect{name: "postgres", placeholder: func(i int) string { return fmt.Sprintf("$%d", i) }}
 }
@@ -96,9 +100,11 @@ func (d Dialect) cleanupSQL(table string) string {
 		" WHERE slot = 'e' AND created_at < " + d.placeholder(1) + " ORDER BY created_at LIMIT " + d.placeholder(2) + ")"
 }
 
-// WithTable sets the SQL barrier table's name: 1 to 63 lowercase letters,
-// digits and underscores, starting with a letter; an invalid name makes
-// NewSQLBarrier fail. BadgerBarrier ignores it. Default: DefaultTable.
+// WithTable sets the SQL barrier table's name: 1 to 58 lowercase letters,
+// digits and underscores, starting with a letter (58 so that the index
+// name, the table name and "_done", fits in PostgreSQL's 63-byte
+// identifiers); an invalid name makes NewSQLBarrier fail. BadgerBarrier
+// ignores it. Default: DefaultTable.
 func WithTable(name string) Option {
 	return optionFunc(func(c *config) { c.table = name })
 }
@@ -110,7 +116,14 @@ func WithTxOptions(o sql.TxOptions) Option {
 	return optionFunc(func(c *config) { c.txOpt = o })
 }
 
-var tableName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+// maxTableName bounds the table name so that its index's name (the table
+// name and "_done") fits in PostgreSQL's 63-byte identifiers: a longer
+// name is cut, and two tables that differ only after the cut would share
+// one index name, so the second CREATE INDEX IF NOT EXISTS would do
+// nothing.
+const maxTableName = 63 - len("_done")
+
+var tableName = regexp.MustCompile(fmt.Sprintf(`^[a-z][a-z0-9_]{0,%d}$`, maxTableName-1))
 
 // SQLBarrier is a Barrier in the user's own SQL database: each call runs
 // in one database/sql transaction that holds the barrier row and the
@@ -151,14 +164,38 @@ func NewSQLBarrier(db *sql.DB, dialect Dialect, opts ...Option) (*SQLBarrier, er
 }
 
 // CreateTable creates the barrier table and its index if they do not
-// exist.
+// exist. Instances that start together may call it together.
 func (b *SQLBarrier) CreateTable(ctx context.Context) error {
 	for _, s := range b.dialect.DDL(b.cfg.table) {
-		if _, err := b.db.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("tcc: create barrier table: %w", err)
+		for attempt := 1; ; attempt++ {
+			_, err := b.db.ExecContext(ctx, s)
+			if err == nil {
+				break
+			}
+			// PostgreSQL's IF NOT EXISTS does not cover a concurrent
+			// creation: the loser fails on a catalog's unique index. Its
+			// next try finds the table and does nothing.
+			if attempt == 3 || !createRace(err) {
+				return fmt.Errorf("tcc: create barrier table: %w", err)
+			}
 		}
 	}
 	return nil
+}
+
+// createRace reports whether err is how PostgreSQL fails a CREATE ... IF
+// NOT EXISTS that raced with the same creation: unique_violation (23505)
+// on a catalog, duplicate_table (42P07) or duplicate_object (42710).
+func createRace(err error) bool {
+	var se interface{ SQLState() string }
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.SQLState() {
+	case "23505", "42P07", "42710":
+		return true
+	}
+	return false
 }
 
 // Run implements Barrier. Its unavailable errors wrap ErrStore and the
@@ -175,7 +212,49 @@ func (b *SQLBarrier) Run(ctx context.Context, k BranchKey, phase Phase, fn func(
 	return run(ctx, b.cfg, b.begin, k, phase, fn)
 }
 
+// sqlMaxAttempts bounds the attempts of one call whose transaction the
+// database aborted as a serialization failure or a deadlock.
+const sqlMaxAttempts = 5
+
+// begin runs body in a transaction, and again in a new one, with a short
+// pause, while the database aborts it as a serialization failure or a
+// deadlock: under REPEATABLE READ and SERIALIZABLE, PostgreSQL reports a
+// concurrent duplicate's row that way instead of letting the insert find
+// it. Nothing was committed, so running the whole attempt again (barrier
+// check and handler, as the Badger barrier does on a conflict) is safe.
 func (b *SQLBarrier) begin(ctx context.Context, body func(ctx context.Context, tx localTx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := b.attempt(ctx, body)
+		if attempt == sqlMaxAttempts || !retryable(err) {
+			return err
+		}
+		t := time.NewTimer(time.Duration(attempt) * 5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// retryable reports whether err is a PostgreSQL serialization failure
+// (SQLSTATE 40001) or deadlock (40P01), which abort the whole transaction
+// and succeed when it is run again. Drivers expose the code through a
+// SQLState method (pgx's *pgconn.PgError, lib/pq's *pq.Error).
+func retryable(err error) bool {
+	var se interface{ SQLState() string }
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.SQLState() {
+	case "40001", "40P01":
+		return true
+	}
+	return false
+}
+
+func (b *SQLBarrier) attempt(ctx context.Context, body func(ctx context.Context, tx localTx) error) error {
 	opt := b.cfg.txOpt
 	tx, err := b.db.BeginTx(ctx, &opt)
 	if err != nil {
@@ -212,6 +291,12 @@ type sqlLocal struct {
 }
 
 func (l sqlLocal) insert(ctx context.Context, k BranchKey, s slot, r record) (bool, error) {
+	// PostgreSQL's text cannot hold a NUL byte (the insert fails with
+	// invalid_byte_sequence, so a refusal would not be recorded). Done for
+	// every dialect, so that both replay the same message.
+	if strings.IndexByte(r.Message, 0) >= 0 {
+		r.Message = truncate(strings.ReplaceAll(r.Message, "\x00", "\uFFFD"), maxMessage)
+	}
 	res, err := l.tx.ExecContext(ctx, l.b.insert, k.TxID, k.BranchID, string(s), int(r.State), int64(r.Code), r.Message, r.At)
 	if err != nil {
 		return false, err
