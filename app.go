@@ -3,6 +3,8 @@ package concord
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +25,7 @@ import (
 	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/coord/registry"
 	"github.com/concordrpc/concord/rpc"
+	"github.com/concordrpc/concord/tcc"
 )
 
 // readinessGate is the rpc readiness gate the App holds until the
@@ -71,6 +74,7 @@ type App struct {
 	conn     *rpc.Conn
 	resolver *appResolver
 	guard    *appGuard
+	tcc      *tcc.Coordinator
 
 	adminReady chan struct{} // closed when adminAddr is set (nil without one)
 	adminAddr  net.Addr
@@ -108,11 +112,28 @@ func New(opts ...Option) *App {
 		rpc.WithReadinessGates(readinessGate),
 		rpc.WithFencingGuard(a.guard),
 	}, cfg.serverOpts...)
+	if len(cfg.tccLocal) > 0 {
+		ic := tcc.NewInterceptor(tcc.NewBadgerBarrierFrom(a, append([]tcc.Option{tcc.WithLogger(cfg.logger)}, cfg.tccBarrier...)...), cfg.tccLocal...)
+		serverOpts = append([]rpc.ServerOption{rpc.WithTCCParticipant(ic)}, serverOpts...)
+	}
 	a.server = rpc.NewServer(serverOpts...)
 	a.server.SetNotReady(readinessGate, "coordination starting")
 	a.resolver = &appResolver{app: a}
 	a.conn = rpc.NewResolvingConn(a.resolver, append([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, cfg.clientOpts...)...)
+	a.tcc = tcc.NewCoordinator(a, a, a.resolver, append([]tcc.CoordinatorOption{tcc.WithCoordinatorLogger(cfg.logger)}, cfg.tccOpts...)...)
 	return a
+}
+
+// TCC runs a TCC transaction coordinated by this App: fn adds the
+// branches (tx.Try with a generated <Service><Try>Branch), and TCC logs
+// them in the cluster's transaction log, runs the Trys, decides, and
+// confirms or cancels every branch. It returns nil when the transaction
+// committed (its Confirms finish in the background and in recovery if
+// they take longer than ctx), and otherwise a *connect.Error whose cause
+// is tcc.ErrCancelled or tcc.ErrUnknown, which a handler can return as
+// it is. See tcc.Coordinator.Run for the guarantees and opts.
+func (a *App) TCC(ctx context.Context, fn func(tx *tcc.Tx) error, opts ...tcc.TxOption) (tcc.Result, error) {
+	return a.tcc.Run(ctx, fn, opts...)
 }
 
 // RegisterService implements rpc.ServiceRegistrar, so generated
@@ -242,6 +263,13 @@ func (a *App) run(ctx context.Context) error {
 	defer stopCoord()
 	coordinated := make(chan error, 1)
 	go func() { coordinated <- a.coordinate(coordCtx, ln.Addr()) }()
+	recovered := make(chan struct{})
+	go func() {
+		defer close(recovered)
+		if !a.cfg.noRecovery {
+			_ = a.tcc.RunRecovery(coordCtx)
+		}
+	}()
 
 	var runErr error
 	select {
@@ -256,10 +284,12 @@ func (a *App) run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	stopCoord()
+	<-recovered
 	<-coordinated
 	a.stop()
 	stopServing()
 	err = <-served
+	_ = a.tcc.Close() // phases left running stay in the log for recovery
 	if cerr := a.closeState(); runErr == nil {
 		runErr = errors.Join(err, cerr)
 	}
@@ -505,13 +535,17 @@ func (a *App) register(ctx context.Context, g *coordGen, addr net.Addr) error {
 		}
 		base = "http://" + hp
 	}
+	id, err := a.instanceID(ctx)
+	if err != nil {
+		return err
+	}
 	regs := make([]*registry.Registrar, len(a.services))
 	errs := make([]error, len(a.services))
 	var wg sync.WaitGroup
 	for i, name := range a.services {
 		wg.Go(func() {
 			regs[i], errs[i] = registry.Register(ctx, g.node, registry.Registration{
-				Service: name, BaseURL: base, Zone: a.cfg.zone, Version: a.cfg.version, Ready: true,
+				Service: name, ID: id, BaseURL: base, Zone: a.cfg.zone, Version: a.cfg.version, Ready: true,
 			}, registry.WithLogger(a.cfg.logger))
 			if errs[i] != nil {
 				errs[i] = fmt.Errorf("register %s: %w", name, errs[i])
@@ -529,6 +563,34 @@ func (a *App) register(ctx context.Context, g *coordGen, addr net.Addr) error {
 		return err
 	}
 	return nil
+}
+
+// instanceIDKey is where the local store keeps the App's instance ID.
+const instanceIDKey = "concord/app/instance-id"
+
+// instanceID returns the App's instance ID, the same across restarts on
+// one data directory: a TCC coordinator sends every phase of a branch to
+// the instance that got its Try, whose barrier may be in its local store,
+// so a restarted instance must be found under its old ID.
+func (a *App) instanceID(ctx context.Context) (string, error) {
+	local, err := a.Local(ctx)
+	if err != nil {
+		return "", err
+	}
+	id, err := local.Get([]byte(instanceIDKey))
+	if err == nil {
+		return string(id), nil
+	}
+	if !errors.Is(err, localstore.ErrNotFound) {
+		return "", fmt.Errorf("concord: read the instance ID: %w", err)
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	fresh := hex.EncodeToString(b[:])
+	if err := local.Set([]byte(instanceIDKey), []byte(fresh)); err != nil {
+		return "", fmt.Errorf("concord: store the instance ID: %w", err)
+	}
+	return fresh, nil
 }
 
 // deregister removes g's instances from the registry, bounded in time,

@@ -6,6 +6,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/rpc"
+	"github.com/concordrpc/concord/tcc"
 )
 
 // DefaultAddr is where an App serves RPCs by default.
@@ -35,6 +36,10 @@ type appConfig struct {
 	version    string
 	drainDelay time.Duration
 	signals    bool
+	tccOpts    []tcc.CoordinatorOption
+	noRecovery bool
+	tccLocal   []*rpc.ServicePolicy
+	tccBarrier []tcc.Option
 }
 
 // DefaultDrainDelay is how long a stopping App keeps serving after it left
@@ -128,4 +133,36 @@ func WithVersion(v string) Option {
 // coord.WithCluster or coord.WithClient.
 func WithCoordOptions(opts ...coord.Option) Option {
 	return optionFunc(func(c *appConfig) { c.coordOpts = append(c.coordOpts, opts...) })
+}
+
+// WithTCCOptions passes options to the App's TCC coordinator (App.TCC),
+// for example tcc.WithDefaultTimeout.
+func WithTCCOptions(opts ...tcc.CoordinatorOption) Option {
+	return optionFunc(func(c *appConfig) { c.tccOpts = append(c.tccOpts, opts...) })
+}
+
+// WithoutTCCRecovery keeps the App out of TCC recovery. By default every
+// App campaigns in tcc.RecoveryElection and, while leader, finishes the
+// transactions that crashed coordinators left (see tcc.Coordinator.Recover);
+// a cluster needs at least one App that does, or an undecided transaction
+// stays reserved until one starts.
+func WithoutTCCRecovery() Option {
+	return optionFunc(func(c *appConfig) { c.noRecovery = true })
+}
+
+// WithTCCLocalBarrier makes the App a TCC participant for services (the
+// generated <Service>Policy()) with its barrier in the App's local Badger
+// store: their Try, Confirm and Cancel handlers write through
+// tcc.BadgerTx(ctx), and package tcc's barrier guarantees hold (see its
+// doc). The barrier goes in the TCC slot of the server chain, before any
+// rpc.WithTCCParticipant given with WithServerOptions (for example a SQL
+// barrier, tcc.NewSQLBarrier, for services whose state is in a database).
+// A coordinator sends every phase of a branch to the instance that got
+// its Try, and an App keeps its instance ID in its data directory, so a
+// restarted instance finishes its branches.
+func WithTCCLocalBarrier(services []*rpc.ServicePolicy, opts ...tcc.Option) Option {
+	return optionFunc(func(c *appConfig) {
+		c.tccLocal = append(c.tccLocal, services...)
+		c.tccBarrier = append(c.tccBarrier, opts...)
+	})
 }

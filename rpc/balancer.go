@@ -153,6 +153,19 @@ func hasBreaker(p *ServicePolicy) bool {
 	return false
 }
 
+type instanceKey struct{}
+
+// WithInstance returns a context whose calls through a resolving Conn
+// (NewResolvingConn, an App) go to the instance with ID id and no other,
+// bypassing balancing and circuit breakers: a call that must reach the
+// instance holding some state (a TCC branch's participant with a local
+// barrier). While the service's resolver does not list the instance, such
+// calls fail at once with unavailable. Conns with a fixed base URL ignore
+// it.
+func WithInstance(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, instanceKey{}, id)
+}
+
 // pickTransport selects an instance for each call (see Balancing), skipping
 // instances on probation and those whose breaker for the method is open,
 // and tracks the call's load, latency and outcome.
@@ -175,7 +188,21 @@ func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) 
 	if mp := t.policy.Method(spec.Procedure); mp != nil {
 		bp = mp.CircuitBreaker
 	}
-	e, br, tk := t.pick(ans, spec.Procedure, bp)
+	var (
+		e  *endpoint
+		br *breaker.Breaker
+		tk breaker.Ticket
+	)
+	if id, ok := ctx.Value(instanceKey{}).(string); ok {
+		i := slices.IndexFunc(ans.instances, func(in Instance) bool { return in.ID == id })
+		if i < 0 {
+			return nil, connect.NewError(connect.CodeUnavailable,
+				fmt.Sprintf("instance %q of %s is not registered", id, t.policy.DiscoveryName))
+		}
+		e = ans.endpoints[i]
+	} else {
+		e, br, tk = t.pick(ans, spec.Procedure, bp)
+	}
 	if e == nil {
 		return nil, connect.NewError(connect.CodeUnavailable,
 			fmt.Sprintf("circuit open for %s on all %d instances of %s", spec.Procedure, len(ans.instances), t.policy.DiscoveryName))

@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +105,35 @@ func TestZonePreference(t *testing.T) {
 	}
 	if far.calls.Load() != 5 {
 		t.Fatalf("us-1 got %d calls after eu-1 went down, want 5", far.calls.Load())
+	}
+}
+
+// TestWithInstancePins: pinned calls all reach the named instance, even
+// the slow one that balancing avoids, and a pin to an instance the
+// resolver does not list fails at once with unavailable.
+func TestWithInstancePins(t *testing.T) {
+	g1, g2 := &testGreeter{}, &testGreeter{}
+	a := startServer(t, quietServer(), g1)
+	b := startServer(t, quietServer(slowDown(20*time.Millisecond)), g2)
+	conn := rpc.NewResolvingConn(zonedResolver{{ID: "a", BaseURL: a.url}, {ID: "b", BaseURL: b.url}})
+	defer conn.Close()
+	client := greeterv1concord.NewGreeterServiceClient(conn)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for range 20 {
+		if _, err := client.Greet(rpc.WithInstance(ctx, "b"), &greeterv1.GreetRequest{Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n1, n2 := g1.calls.Load(), g2.calls.Load(); n1 != 0 || n2 != 20 {
+		t.Fatalf("pinned to b: a got %d calls, b %d; want 0 and 20", n1, n2)
+	}
+	start := time.Now()
+	_, err := client.Greet(rpc.WithInstance(ctx, "gone"), &greeterv1.GreetRequest{Name: "x"})
+	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), `instance "gone"`) {
+		t.Fatalf("pinned to an unknown instance: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("pinned to an unknown instance: failed after %v, want at once", d)
 	}
 }

@@ -10,7 +10,9 @@
 //
 // rpc knows nothing of NATS or Badger. Coordination features reach it
 // through small interfaces that package coord implements: Resolver,
-// LimiterStore, FencingGuard and TxLog.
+// LimiterStore and FencingGuard. TCC participants plug into the TCC slot
+// of the chain (WithTCCParticipant, package tcc); the coordinator lives in
+// package tcc too.
 //
 // # Failure behaviour
 //

@@ -45,7 +45,7 @@ type serverConfig struct {
 	validation        bool
 	admission         connect.ServerInterceptor
 	admissionOpts     []AdmissionOption
-	tcc               connect.ServerInterceptor
+	tcc               []connect.ServerInterceptor
 	fencing           FencingGuard
 	interceptors      []connect.ServerInterceptor
 	reflection        bool
@@ -151,9 +151,12 @@ func WithFencingGuard(guard FencingGuard) ServerOption {
 }
 
 // WithTCCParticipant fills the TCC slot of the chain (the participant's
-// barrier against duplicate, empty and hanging calls). Default: empty.
-func WithTCCParticipant(ic connect.ServerInterceptor) ServerOption {
-	return serverOptionFunc(func(c *serverConfig) { c.tcc = ic })
+// barrier against duplicate, empty and hanging calls) with interceptors,
+// in argument order: one per barrier when services of one server keep
+// their state in different stores (each tcc.NewInterceptor passes other
+// services' calls through). Default: empty.
+func WithTCCParticipant(ics ...connect.ServerInterceptor) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.tcc = append(c.tcc, ics...) })
 }
 
 // WithInterceptors appends interceptors that run after the default chain,

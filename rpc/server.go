@@ -108,9 +108,7 @@ func (s *Server) chain() []connect.ServerInterceptor {
 	if c.validation {
 		chain = append(chain, NewValidateInterceptor(c.validator, c.logger))
 	}
-	if c.tcc != nil {
-		chain = append(chain, c.tcc)
-	}
+	chain = append(chain, c.tcc...)
 	if c.fencing != nil {
 		chain = append(chain, NewFencingInterceptor(s.lookup, c.fencing))
 	}

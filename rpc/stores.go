@@ -18,16 +18,3 @@ type LimiterStore interface {
 	// Release gives back tokens that were acquired but not spent.
 	Release(ctx context.Context, key string, tokens, rate int, per time.Duration) error
 }
-
-// TxLog is the durable log of TCC transactions that a coordinator writes
-// before it acts, so that a restarted coordinator can finish every decided
-// transaction. The coordination node implements it.
-type TxLog interface {
-	// Begin records a new transaction and its branches' services.
-	Begin(ctx context.Context, txID string, branches []string) error
-	// Decide records the outcome: commit (confirm every branch) or not
-	// (cancel every branch). A decision, once recorded, never changes.
-	Decide(ctx context.Context, txID string, commit bool) error
-	// Done records that every branch has confirmed or cancelled.
-	Done(ctx context.Context, txID string) error
-}

@@ -40,17 +40,36 @@ func BadgerTx(ctx context.Context) *localstore.Tx {
 // with other writers makes Update rerun the handler, as localstore
 // documents. It is safe for concurrent use.
 type BadgerBarrier struct {
-	store *localstore.Store
+	src   LocalStore
 	cfg   *config
 	locks keylock.Map
 }
+
+// LocalStore hands out a local store, waiting for it if it is still
+// opening. *concord.App implements it.
+type LocalStore interface {
+	Local(ctx context.Context) (*localstore.Store, error)
+}
+
+type openStore struct{ s *localstore.Store }
+
+func (o openStore) Local(context.Context) (*localstore.Store, error) { return o.s, nil }
 
 var _ Barrier = (*BadgerBarrier)(nil)
 
 // NewBadgerBarrier returns a barrier that keeps its rows in store, under
 // keys starting with "concord/tcc/". The caller keeps ownership of store.
 func NewBadgerBarrier(store *localstore.Store, opts ...Option) *BadgerBarrier {
-	return &BadgerBarrier{store: store, cfg: newConfig(opts)}
+	return NewBadgerBarrierFrom(openStore{store}, opts...)
+}
+
+// NewBadgerBarrierFrom is NewBadgerBarrier on the store that src hands
+// out, asked for on each call: for a barrier made before its store is
+// open, such as on an App's local store (concord.WithTCCLocalBarrier). A
+// call while src has no store gets unavailable (cause ErrStore) when src
+// fails, or the call's own deadline.
+func NewBadgerBarrierFrom(src LocalStore, opts ...Option) *BadgerBarrier {
+	return &BadgerBarrier{src: src, cfg: newConfig(opts)}
 }
 
 // Run implements Barrier. Its unavailable errors wrap ErrStore and the
@@ -68,7 +87,11 @@ func (b *BadgerBarrier) Run(ctx context.Context, k BranchKey, phase Phase, fn fu
 }
 
 func (b *BadgerBarrier) begin(ctx context.Context, body func(ctx context.Context, tx localTx) error) error {
-	return b.store.Update(func(tx *localstore.Tx) error {
+	store, err := b.src.Local(ctx)
+	if err != nil {
+		return err
+	}
+	return store.Update(func(tx *localstore.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -80,7 +103,11 @@ func (b *BadgerBarrier) begin(ctx context.Context, body func(ctx context.Context
 func (b *BadgerBarrier) Cleanup(ctx context.Context, now time.Time) (int, error) {
 	cutoff := now.Add(-b.cfg.retention).UnixNano()
 	n := 0
-	err := b.store.Update(func(tx *localstore.Tx) error {
+	store, err := b.src.Local(ctx)
+	if err != nil {
+		return 0, err
+	}
+	err = store.Update(func(tx *localstore.Tx) error {
 		n = 0
 		var done [][]byte
 		errStop := errors.New("stop")

@@ -1,7 +1,8 @@
-// Package tcc is the participant side of Concord's TCC (Try-Confirm-Cancel)
-// transactions: a barrier that protects a service's Try, Confirm and Cancel
-// handlers from duplicate, empty and hanging calls, and the server
-// interceptor that applies it.
+// Package tcc is Concord's TCC (Try-Confirm-Cancel) transactions: the
+// participant side, a barrier that protects a service's Try, Confirm and
+// Cancel handlers from duplicate, empty and hanging calls and the server
+// interceptor that applies it; and the coordinator side, which logs,
+// decides and finishes transactions and recovers those a crash left.
 //
 // # Wiring
 //
@@ -112,13 +113,61 @@
 // recognised (a late Try would run again), so the retention must exceed
 // the longest time a call can be delayed or retried.
 //
-// # Not provided yet
+// # Coordinator
 //
-// This package is the participant only. There is no coordinator (no
-// app.TCC, no Try fan-out, no commit decision), no transaction log and no
-// recovery of undecided branches yet; those are later items. Invoke makes
-// one phase's call from a branch's logged data (rpc.TCCBranch: procedures
-// and request bytes), as the coordinator will.
+// Coordinator (and concord's App.TCC, which wraps one) runs transactions:
+//
+//	_, err := app.TCC(ctx, func(tx *tcc.Tx) error {
+//		tx.Try(debit)  // generated <Service><Try>Branch(req)
+//		tx.Try(credit)
+//		return nil
+//	})
+//
+// Run logs the transaction and its branches in the node's transaction log
+// (package coord/txlog, the CONCORD_TXLOG stream, R3 in a cluster) before
+// any Try, naming for each branch the participant instance that all its
+// phases go to (rpc.WithInstance: a participant's barrier may be in its
+// own store; an App keeps its instance ID across restarts). The Trys run
+// concurrently; transient failures (unavailable, aborted,
+// resource_exhausted, internal, unknown, an attempt's deadline) are
+// retried with backoff until the transaction's timeout (DefaultTimeout,
+// WithDefaultTimeout, WithTimeout); any other code is a refusal that
+// cancels at once. The decision is a conditional write on the Trying
+// record: it lands once, and a second writer (recovery) gets a conflict
+// and follows the stored decision. Confirm or Cancel then runs on every
+// branch, in rounds, retried with backoff (up to 5 s apart) until each
+// succeeded; after a round with failures the branches' errors are written
+// to the log. A finished transaction is removed from the log and its
+// summary kept for WithFinishedRetention (15 minutes by default).
+//
+// Run returns nil once commit is decided, after waiting for the Confirms
+// until its context ends; a decided commit is always carried out (by Run's
+// background rounds, or by recovery). A cancelled transaction returns a
+// *connect.Error with the refusing Try's code and message, or
+// deadline_exceeded for the timeout, whose cause is ErrCancelled. If the
+// decision could not be stored or read back, Run returns unavailable with
+// ErrUnknown: recovery finishes the transaction (cancel after its
+// timeout, unless a commit decision had landed).
+//
+// # Recovery
+//
+// RunRecovery campaigns in RecoveryElection; the leader runs Recover,
+// which watches the log for unfinished transactions. One left undecided
+// two seconds past its deadline is decided cancel (conditionally, so a
+// coordinator that decides at the same moment wins or loses cleanly) and
+// cancelled; a decided one whose last record is older than WithStaleAfter
+// (DefaultStaleAfter) is driven to its end. Every concord.App runs
+// RunRecovery unless WithoutTCCRecovery, so a killed coordinator's
+// transactions are finished by any other App, or by itself after a
+// restart. Deadlines and staleness compare this machine's clock with the
+// coordinator's (deadline) and the server's (record time): keep clocks in
+// sync to well under the stale period.
+//
+// Participants never time out a reservation on their own: a branch stays
+// reserved until the coordinator or recovery decides, which is at most
+// the transaction's timeout plus recovery's reaction time (an election
+// TTL if the recovery leader died, plus the 2 s grace) while the
+// coordination node is reachable.
 //
 // # Tests
 //

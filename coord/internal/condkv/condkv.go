@@ -71,6 +71,14 @@ func New(js jetstream.JetStream, nc *nats.Conn, bucket string) *Bucket {
 	return &Bucket{js: js, nc: nc, stream: "KV_" + bucket, prefix: "$KV." + bucket + "."}
 }
 
+// NewStream returns a Bucket over a plain stream whose subjects are
+// prefix + key (prefix ends with "."): the same conditional writes and
+// reads on a stream that is not a KV bucket. The stream needs AllowDirect
+// for LastAll, AllowRollup for Purge and AllowMsgTTL for TTLs.
+func NewStream(js jetstream.JetStream, nc *nats.Conn, stream, prefix string) *Bucket {
+	return &Bucket{js: js, nc: nc, stream: stream, prefix: prefix}
+}
+
 // Conn returns the bucket's connection.
 func (b *Bucket) Conn() *nats.Conn { return b.nc }
 

@@ -1,0 +1,137 @@
+// Command bank is the TCC example: a checking service (Badger), a savings
+// service (SQLite) and a transfer service that moves money between them
+// with a two-branch TCC transaction, in one binary on an embedded node.
+// See the README's "TCC: the bank example".
+package main
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/concordrpc/concord"
+	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/examples/bank/bank"
+	"github.com/concordrpc/concord/examples/bank/gen/bank/v1/bankv1concord"
+	"github.com/concordrpc/concord/rpc"
+	"github.com/concordrpc/concord/tcc"
+)
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.addr, "addr", concord.DefaultAddr, "address to serve RPCs on")
+	flag.StringVar(&cfg.admin, "admin", concord.DefaultAdminAddr, "address of the admin listener (concord status); keep it on loopback")
+	flag.StringVar(&cfg.data, "data", "data-bank", "data directory of the node, the local store and the savings database")
+	flag.StringVar(&cfg.role, "role", "all", "services to run: all, accounts (checking and savings) or transfer")
+	flag.StringVar(&cfg.nats, "nats", "", "client mode: URLs of an existing NATS cluster, comma-separated (credentials in CONCORD_NATS_USER and CONCORD_NATS_PASSWORD)")
+	flag.DurationVar(&cfg.timeout, "tcc-timeout", tcc.DefaultTimeout, "how long a transfer's branches may stay reserved without a decision")
+	flag.DurationVar(&cfg.stale, "tcc-stale", tcc.DefaultStaleAfter, "how long recovery leaves a decided transfer to its coordinator")
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, logger, cfg); err != nil {
+		logger.Error("bank", slog.Any("error", err))
+		os.Exit(1)
+	}
+}
+
+// config is the command line.
+type config struct {
+	addr, admin, data, role, nats string
+	timeout, stale                time.Duration
+}
+
+// Accounts opened at the first start, in cents.
+var seed = []struct {
+	savings bool
+	account string
+	cents   int64
+}{
+	{false, "alice", 10000}, {false, "bob", 5000},
+	{true, "alice", 0}, {true, "bob", 20000},
+}
+
+func run(ctx context.Context, logger *slog.Logger, cfg config) error {
+	accounts, transfer := cfg.role == "all" || cfg.role == "accounts", cfg.role == "all" || cfg.role == "transfer"
+	if !accounts && !transfer {
+		return fmt.Errorf("unknown -role %q: want all, accounts or transfer", cfg.role)
+	}
+	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+		return err
+	}
+	opts := []concord.Option{
+		concord.WithAddr(cfg.addr),
+		concord.WithAdminAddr(cfg.admin),
+		concord.WithDataDir(cfg.data),
+		concord.WithLogger(logger),
+		concord.WithTCCOptions(tcc.WithDefaultTimeout(cfg.timeout), tcc.WithStaleAfter(cfg.stale)),
+	}
+	if cfg.nats != "" {
+		opts = append(opts, concord.WithCoordOptions(coord.WithClient(strings.Split(cfg.nats, ","), coord.ClientAuth{
+			Username: cmp.Or(os.Getenv("CONCORD_NATS_USER"), "concord"), Password: os.Getenv("CONCORD_NATS_PASSWORD"),
+		})))
+	}
+	var savings *bank.Accounts
+	if accounts {
+		// Immediate transactions and a busy timeout: concurrent phases
+		// wait for each other instead of failing with SQLITE_BUSY.
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(cfg.data, "savings.db")+"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		barrier, err := tcc.NewSQLBarrier(db, tcc.SQLite(), tcc.WithLogger(logger))
+		if err != nil {
+			return err
+		}
+		if err := barrier.CreateTable(ctx); err != nil {
+			return fmt.Errorf("savings barrier table: %w", err)
+		}
+		if savings, err = bank.NewSavings(ctx, db); err != nil {
+			return fmt.Errorf("savings table: %w", err)
+		}
+		opts = append(opts,
+			// Checking keeps its balances and barrier in the App's Badger
+			// store; savings in SQLite, through the SQL barrier.
+			concord.WithTCCLocalBarrier([]*rpc.ServicePolicy{bankv1concord.CheckingServicePolicy()}),
+			concord.WithServerOptions(rpc.WithTCCParticipant(tcc.NewInterceptor(barrier, bankv1concord.SavingsServicePolicy()))))
+	}
+	app := concord.New(opts...)
+	if accounts {
+		checking := bank.NewChecking(app)
+		bankv1concord.RegisterCheckingService(app, checking)
+		bankv1concord.RegisterSavingsService(app, savings)
+		go func() {
+			for _, s := range seed {
+				a := checking
+				if s.savings {
+					a = savings
+				}
+				if err := a.Open(ctx, s.account, s.cents); err != nil && ctx.Err() == nil {
+					logger.Error("bank: open account", slog.String("account", s.account), slog.Any("error", err))
+				}
+			}
+		}()
+	}
+	if transfer {
+		bankv1concord.RegisterTransferService(app, bank.Transfer{TCC: app})
+	}
+	err := app.Run(ctx)
+	if errors.Is(err, rpc.ErrDrainTimeout) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,74 @@
+package tcc
+
+import (
+	"log/slog"
+	"time"
+)
+
+// CoordinatorOption tunes a Coordinator.
+type CoordinatorOption interface{ applyCoord(*coordConfig) }
+
+type coordOptionFunc func(*coordConfig)
+
+func (f coordOptionFunc) applyCoord(c *coordConfig) { f(c) }
+
+type coordConfig struct {
+	name       string
+	timeout    time.Duration
+	staleAfter time.Duration
+	retention  time.Duration
+	logger     *slog.Logger
+}
+
+// WithName names the coordinator in the transactions it logs (shown by
+// concord status). Default: none.
+func WithName(name string) CoordinatorOption {
+	return coordOptionFunc(func(c *coordConfig) { c.name = name })
+}
+
+// WithDefaultTimeout sets the timeout of transactions that do not set one
+// with WithTimeout. Values below one second mean one second. Default:
+// DefaultTimeout.
+func WithDefaultTimeout(d time.Duration) CoordinatorOption {
+	return coordOptionFunc(func(c *coordConfig) { c.timeout = max(d, time.Second) })
+}
+
+// WithStaleAfter sets how long recovery waits after a decided
+// transaction's last log record before it drives the transaction itself
+// (its coordinator writes a record after every failed round, so a live
+// one is not taken over). Values below one second mean one second.
+// Default: DefaultStaleAfter.
+func WithStaleAfter(d time.Duration) CoordinatorOption {
+	return coordOptionFunc(func(c *coordConfig) { c.staleAfter = max(d, time.Second) })
+}
+
+// WithFinishedRetention sets how long a finished transaction stays listed
+// by concord status. Default: txlog.DefaultFinishedRetention.
+func WithFinishedRetention(d time.Duration) CoordinatorOption {
+	return coordOptionFunc(func(c *coordConfig) { c.retention = d })
+}
+
+// WithCoordinatorLogger sets where the coordinator reports phase failures
+// and recovery. Default: no logging.
+func WithCoordinatorLogger(l *slog.Logger) CoordinatorOption {
+	return coordOptionFunc(func(c *coordConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// TxOption tunes one transaction of Run.
+type TxOption interface{ applyTx(*txConfig) }
+
+type txOptionFunc func(*txConfig)
+
+func (f txOptionFunc) applyTx(c *txConfig) { f(c) }
+
+type txConfig struct{ timeout time.Duration }
+
+// WithTimeout sets the transaction's timeout (see DefaultTimeout). Values
+// below one second mean one second.
+func WithTimeout(d time.Duration) TxOption {
+	return txOptionFunc(func(c *txConfig) { c.timeout = max(d, time.Second) })
+}
