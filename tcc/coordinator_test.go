@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -297,8 +298,24 @@ func TestConfirmRetriedUntilItSucceeds(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Status lists it as stuck, with the failing branch's error.
+	st := f.log.ReadStatus(t.Context(), 5*time.Second)
+	if st.Unknown != "" || len(st.Stuck) != 1 || st.Stuck[0].ID != res.ID || !strings.Contains(st.Stuck[0].Branches[1].Error, "confirm is down") ||
+		st.Stuck[0].Branches[0].Request != nil {
+		t.Fatalf("status %+v, want %s stuck with right's error and no request bytes", st, res.ID)
+	}
 	f.right.failConfirm.Store(false)
 	f.gone(t, res.ID, 15*time.Second)
+	for i := 0; ; i++ { // the summary is published without waiting
+		st = f.log.ReadStatus(t.Context(), 5*time.Second)
+		if len(st.Finished) == 1 || i == 100 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(st.Stuck) != 0 || len(st.Finished) != 1 || st.Finished[0].State != txlog.StateConfirmed {
+		t.Fatalf("status after the end %+v", st)
+	}
 	if !f.right.has(t, "confirm", "confirm-down") {
 		t.Fatal("right not confirmed")
 	}

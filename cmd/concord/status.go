@@ -15,6 +15,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
+	"github.com/concordrpc/concord/coord/txlog"
 )
 
 // statusCmd prints the coordination status of a running app or node, as a
@@ -116,10 +117,63 @@ func printStatus(w io.Writer, st *registry.Status) {
 		}
 		tw.Flush()
 	}
+	if tx := st.Transactions; tx != nil {
+		if tx.Unknown != "" {
+			unknown = append(unknown, "transactions: "+tx.Unknown)
+		}
+		printTransactions(w, tx)
+	}
 	if len(unknown) > 0 {
 		fmt.Fprintln(w, "\nunknown:")
 		for _, u := range unknown {
 			fmt.Fprintln(w, "  "+u)
+		}
+	}
+}
+
+// printTransactions prints the TCC transactions in flight, stuck and
+// recently finished, with the last error of each failing branch.
+func printTransactions(w io.Writer, tx *txlog.Status) {
+	if len(tx.InFlight)+len(tx.Stuck)+len(tx.Finished) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nTRANSACTION\tSTATE\tAGE\tBRANCHES\tATTEMPTS\tCOORDINATOR")
+	now := time.Now()
+	row := func(kind string, r *txlog.Record) {
+		services := make([]string, len(r.Branches))
+		for i, b := range r.Branches {
+			services[i] = b.Service
+			if b.Done {
+				services[i] += " (done)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, kind, now.Sub(r.Created).Round(time.Millisecond),
+			strings.Join(services, ", "), r.Attempts, cmp.Or(r.Coordinator, "-"))
+	}
+	for _, r := range tx.InFlight {
+		row(string(r.State), r)
+	}
+	for _, r := range tx.Stuck {
+		row("stuck "+string(r.State), r)
+	}
+	for _, r := range tx.Finished {
+		row(string(r.State), r)
+	}
+	tw.Flush()
+	for _, r := range append(append([]*txlog.Record{}, tx.Stuck...), tx.InFlight...) {
+		if r.Cause != "" {
+			fmt.Fprintf(w, "  %s: %s\n", r.ID, r.Cause)
+		}
+		for _, b := range r.Branches {
+			if b.Error != "" {
+				fmt.Fprintf(w, "  %s branch %s (%s): %s\n", r.ID, b.ID, b.Service, b.Error)
+			}
+		}
+	}
+	for _, r := range tx.Finished {
+		if r.Cause != "" {
+			fmt.Fprintf(w, "  %s: %s\n", r.ID, r.Cause)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
+	"github.com/concordrpc/concord/coord/txlog"
 	"github.com/concordrpc/concord/internal/nodetest"
 )
 
@@ -116,4 +117,36 @@ func hasLine(lines []string, want string) bool {
 		}
 	}
 	return false
+}
+
+// TestStatusTableShowsTransactions prints TCC transactions in flight,
+// stuck (with the failing branch's last error) and finished.
+func TestStatusTableShowsTransactions(t *testing.T) {
+	created := time.Now().Add(-3 * time.Second)
+	br := func(service string, done bool, errText string) txlog.Branch {
+		return txlog.Branch{ID: "b1", Service: service, Done: done, Error: errText}
+	}
+	st := &registry.Status{
+		Status:   &coord.Status{Mode: "embedded", Node: "n1", MetaLeader: "n1"},
+		Services: []registry.ServiceStatus{},
+		Transactions: &txlog.Status{
+			InFlight: []*txlog.Record{{ID: "t1", State: txlog.StateTrying, Created: created, Branches: []txlog.Branch{br("checking", false, "")}}},
+			Stuck: []*txlog.Record{{ID: "t2", State: txlog.StateConfirming, Created: created, Attempts: 4, Coordinator: "transfer-1",
+				Branches: []txlog.Branch{br("savings", false, "unavailable: dial tcp 127.0.0.1:1: connection refused")}}},
+			Finished: []*txlog.Record{{ID: "t3", State: txlog.StateCancelled, Created: created, Cause: "branch b2 (/bank.v1.SavingsService/Change) failed with failed_precondition: insufficient funds",
+				Branches: []txlog.Branch{br("checking", true, "")}}},
+		},
+	}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	for _, want := range []string{
+		"TRANSACTION", "t1", "trying", "stuck confirming", "transfer-1",
+		"t2 branch b1 (savings): unavailable: dial tcp 127.0.0.1:1: connection refused",
+		"t3: branch b2 (/bank.v1.SavingsService/Change) failed with failed_precondition: insufficient funds",
+		"checking (done)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/txlog"
 )
 
 // servicesTimeout bounds the read of the registry's services in a status
@@ -27,7 +28,8 @@ type ServiceStatus struct {
 	Instances []Registration `json:"instances"`
 }
 
-// Status is the coordination status with the registry's services.
+// Status is the coordination status with the registry's services and the
+// TCC transaction log.
 type Status struct {
 	*coord.Status
 	// Services lists every registered service; empty when
@@ -36,32 +38,43 @@ type Status struct {
 	// ServicesUnknown is "" when Services was read, and otherwise says why
 	// not (no answer within the time bound, or the read's error).
 	ServicesUnknown string `json:"services_unknown,omitempty"`
+	// Transactions lists TCC transactions in flight, stuck and recently
+	// finished (see txlog.Status); nil from a status that predates it.
+	Transactions *txlog.Status `json:"transactions,omitempty"`
 }
 
-// ReadStatus reads the node's status (coord.Node.Status) and the
-// registry's services, concurrently, each bounded by about a second, so it
-// answers within about a second even while leaders are being elected. A
-// part that does not answer is reported as unknown in the Status; the
-// only error is coord.ErrClosed, on a closed node. It costs a fixed number
-// of JetStream requests (the node's status and one batched read of the
-// registry) and creates no consumer, so it is cheap to poll; it lists at
-// most condkv.MaxListed instances.
+// ReadStatus reads the node's status (coord.Node.Status), the registry's
+// services and the TCC transaction log (txlog.Log.ReadStatus),
+// concurrently, each bounded by about a second, so it answers within about
+// a second even while leaders are being elected. A part that does not
+// answer is reported as unknown in the Status; the only error is
+// coord.ErrClosed, on a closed node. It costs a fixed number of JetStream
+// requests (the node's status, one batched read of the registry, one of
+// the unfinished transactions) and one short-lived ordered consumer for
+// the latest finished transactions, so it is cheap to poll; it lists at
+// most condkv.MaxListed instances and unfinished transactions.
 func ReadStatus(ctx context.Context, node *coord.Node, r *Resolver) (*Status, error) {
 	var all map[string][]Registration
 	var allErr error
-	done := make(chan struct{})
+	var txs *txlog.Status
+	done := make(chan struct{}, 2)
 	go func() {
-		defer close(done)
+		defer func() { done <- struct{}{} }()
 		actx, cancel := context.WithTimeout(ctx, servicesTimeout)
 		defer cancel()
 		all, allErr = r.all(actx)
 	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		txs = txlog.Open(node).ReadStatus(ctx, servicesTimeout)
+	}()
 	st, err := node.Status(ctx)
+	<-done
 	<-done
 	if err != nil {
 		return nil, err
 	}
-	out := &Status{Status: st, Services: []ServiceStatus{}}
+	out := &Status{Status: st, Services: []ServiceStatus{}, Transactions: txs}
 	if allErr != nil {
 		out.ServicesUnknown = allErr.Error()
 		if errors.Is(allErr, context.DeadlineExceeded) || errors.Is(allErr, nats.ErrTimeout) {
