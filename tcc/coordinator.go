@@ -249,7 +249,16 @@ func (c *Coordinator) call(ctx context.Context, txID string, b txlog.Branch, pha
 		ctx = rpc.WithInstance(ctx, b.Instance)
 	}
 	branch := rpc.TCCBranch{Service: b.Service, Try: b.Try, Confirm: b.Confirm, Cancel: b.Cancel, Request: b.Request}
-	return Invoke(ctx, client.(*connect.Client), branch, phase, BranchKey{TxID: txID, BranchID: b.ID})
+	start := time.Now()
+	err := Invoke(ctx, client.(*connect.Client), branch, phase, BranchKey{TxID: txID, BranchID: b.ID})
+	if c.cfg.hook != nil {
+		r := PhaseReport{Service: b.Service, Procedure: procedureOf(b, phase), Phase: phase, Duration: time.Since(start)}
+		if err != nil {
+			r.Code = connect.CodeOf(err)
+		}
+		c.cfg.hook(r)
+	}
+	return err
 }
 
 // decide stores the decision on rec (which must be the trying record) and

@@ -245,12 +245,35 @@ func TestRefusalCancelsEveryBranch(t *testing.T) {
 
 func TestTransientTryIsRetried(t *testing.T) {
 	f := newFixture(t)
-	c := f.coordinator(t)
+	var mu sync.Mutex
+	var reports []tcc.PhaseReport
+	c := f.coordinator(t, tcc.WithPhaseHook(func(r tcc.PhaseReport) {
+		mu.Lock()
+		reports = append(reports, r)
+		mu.Unlock()
+	}))
 	if _, err := f.run(t, c, nodetest.Within(t, 20*time.Second), "flaky", plainValue, flaky); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.right.tries.Load(); n != 3 {
 		t.Fatalf("right's Try ran %d times, want 3 (two transient failures)", n)
+	}
+	mu.Lock()
+	var rightTries, unavailable, confirms int
+	for _, r := range reports {
+		switch {
+		case r.Service == "right" && r.Phase == tcc.PhaseTry:
+			rightTries++
+			if r.Code == connect.CodeUnavailable {
+				unavailable++
+			}
+		case r.Phase == tcc.PhaseConfirm && r.Code == 0:
+			confirms++
+		}
+	}
+	mu.Unlock()
+	if rightTries != 3 || unavailable != 2 || confirms != 2 {
+		t.Fatalf("phase hook saw %d right Trys (%d unavailable) and %d Confirms; want 3 (2), 2", rightTries, unavailable, confirms)
 	}
 	if !f.right.has(t, "confirm", "flaky") || !f.left.has(t, "confirm", "flaky") {
 		t.Fatal("not confirmed")

@@ -2,6 +2,8 @@ package tcc
 
 import (
 	"log/slog"
+
+	"connectrpc.com/connect/v2"
 	"time"
 )
 
@@ -18,6 +20,28 @@ type coordConfig struct {
 	staleAfter time.Duration
 	retention  time.Duration
 	logger     *slog.Logger
+	hook       func(PhaseReport)
+}
+
+// PhaseReport describes one call of a phase that a coordinator (or its
+// recovery) made, for metrics.
+type PhaseReport struct {
+	// Service is the participant's discovery name; Procedure the phase's.
+	Service, Procedure string
+	// Phase is the phase.
+	Phase Phase
+	// Code is the call's status; 0 means success.
+	Code connect.Code
+	// Duration is the call's time.
+	Duration time.Duration
+}
+
+// WithPhaseHook calls hook after every phase call the coordinator makes,
+// failed ones included, on the calling goroutine: it must be fast and safe
+// for concurrent use. Export to Prometheus or OpenTelemetry from it.
+// Default: none.
+func WithPhaseHook(hook func(PhaseReport)) CoordinatorOption {
+	return coordOptionFunc(func(c *coordConfig) { c.hook = hook })
 }
 
 // WithName names the coordinator in the transactions it logs (shown by
