@@ -65,12 +65,37 @@ var seed = []struct {
 }
 
 func run(ctx context.Context, logger *slog.Logger, cfg config) error {
+	b, err := newApp(ctx, logger, cfg)
+	if err != nil {
+		return err
+	}
+	defer b.closeDB()
+	err = b.app.Run(ctx)
+	if errors.Is(err, rpc.ErrDrainTimeout) {
+		err = nil
+	}
+	return err
+}
+
+// bankApp is one bank process's App and its account services (nil for
+// the transfer role).
+type bankApp struct {
+	app               *concord.App
+	checking, savings *bank.Accounts
+	closeDB           func()
+}
+
+// newApp builds the App of cfg's role, and opens the savings database if
+// it runs the account services (close it after Run with closeDB). The
+// seed accounts are opened once the App's store is, while it runs.
+func newApp(ctx context.Context, logger *slog.Logger, cfg config) (*bankApp, error) {
+	closeDB := func() {}
 	accounts, transfer := cfg.role == "all" || cfg.role == "accounts", cfg.role == "all" || cfg.role == "transfer"
 	if !accounts && !transfer {
-		return fmt.Errorf("unknown -role %q: want all, accounts or transfer", cfg.role)
+		return nil, fmt.Errorf("unknown -role %q: want all, accounts or transfer", cfg.role)
 	}
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	opts := []concord.Option{
 		concord.WithAddr(cfg.addr),
@@ -90,18 +115,19 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		// wait for each other instead of failing with SQLITE_BUSY.
 		db, err := sql.Open("sqlite", "file:"+filepath.Join(cfg.data, "savings.db")+"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer db.Close()
+		closeDB = func() { _ = db.Close() }
 		barrier, err := tcc.NewSQLBarrier(db, tcc.SQLite(), tcc.WithLogger(logger))
+		if err == nil {
+			err = barrier.CreateTable(ctx)
+		}
+		if err == nil {
+			savings, err = bank.NewSavings(ctx, db)
+		}
 		if err != nil {
-			return err
-		}
-		if err := barrier.CreateTable(ctx); err != nil {
-			return fmt.Errorf("savings barrier table: %w", err)
-		}
-		if savings, err = bank.NewSavings(ctx, db); err != nil {
-			return fmt.Errorf("savings table: %w", err)
+			closeDB()
+			return nil, fmt.Errorf("savings database: %w", err)
 		}
 		opts = append(opts,
 			// Checking keeps its balances and barrier in the App's Badger
@@ -110,8 +136,10 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 			concord.WithServerOptions(rpc.WithTCCParticipant(tcc.NewInterceptor(barrier, bankv1concord.SavingsServicePolicy()))))
 	}
 	app := concord.New(opts...)
+	b := &bankApp{app: app, savings: savings, closeDB: closeDB}
 	if accounts {
 		checking := bank.NewChecking(app)
+		b.checking = checking
 		bankv1concord.RegisterCheckingService(app, checking)
 		bankv1concord.RegisterSavingsService(app, savings)
 		go func() {
@@ -129,9 +157,5 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 	if transfer {
 		bankv1concord.RegisterTransferService(app, bank.Transfer{TCC: app})
 	}
-	err := app.Run(ctx)
-	if errors.Is(err, rpc.ErrDrainTimeout) {
-		err = nil
-	}
-	return err
+	return b, nil
 }
