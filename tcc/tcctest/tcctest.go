@@ -175,4 +175,3 @@ func transient(c connect.Code) bool {
 	}
 	return false
 }
-
