@@ -39,6 +39,14 @@ fuzz: ## Run every fuzz target for FUZZTIME executions (default 100000x) each
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
 	done
 
+# The TCC example (README: "TCC transactions: the bank example").
+BANK_ADDR ?= 127.0.0.1:8090
+BANK_ADMIN ?= 127.0.0.1:9090
+BANK_DATA ?= data-bank
+.PHONY: bank
+bank: ## Start the bank example (TCC) on BANK_ADDR (127.0.0.1:8090), state in BANK_DATA (data-bank/)
+	$(GO) run ./examples/bank -addr $(BANK_ADDR) -admin $(BANK_ADMIN) -data $(BANK_DATA)
+
 # The start-stop stress tests (issue 19) with ten times make test's cycles.
 .PHONY: stress
 stress: ## Stop Apps and nodes at random moments of their start, 10x make test's cycles, with -race

@@ -120,7 +120,10 @@ func New(opts ...Option) *App {
 	a.server.SetNotReady(readinessGate, "coordination starting")
 	a.resolver = &appResolver{app: a}
 	a.conn = rpc.NewResolvingConn(a.resolver, append([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, cfg.clientOpts...)...)
-	a.tcc = tcc.NewCoordinator(a, a, a.resolver, append([]tcc.CoordinatorOption{tcc.WithCoordinatorLogger(cfg.logger)}, cfg.tccOpts...)...)
+	host, _ := os.Hostname()
+	a.tcc = tcc.NewCoordinator(a, a, a.resolver, append([]tcc.CoordinatorOption{
+		tcc.WithCoordinatorLogger(cfg.logger), tcc.WithName(fmt.Sprintf("%s/%d", cmp.Or(host, "app"), os.Getpid())),
+	}, cfg.tccOpts...)...)
 	return a
 }
 
