@@ -79,6 +79,14 @@
 //     nothing is committed; an ended context gets canceled or
 //     deadline_exceeded.
 //
+// The barrier serializes the calls of one branch, not those of different
+// transactions that change the same business rows: a handler that reads a
+// row and writes it back must lock it as any transaction must (SELECT ...
+// FOR UPDATE on PostgreSQL at READ COMMITTED, or one conditional UPDATE);
+// SQLite's immediate transactions and Badger's conflict detection already
+// serialize them. The bank example's fault test lost updates on
+// PostgreSQL until it did.
+//
 // The Badger store is optimistic: when the handler's transaction conflicts
 // with another writer, the whole attempt (barrier check and handler) runs
 // again, with the same request. A SQL store does the same, up to 5

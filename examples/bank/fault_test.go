@@ -22,6 +22,7 @@ import (
 	bankv1 "github.com/concordrpc/concord/examples/bank/gen/bank/v1"
 	"github.com/concordrpc/concord/examples/bank/gen/bank/v1/bankv1concord"
 	"github.com/concordrpc/concord/internal/nodetest"
+	"github.com/concordrpc/concord/internal/pgtest"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -50,6 +51,8 @@ var addrRE = regexp.MustCompile(`msg="rpc: serving" addr=(127\.0\.0\.1:\d+)`)
 // bankProc is one bank process in client mode against the test's node.
 type bankProc struct {
 	bin, nats, dir, role string
+	savingsDB            string  // -savings-db
+	chaos                float64 // -chaos
 	cmd                  *exec.Cmd
 	logs                 *strings.Builder
 	mu                   sync.Mutex
@@ -58,7 +61,8 @@ type bankProc struct {
 func (p *bankProc) start(t *testing.T) {
 	t.Helper()
 	cmd := exec.Command(p.bin, "-addr", "127.0.0.1:0", "-admin", "", "-data", p.dir, "-role", p.role, "-nats", p.nats,
-		"-tcc-timeout", faultTxTimeout.String(), "-tcc-stale", faultStale.String())
+		"-tcc-timeout", faultTxTimeout.String(), "-tcc-stale", faultStale.String(),
+		"-savings-db", p.savingsDB, "-chaos", fmt.Sprint(p.chaos))
 	cmd.Env = append(os.Environ(), "CONCORD_NATS_USER="+nodetest.User, "CONCORD_NATS_PASSWORD="+nodetest.Password)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -104,10 +108,13 @@ func (p *bankProc) kill() {
 // transfers between a few accounts, many of them refused for
 // insufficient funds, while it kill -9s each coordinator and the
 // participant process at random moments and restarts them on their data
-// directories. Then it asserts the invariants: every transaction ended
-// within settleWithin, money is conserved (available + reserved over
-// every account is the seed), nothing is left reserved or incoming, and
-// no balance is negative.
+// directories, and the coordinators' calls to participants are dropped
+// (request or response) or duplicated at random. Then it asserts the
+// invariants: every transaction ended within settleWithin, money is
+// conserved (available + reserved over every account is the seed),
+// nothing is left reserved or incoming, and no balance is negative. The
+// savings service runs on SQLite, and on PostgreSQL when
+// CONCORD_TEST_POSTGRES names one.
 func TestTransfersSurviveKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills processes")
@@ -116,6 +123,11 @@ func TestTransfersSurviveKills(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	t.Run("sqlite", func(t *testing.T) { transfersSurviveKills(t, bin, "") })
+	t.Run("postgres", func(t *testing.T) { transfersSurviveKills(t, bin, pgtest.NewSchema(t).DSN(t)) })
+}
+
+func transfersSurviveKills(t *testing.T, bin, savingsDB string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	node, err := coord.Open(ctx, coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth(), nodetest.Quiet())
@@ -125,7 +137,11 @@ func TestTransfersSurviveKills(t *testing.T) {
 	defer node.Close()
 	var procs []*bankProc
 	for _, role := range []string{"accounts", "transfer", "transfer"} {
-		p := &bankProc{bin: bin, nats: node.ClientURL(), dir: filepath.Join(t.TempDir(), role), role: role, logs: new(strings.Builder)}
+		p := &bankProc{bin: bin, nats: node.ClientURL(), dir: filepath.Join(t.TempDir(), role), role: role, logs: new(strings.Builder),
+			savingsDB: savingsDB}
+		if role == "transfer" {
+			p.chaos = 0.2
+		}
 		p.start(t)
 		procs = append(procs, p)
 	}

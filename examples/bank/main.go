@@ -19,7 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver
 
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord"
@@ -38,6 +39,8 @@ func main() {
 	flag.StringVar(&cfg.nats, "nats", "", "client mode: URLs of an existing NATS cluster, comma-separated (credentials in CONCORD_NATS_USER and CONCORD_NATS_PASSWORD)")
 	flag.DurationVar(&cfg.timeout, "tcc-timeout", tcc.DefaultTimeout, "how long a transfer's branches may stay reserved without a decision")
 	flag.DurationVar(&cfg.stale, "tcc-stale", tcc.DefaultStaleAfter, "how long recovery leaves a decided transfer to its coordinator")
+	flag.StringVar(&cfg.savingsDB, "savings-db", "", "the savings service's database: a postgres:// URL, or empty for SQLite in the data directory")
+	flag.Float64Var(&cfg.chaos, "chaos", 0, "fault injection for tests: the share of TCC phase calls whose request or response is dropped or that are sent twice")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -51,7 +54,9 @@ func main() {
 // config is the command line.
 type config struct {
 	addr, admin, data, role, nats string
+	savingsDB                     string
 	timeout, stale                time.Duration
+	chaos                         float64
 }
 
 // Accounts opened at the first start, in cents.
@@ -104,6 +109,9 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config) (*bankApp, err
 		concord.WithLogger(logger),
 		concord.WithTCCOptions(tcc.WithDefaultTimeout(cfg.timeout), tcc.WithStaleAfter(cfg.stale)),
 	}
+	if cfg.chaos > 0 {
+		opts = append(opts, concord.WithClientOptions(rpc.WithHTTPClient(chaosClient(cfg.chaos))))
+	}
 	if cfg.nats != "" {
 		opts = append(opts, concord.WithCoordOptions(coord.WithClient(strings.Split(cfg.nats, ","), coord.ClientAuth{
 			Username: cmp.Or(os.Getenv("CONCORD_NATS_USER"), "concord"), Password: os.Getenv("CONCORD_NATS_PASSWORD"),
@@ -111,19 +119,17 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config) (*bankApp, err
 	}
 	var savings *bank.Accounts
 	if accounts {
-		// Immediate transactions and a busy timeout: concurrent phases
-		// wait for each other instead of failing with SQLITE_BUSY.
-		db, err := sql.Open("sqlite", "file:"+filepath.Join(cfg.data, "savings.db")+"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+		db, dialect, err := openSavings(cfg)
 		if err != nil {
 			return nil, err
 		}
 		closeDB = func() { _ = db.Close() }
-		barrier, err := tcc.NewSQLBarrier(db, tcc.SQLite(), tcc.WithLogger(logger))
+		barrier, err := tcc.NewSQLBarrier(db, dialect, tcc.WithLogger(logger))
 		if err == nil {
 			err = barrier.CreateTable(ctx)
 		}
 		if err == nil {
-			savings, err = bank.NewSavings(ctx, db)
+			savings, err = bank.NewSavings(ctx, db, dialect)
 		}
 		if err != nil {
 			closeDB()
@@ -158,4 +164,20 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config) (*bankApp, err
 		bankv1concord.RegisterTransferService(app, bank.Transfer{TCC: app})
 	}
 	return b, nil
+}
+
+// openSavings opens the savings database: PostgreSQL for a postgres://
+// -savings-db, else SQLite in the data directory, with immediate
+// transactions and a busy timeout so that concurrent phases wait for each
+// other instead of failing with SQLITE_BUSY.
+func openSavings(cfg config) (*sql.DB, tcc.Dialect, error) {
+	if strings.HasPrefix(cfg.savingsDB, "postgres://") || strings.HasPrefix(cfg.savingsDB, "postgresql://") {
+		db, err := sql.Open("pgx", cfg.savingsDB)
+		return db, tcc.PostgreSQL(), err
+	}
+	if cfg.savingsDB != "" {
+		return nil, tcc.Dialect{}, errors.New("-savings-db: want a postgres:// URL, or empty for SQLite")
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(cfg.data, "savings.db")+"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	return db, tcc.SQLite(), err
 }

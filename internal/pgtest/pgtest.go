@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ type Schema struct {
 	// Name is the schema's name: "pgtest_" and 16 random hex digits.
 	Name string
 	cfg  *pgx.ConnConfig
+	dsn  string
 }
 
 // NewSchema creates a fresh schema in the database named by EnvVar and
@@ -48,7 +50,7 @@ func NewSchema(t testing.TB) *Schema {
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails
-	s := &Schema{Name: "pgtest_" + hex.EncodeToString(b[:]), cfg: cfg}
+	s := &Schema{Name: "pgtest_" + hex.EncodeToString(b[:]), cfg: cfg, dsn: dsn}
 
 	admin := stdlib.OpenDB(*cfg.Copy())
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
@@ -88,6 +90,20 @@ func (s *Schema) Open(t testing.TB) *sql.DB {
 		}
 	})
 	return db
+}
+
+// DSN returns a connection URL for the schema (its search_path set), for
+// a child process. It fails the test if EnvVar is not a URL.
+func (s *Schema) DSN(t testing.TB) string {
+	t.Helper()
+	u, err := url.Parse(s.dsn)
+	if err != nil || u.Scheme == "" {
+		t.Fatalf("pgtest: %s is not a postgres:// URL", EnvVar)
+	}
+	q := u.Query()
+	q.Set("search_path", s.Name)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func (s *Schema) ident() string { return pgx.Identifier{s.Name}.Sanitize() }

@@ -11,20 +11,34 @@ import (
 
 // NewSavings returns the savings service, with its accounts in db's table
 // savings_accounts (created if missing), written through the barrier's
-// transaction (tcc.SQLTx). The SQL is SQLite's.
-func NewSavings(ctx context.Context, db *sql.DB) (*Accounts, error) {
+// transaction (tcc.SQLTx). dialect is the barrier's: tcc.SQLite() or
+// tcc.PostgreSQL().
+//
+// The barrier serializes the calls of one branch, not those of different
+// transactions that change the same account. Each phase reads the account
+// and writes it back, so on PostgreSQL (READ COMMITTED) it reads with
+// SELECT ... FOR UPDATE, which holds the row until the phase commits;
+// SQLite's immediate transactions already run one at a time.
+func NewSavings(ctx context.Context, db *sql.DB, dialect tcc.Dialect) (*Accounts, error) {
 	_, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS savings_accounts (
 		name TEXT PRIMARY KEY,
-		available INTEGER NOT NULL,
-		reserved INTEGER NOT NULL,
-		incoming INTEGER NOT NULL)`)
+		available BIGINT NOT NULL,
+		reserved BIGINT NOT NULL,
+		incoming BIGINT NOT NULL)`)
 	if err != nil {
 		return nil, err
 	}
-	return &Accounts{l: sqlLedger{db}}, nil
+	l := sqlLedger{db: db}
+	if dialect.Name() == tcc.PostgreSQL().Name() {
+		l.lock = " FOR UPDATE"
+	}
+	return &Accounts{l: l}, nil
 }
 
-type sqlLedger struct{ db *sql.DB }
+type sqlLedger struct {
+	db   *sql.DB
+	lock string // appended to the phase's SELECT
+}
 
 func (l sqlLedger) tx(ctx context.Context) (*sql.Tx, error) {
 	tx := tcc.SQLTx(ctx)
@@ -40,7 +54,7 @@ func (l sqlLedger) get(ctx context.Context, account string) (balance, bool, erro
 		return balance{}, false, err
 	}
 	var b balance
-	err = tx.QueryRowContext(ctx, `SELECT available, reserved, incoming FROM savings_accounts WHERE name = ?`, account).
+	err = tx.QueryRowContext(ctx, `SELECT available, reserved, incoming FROM savings_accounts WHERE name = $1`+l.lock, account).
 		Scan(&b.Available, &b.Reserved, &b.Incoming)
 	if errors.Is(err, sql.ErrNoRows) {
 		return balance{}, false, nil
@@ -53,7 +67,7 @@ func (l sqlLedger) put(ctx context.Context, account string, b balance) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE savings_accounts SET available = ?, reserved = ?, incoming = ? WHERE name = ?`,
+	_, err = tx.ExecContext(ctx, `UPDATE savings_accounts SET available = $1, reserved = $2, incoming = $3 WHERE name = $4`,
 		b.Available, b.Reserved, b.Incoming, account)
 	return err
 }
@@ -77,6 +91,6 @@ func (l sqlLedger) list(ctx context.Context) ([]*bankv1.Balance, error) {
 
 func (l sqlLedger) open(ctx context.Context, account string, available int64) error {
 	_, err := l.db.ExecContext(ctx, `INSERT INTO savings_accounts (name, available, reserved, incoming)
-		VALUES (?, ?, 0, 0) ON CONFLICT (name) DO NOTHING`, account, available)
+		VALUES ($1, $2, 0, 0) ON CONFLICT (name) DO NOTHING`, account, available)
 	return err
 }
