@@ -14,6 +14,7 @@ import (
 	"github.com/concordrpc/concord/examples/bank/bank"
 	bankv1 "github.com/concordrpc/concord/examples/bank/gen/bank/v1"
 	"github.com/concordrpc/concord/examples/bank/gen/bank/v1/bankv1concord"
+	"github.com/concordrpc/concord/internal/pgtest"
 	"github.com/concordrpc/concord/rpc"
 	"github.com/concordrpc/concord/tcc"
 	"github.com/concordrpc/concord/tcc/tcctest"
@@ -22,17 +23,18 @@ import (
 // runningBank is an accounts App running in this process, on one data
 // directory across restarts.
 type runningBank struct {
-	dir  string
-	b    *bankApp
-	conn *rpc.Conn
-	stop func()
+	dir       string
+	savingsDB string
+	b         *bankApp
+	conn      *rpc.Conn
+	stop      func()
 }
 
 func (r *runningBank) start(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	b, err := newApp(ctx, slog.New(slog.DiscardHandler), config{
-		addr: "127.0.0.1:0", data: r.dir, role: "accounts", timeout: tcc.DefaultTimeout, stale: tcc.DefaultStaleAfter,
+		addr: "127.0.0.1:0", data: r.dir, role: "accounts", timeout: tcc.DefaultTimeout, stale: tcc.DefaultStaleAfter, savingsDB: r.savingsDB,
 	})
 	if err != nil {
 		cancel()
@@ -59,10 +61,16 @@ func (r *runningBank) start(t *testing.T) {
 }
 
 // TestParticipantsPassTheKit runs package tcctest's cases against both
-// account services, the Badger one and the SQLite one, through a real
-// App, restarting it between phases for the crash cases.
+// account services, the Badger one and the SQL one (on SQLite, and on
+// PostgreSQL when CONCORD_TEST_POSTGRES names one), through a real App,
+// restarting it between phases for the crash cases.
 func TestParticipantsPassTheKit(t *testing.T) {
-	r := &runningBank{dir: t.TempDir()}
+	t.Run("sqlite", func(t *testing.T) { participantsPassTheKit(t, "") })
+	t.Run("postgres", func(t *testing.T) { participantsPassTheKit(t, pgtest.NewSchema(t).DSN(t)) })
+}
+
+func participantsPassTheKit(t *testing.T, savingsDB string) {
+	r := &runningBank{dir: t.TempDir(), savingsDB: savingsDB}
 	r.start(t)
 	t.Cleanup(func() { r.stop() })
 	var n atomic.Int64
