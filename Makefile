@@ -30,7 +30,7 @@ test: conformance ## Run every test, with -race
 # exceeded" when its workers are slow at the deadline (golang/go#75804),
 # which failed CI once on a loaded machine with no crasher.
 FUZZTIME ?= 100000x
-FUZZ_TARGETS := ./rpc:FuzzRequestDecoding ./rpc:FuzzParseFencing ./coord:FuzzLimitKey ./coord/registry:FuzzEscapeToken ./coord/registry:FuzzDecodeRegistration ./tcc:FuzzParseHeaders
+FUZZ_TARGETS := ./rpc:FuzzRequestDecoding ./rpc:FuzzParseFencing ./coord:FuzzLimitKey ./coord/registry:FuzzEscapeToken ./coord/registry:FuzzDecodeRegistration ./tcc:FuzzParseHeaders ./coord/txlog:FuzzDecode ./msg:FuzzDecodeEnvelope
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME executions (default 100000x) each
@@ -106,7 +106,8 @@ BENCHFLAGS ?= -count 3
 LOCKBENCHFLAGS ?=
 
 .PHONY: bench
-bench: ## Benchmarks with their baselines: RPC (connect-go, grpc-go), cold start, RSS, locks (etcd), limiters (x/time/rate)
+bench: ## Benchmarks with their baselines: RPC (connect-go, grpc-go), cold start, RSS, locks (etcd), TCC (the same RPCs without it), limiters (x/time/rate)
 	cd bench && $(GO) run ./cmd/rpcbench $(BENCHFLAGS)
 	cd bench && $(GO) run ./cmd/lockbench $(LOCKBENCHFLAGS)
+	cd bench && $(GO) run ./cmd/tccbench $(TCCBENCHFLAGS)
 	$(GO) test -run '^$$' -bench 'Allow|Admission|ResolveAndPick' -benchmem ./rpc/ratelimit ./rpc/breaker ./rpc .

@@ -77,7 +77,7 @@ func TestAppLifecycle(t *testing.T) {
 	var st coord.Status
 	err = json.NewDecoder(httpRes.Body).Decode(&st)
 	httpRes.Body.Close()
-	if err != nil || st.Mode != "embedded" || st.MetaLeader != node.Name() || len(st.Buckets) != 7 {
+	if err != nil || st.Mode != "embedded" || st.MetaLeader != node.Name() || len(st.Buckets) != 8 {
 		t.Fatalf("status %+v %v", st, err)
 	}
 

@@ -36,8 +36,8 @@ func TestClusterSurvivesKill9(t *testing.T) {
 	}
 	checkR3 := func(st *coord.Status) {
 		t.Helper()
-		if len(st.Buckets) != 7 { // 5 buckets, 2 streams
-			t.Fatalf("status lists %d buckets and streams, want 7: %+v", len(st.Buckets), st.Buckets)
+		if len(st.Buckets) != 8 { // 5 buckets, 3 streams
+			t.Fatalf("status lists %d buckets and streams, want 8: %+v", len(st.Buckets), st.Buckets)
 		}
 		for _, b := range st.Buckets {
 			if b.Replicas != 3 {

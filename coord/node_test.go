@@ -83,7 +83,7 @@ func TestEmbeddedKeepsStateAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode != "embedded" || st.MetaLeader != "concord" || len(st.Buckets) != 7 {
+	if st.Mode != "embedded" || st.MetaLeader != "concord" || len(st.Buckets) != 8 {
 		t.Fatalf("status %+v", st)
 	}
 	for _, b := range st.Buckets {
@@ -202,7 +202,7 @@ func TestClientMode(t *testing.T) {
 		t.Fatalf("server sees %v %v", e, err)
 	}
 	st, err := client.Status(ctx)
-	if err != nil || st.Mode != "client" || len(st.Buckets) != 7 {
+	if err != nil || st.Mode != "client" || len(st.Buckets) != 8 {
 		t.Fatalf("client status %+v %v", st, err)
 	}
 }

@@ -24,8 +24,12 @@ const (
 	BucketConfig = "concord_config"
 	// StreamTxLog is the TCC transaction log.
 	StreamTxLog = "CONCORD_TXLOG"
-	// StreamMessages carries durable messages from outboxes.
+	// StreamMessages carries durable messages from outboxes, on subjects
+	// concord.msg.<topic>.<partition> (package msg).
 	StreamMessages = "CONCORD_MESSAGES"
+	// StreamDeadLetters holds the messages that consumers gave up on, on
+	// subjects concord.dlq.<consumer>.<topic> (package msg).
+	StreamDeadLetters = "CONCORD_DEAD_LETTERS"
 )
 
 // buckets returns the configurations of Concord's key-value buckets.
@@ -63,6 +67,14 @@ func streams(replicas int) []jetstream.StreamConfig {
 			Name: StreamMessages, Description: "Concord durable messages", Subjects: []string{"concord.msg.>"},
 			Storage: jetstream.FileStorage, Replicas: replicas, Retention: jetstream.LimitsPolicy,
 			MaxAge: 7 * 24 * time.Hour, Duplicates: 2 * time.Minute,
+		},
+		{
+			// Kept until replayed or deleted by an operator, up to 30
+			// days; the duplicate window drops a dead letter re-published
+			// by a consumer that crashed before terminating its message.
+			Name: StreamDeadLetters, Description: "Concord dead letters", Subjects: []string{"concord.dlq.>"},
+			Storage: jetstream.FileStorage, Replicas: replicas, Retention: jetstream.LimitsPolicy,
+			MaxAge: 30 * 24 * time.Hour, Duplicates: 2 * time.Minute,
 		},
 	}
 }

@@ -38,7 +38,7 @@ func TestStatusOfLoneNode(t *testing.T) {
 	if len(st.Peers) != 1 || st.Peers[0] != (coord.PeerStatus{Name: "solo", State: coord.PeerCurrent}) {
 		t.Fatalf("peers %+v", st.Peers)
 	}
-	if len(st.Buckets) != 7 || !complete(st) {
+	if len(st.Buckets) != 8 || !complete(st) {
 		t.Fatalf("buckets: %s", dump(st))
 	}
 	for _, b := range st.Buckets {

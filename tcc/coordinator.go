@@ -14,6 +14,7 @@ import (
 
 	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/coord/txlog"
+	"github.com/concordrpc/concord/internal/wait"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -233,7 +234,7 @@ func (c *Coordinator) try(ctx context.Context, txID string, b txlog.Branch) erro
 		if err == nil || !transient(err) || ctx.Err() != nil {
 			return err
 		}
-		if !sleep(ctx, backoff(attempt, time.Second)) {
+		if !wait.Sleep(ctx, wait.Backoff(attempt, 50*time.Millisecond, time.Second)) {
 			return err
 		}
 	}
@@ -399,7 +400,7 @@ func (c *Coordinator) drive(ctx context.Context, rec *txlog.Record) (txlog.State
 				rec = cur
 			}
 		}
-		if !sleep(ctx, backoff(round, 5*time.Second)) {
+		if !wait.Sleep(ctx, wait.Backoff(round, 50*time.Millisecond, 5*time.Second)) {
 			return "", ctx.Err()
 		}
 	}
@@ -464,21 +465,4 @@ func transient(err error) bool {
 		return true
 	}
 	return false
-}
-
-func backoff(attempt int, ceiling time.Duration) time.Duration {
-	d := 50 * time.Millisecond << min(attempt, 10)
-	d = min(d, ceiling)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/coord/txlog"
+	"github.com/concordrpc/concord/internal/wait"
 )
 
 // RecoveryElection is the election whose leader runs recovery: one
@@ -37,7 +38,7 @@ func (c *Coordinator) RunRecovery(ctx context.Context) error {
 		if _, err := e.Campaign(ctx, c.cfg.name); err != nil {
 			if ctx.Err() == nil {
 				c.cfg.logger.Debug("tcc: recovery campaign", slog.Any("error", err))
-				sleep(ctx, backoff(attempt, 5*time.Second))
+				wait.Sleep(ctx, wait.Backoff(attempt, 50*time.Millisecond, 5*time.Second))
 			}
 			continue
 		}
@@ -59,7 +60,7 @@ func (c *Coordinator) RunRecovery(ctx context.Context) error {
 		rsctx, rscancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		_ = e.Resign(rsctx)
 		rscancel()
-		sleep(ctx, backoff(0, time.Second))
+		wait.Sleep(ctx, wait.Backoff(0, time.Second, time.Second))
 	}
 	return nil
 }

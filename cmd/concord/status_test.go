@@ -46,7 +46,7 @@ func TestStatusJSON(t *testing.T) {
 	if err := dec.Decode(&st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Node != "solo" || st.MetaLeader != "solo" || len(st.Peers) != 1 || st.Peers[0].State != coord.PeerCurrent || len(st.Buckets) != 7 {
+	if st.Node != "solo" || st.MetaLeader != "solo" || len(st.Peers) != 1 || st.Peers[0].State != coord.PeerCurrent || len(st.Buckets) != 8 {
 		t.Fatalf("status %+v", st.Status)
 	}
 	if len(st.Services) != 1 || st.Services[0].Name != "greeter" || len(st.Services[0].Instances) != 1 || st.ServicesUnknown != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/internal/wait"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -53,7 +54,7 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 			e, rerr := st.last(pctx, key)
 			cancel()
 			if rerr != nil {
-				sleep(ctx, backoff(i))
+				wait.Sleep(ctx, backoff(i))
 				continue
 			}
 			read = false
@@ -87,10 +88,10 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 		case coord.IsConflict(perr):
 			read = true
 		case coord.IsRefused(perr):
-			sleep(ctx, backoff(i))
+			wait.Sleep(ctx, backoff(i))
 		default:
 			unclear, read = true, true
-			sleep(ctx, backoff(i))
+			wait.Sleep(ctx, backoff(i))
 		}
 	}
 	if unclear {
@@ -130,7 +131,7 @@ func (s *Session) abandon(ctx context.Context, st *kvStore, key, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.cfg.ttl, 5*time.Second))
 	defer cancel()
 	for i := range 8 {
-		if i > 0 && !sleep(ctx, backoff(i)) || st.nc.IsClosed() {
+		if i > 0 && !wait.Sleep(ctx, backoff(i)) || st.nc.IsClosed() {
 			return
 		}
 		pctx, pcancel := s.opCtx(ctx)
@@ -197,16 +198,16 @@ func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []b
 	skip := t.held != nil && w != nil
 	for i := 0; ; i++ {
 		var holder entry
-		wait := false
+		mustWait := false
 		if skip {
 			skip = false
 			select {
 			case <-w.wake: // it may predate the grant; seen tells
 			default:
 			}
-			holder, wait = *t.held, w.seen.Load() <= t.held.seq
+			holder, mustWait = *t.held, w.seen.Load() <= t.held.seq
 		}
-		if !wait {
+		if !mustWait {
 			if seq, ok := t.freedAt(); ok {
 				*hint = seq
 			}
@@ -221,14 +222,14 @@ func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []b
 				if ctx.Err() != nil || s.alive() != nil || errors.Is(err, ErrLeaseLost) {
 					return nil, err
 				}
-				sleep(ctx, backoff(min(i, 8)))
+				wait.Sleep(ctx, backoff(min(i, 8)))
 				continue
 			}
 			if w == nil {
 				if w, err = st.watch(ctx, key); err != nil {
 					w = nil
 					s.fallbacks.watchFailed.Add(1)
-					sleep(ctx, backoff(min(i, 8)))
+					wait.Sleep(ctx, backoff(min(i, 8)))
 				}
 				continue // re-check: the key may have changed before the watch began
 			}
@@ -244,11 +245,11 @@ func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []b
 // most a TTL), or ctx or the session ends.
 func (s *Session) await(ctx context.Context, w *watch, t *turn, holder entry, hint *uint64) {
 	w.ignoring(holder.attempt)
-	wait := s.cfg.ttl
+	timeout := s.cfg.ttl
 	if !holder.expires.IsZero() {
-		wait = min(wait, max(time.Until(holder.expires)+20*time.Millisecond, 20*time.Millisecond))
+		timeout = min(timeout, max(time.Until(holder.expires)+20*time.Millisecond, 20*time.Millisecond))
 	}
-	timer := time.NewTimer(wait)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case <-w.wake:
@@ -265,16 +266,4 @@ func (s *Session) await(ctx context.Context, w *watch, t *turn, holder entry, hi
 func backoff(attempt int) time.Duration {
 	d := 5 * time.Millisecond << min(attempt, 7)
 	return d/2 + rand.N(d/2)
-}
-
-// sleep waits for d or until ctx ends, and reports whether ctx is alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/internal/wait"
 )
 
 // Leader is an election's leader.
@@ -148,7 +149,7 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 		if w == nil {
 			if w, err = st.watch(ctx, e.h.key); err != nil {
 				w = nil
-				sleep(ctx, backoff(min(i, 8)))
+				wait.Sleep(ctx, backoff(min(i, 8)))
 				continue
 			}
 		}
@@ -156,7 +157,7 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 		en, err := st.last(rctx, e.h.key)
 		cancel()
 		if err != nil {
-			sleep(ctx, backoff(min(i, 8)))
+			wait.Sleep(ctx, backoff(min(i, 8)))
 			continue
 		}
 		wait := e.h.cfg.ttl

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/internal/wait"
 	"sync"
 	"time"
 
@@ -156,7 +157,7 @@ func (g *grant) revoke(ctx context.Context) (uint64, error) {
 	unclear := false // a release write may have committed unseen
 	var lastErr error
 	for i := range 8 {
-		if ctx.Err() != nil || i > 0 && !sleep(ctx, backoff(i)) {
+		if ctx.Err() != nil || i > 0 && !wait.Sleep(ctx, backoff(i)) {
 			break
 		}
 		if g.st.nc.IsClosed() {

@@ -24,8 +24,8 @@ func TestReadStatusPartial(t *testing.T) {
 	if st.Node == "" || st.ServicesUnknown == "" || len(st.Services) != 0 {
 		t.Fatalf("services %+v, unknown %q", st.Services, st.ServicesUnknown)
 	}
-	if len(st.Buckets) != 7 {
-		t.Fatalf("%d buckets, want 7 listed even when unread", len(st.Buckets))
+	if len(st.Buckets) != 8 {
+		t.Fatalf("%d buckets, want 8 listed even when unread", len(st.Buckets))
 	}
 	for _, b := range st.Buckets {
 		if b.Unknown == "" || b.Replicas != 0 {
