@@ -306,9 +306,9 @@ func (c *Coordinator) driveWithin(ctx context.Context, rec *txlog.Record) (txlog
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		if end, err := c.drive(c.ctx, rec); err == nil {
-			done <- end
-		} else {
+		// done hears of the end as soon as every branch's phase
+		// succeeded; the end's log write follows without the caller.
+		if _, err := c.drive(c.ctx, rec, func(end txlog.State) { done <- end }); err != nil {
 			close(done)
 		}
 	}()
@@ -321,12 +321,14 @@ func (c *Coordinator) driveWithin(ctx context.Context, rec *txlog.Record) (txlog
 }
 
 // drive runs the decided phase (Confirm or Cancel) of every branch of rec
-// not yet done, in rounds, until each succeeded, and finishes the
-// transaction in the log. After a round with failures it records the
-// branches' errors in the log (for status, and so that recovery sees the
-// coordinator alive) and waits with backoff. It stops when ctx ends or
-// another writer changed the record in a way that leaves nothing to do.
-func (c *Coordinator) drive(ctx context.Context, rec *txlog.Record) (txlog.State, error) {
+// not yet done, in rounds, until each succeeded, calls phased (if not nil)
+// with the end state, and finishes the transaction in the log. After a
+// round with failures it records the branches' errors in the log (for
+// status, and so that recovery sees the coordinator alive) and waits with
+// backoff. It stops when ctx ends or another writer changed the record in
+// a way that leaves nothing to do. A finish that is not logged leaves the
+// transaction to recovery, which repeats the (idempotent) phase.
+func (c *Coordinator) drive(ctx context.Context, rec *txlog.Record, phased func(txlog.State)) (txlog.State, error) {
 	phase, end := PhaseConfirm, txlog.StateConfirmed
 	if rec.State == txlog.StateCancelling {
 		phase, end = PhaseCancel, txlog.StateCancelled
@@ -370,6 +372,9 @@ func (c *Coordinator) drive(ctx context.Context, rec *txlog.Record) (txlog.State
 			}
 		}
 		if failed == 0 {
+			if phased != nil {
+				phased(end)
+			}
 			fin := rec.Clone()
 			fin.State = end
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -391,6 +396,9 @@ func (c *Coordinator) drive(ctx context.Context, rec *txlog.Record) (txlog.State
 			// record, keeping what we know is done.
 			cur, gerr := log.Get(ctx, rec.ID)
 			if errors.Is(gerr, txlog.ErrNotFound) {
+				if phased != nil {
+					phased(end)
+				}
 				return end, nil
 			}
 			if gerr == nil && cur.State == rec.State {

@@ -167,6 +167,6 @@ func (c *Coordinator) recoverOne(ctx context.Context, log *txlog.Log, id string)
 	if rec.State.Finished() {
 		return nil
 	}
-	_, err = c.drive(ctx, rec)
+	_, err = c.drive(ctx, rec, nil)
 	return err
 }
