@@ -179,5 +179,10 @@ func openSavings(cfg config) (*sql.DB, tcc.Dialect, error) {
 		return nil, tcc.Dialect{}, errors.New("-savings-db: want a postgres:// URL, or empty for SQLite")
 	}
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(cfg.data, "savings.db")+"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err == nil {
+		// SQLite has one writer: queue in the pool rather than in
+		// SQLite's busy handler, which sleeps.
+		db.SetMaxOpenConns(1)
+	}
 	return db, tcc.SQLite(), err
 }
