@@ -21,6 +21,7 @@ import (
 	"github.com/concordrpc/concord/coord/txlog"
 	bankv1 "github.com/concordrpc/concord/examples/bank/gen/bank/v1"
 	"github.com/concordrpc/concord/examples/bank/gen/bank/v1/bankv1concord"
+	"github.com/concordrpc/concord/internal/clustertest"
 	"github.com/concordrpc/concord/internal/nodetest"
 	"github.com/concordrpc/concord/internal/pgtest"
 	"github.com/concordrpc/concord/rpc"
@@ -123,21 +124,45 @@ func TestTransfersSurviveKills(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	t.Run("sqlite", func(t *testing.T) { transfersSurviveKills(t, bin, "") })
-	t.Run("postgres", func(t *testing.T) { transfersSurviveKills(t, bin, pgtest.NewSchema(t).DSN(t)) })
+	t.Run("sqlite", func(t *testing.T) { transfersSurviveKills(t, bin, "", nil) })
+	t.Run("postgres", func(t *testing.T) { transfersSurviveKills(t, bin, pgtest.NewSchema(t).DSN(t), nil) })
+	// On a three-node cluster, one node is also killed with SIGKILL
+	// during the load (and restarted later): every stream is R3, so the
+	// log and the registry go on with two nodes.
+	t.Run("cluster", func(t *testing.T) {
+		c := clustertest.New(t, 3)
+		c.Start(t)
+		transfersSurviveKills(t, bin, "", c)
+	})
 }
 
-func transfersSurviveKills(t *testing.T, bin, savingsDB string) {
+// transfersSurviveKills runs the load and faults on one listening node in
+// this process, or on cluster c.
+func transfersSurviveKills(t *testing.T, bin, savingsDB string, c *clustertest.Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	node, err := coord.Open(ctx, coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth(), nodetest.Quiet())
+	var (
+		node *coord.Node
+		urls string
+		err  error
+	)
+	if c == nil {
+		node, err = coord.Open(ctx, coord.WithDataDir(t.TempDir()), coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth(), nodetest.Quiet())
+		urls = ""
+	} else {
+		node, err = coord.Open(ctx, coord.WithClient(c.URLs(), nodetest.ClientAuth()), coord.WithName("tester"), nodetest.Quiet())
+		urls = strings.Join(c.URLs(), ",")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer node.Close()
+	if urls == "" {
+		urls = node.ClientURL()
+	}
 	var procs []*bankProc
 	for _, role := range []string{"accounts", "transfer", "transfer"} {
-		p := &bankProc{bin: bin, nats: node.ClientURL(), dir: filepath.Join(t.TempDir(), role), role: role, logs: new(strings.Builder),
+		p := &bankProc{bin: bin, nats: urls, dir: filepath.Join(t.TempDir(), role), role: role, logs: new(strings.Builder),
 			savingsDB: savingsDB}
 		if role == "transfer" {
 			p.chaos = 0.2
@@ -217,6 +242,14 @@ func transfersSurviveKills(t *testing.T, bin, savingsDB string) {
 	fr := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for round := range 6 {
 		time.Sleep(time.Duration(500+fr.IntN(1000)) * time.Millisecond)
+		if c != nil && round == 1 {
+			c.Nodes[1].Kill9()
+			t.Logf("killed node %s", c.Nodes[1].Name)
+		}
+		if c != nil && round == 4 {
+			c.Restart(t, c.Nodes[1])
+			t.Logf("restarted node %s", c.Nodes[1].Name)
+		}
 		p := procs[round%3]
 		p.kill()
 		time.Sleep(time.Duration(fr.IntN(300)) * time.Millisecond)
