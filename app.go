@@ -75,6 +75,7 @@ type App struct {
 	resolver *appResolver
 	guard    *appGuard
 	tcc      *tcc.Coordinator
+	barrier  *tcc.BadgerBarrier // WithTCCLocalBarrier's, or nil
 
 	adminReady chan struct{} // closed when adminAddr is set (nil without one)
 	adminAddr  net.Addr
@@ -113,8 +114,8 @@ func New(opts ...Option) *App {
 		rpc.WithFencingGuard(a.guard),
 	}, cfg.serverOpts...)
 	if len(cfg.tccLocal) > 0 {
-		ic := tcc.NewInterceptor(tcc.NewBadgerBarrierFrom(a, append([]tcc.Option{tcc.WithLogger(cfg.logger)}, cfg.tccBarrier...)...), cfg.tccLocal...)
-		serverOpts = append([]rpc.ServerOption{rpc.WithTCCParticipant(ic)}, serverOpts...)
+		a.barrier = tcc.NewBadgerBarrierFrom(a, append([]tcc.Option{tcc.WithLogger(cfg.logger)}, cfg.tccBarrier...)...)
+		serverOpts = append([]rpc.ServerOption{rpc.WithTCCParticipant(tcc.NewInterceptor(a.barrier, cfg.tccLocal...))}, serverOpts...)
 	}
 	a.server = rpc.NewServer(serverOpts...)
 	a.server.SetNotReady(readinessGate, "coordination starting")
@@ -269,9 +270,18 @@ func (a *App) run(ctx context.Context) error {
 	recovered := make(chan struct{})
 	go func() {
 		defer close(recovered)
+		var wg sync.WaitGroup
+		if a.barrier != nil {
+			wg.Go(func() {
+				if _, err := a.Local(coordCtx); err == nil {
+					tcc.RunCleanup(coordCtx, a.barrier, 0, a.cfg.logger)
+				}
+			})
+		}
 		if !a.cfg.noRecovery {
 			_ = a.tcc.RunRecovery(coordCtx)
 		}
+		wg.Wait()
 	}()
 
 	var runErr error

@@ -159,7 +159,9 @@ func WithoutTCCRecovery() Option {
 // barrier, tcc.NewSQLBarrier, for services whose state is in a database).
 // A coordinator sends every phase of a branch to the instance that got
 // its Try, and an App keeps its instance ID in its data directory, so a
-// restarted instance finishes its branches.
+// restarted instance finishes its branches. The App deletes the barrier
+// rows of finished branches after their retention (tcc.WithRetention, 7
+// days by default), hourly (tcc.RunCleanup).
 func WithTCCLocalBarrier(services []*rpc.ServicePolicy, opts ...tcc.Option) Option {
 	return optionFunc(func(c *appConfig) {
 		c.tccLocal = append(c.tccLocal, services...)

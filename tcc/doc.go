@@ -114,7 +114,9 @@
 // Cleanup deletes the rows of branches that were confirmed or cancelled
 // more than the retention period ago (WithRetention, default 7 days), at
 // most WithCleanupLimit branches per call (default 1000), oldest first.
-// Call it periodically; nothing runs in the background. Branches that were
+// RunCleanup calls it every hour (and at once again while there is a
+// backlog); a concord.App runs it for its local barrier, and a SQL
+// barrier's owner runs it. Branches that were
 // only tried are never deleted by retention: they are undecided, and the
 // coordinator's recovery decides them, after which they age out. A
 // duplicate that arrives after its branch's rows were deleted is not

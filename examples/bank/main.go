@@ -135,6 +135,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config) (*bankApp, err
 			closeDB()
 			return nil, fmt.Errorf("savings database: %w", err)
 		}
+		go tcc.RunCleanup(ctx, barrier, 0, logger) // the App cleans its own (Badger) barrier
 		opts = append(opts,
 			// Checking keeps its balances and barrier in the App's Badger
 			// store; savings in SQLite, through the SQL barrier.
