@@ -494,15 +494,18 @@ func TestScan(t *testing.T) {
 func TestSetWithTTL(t *testing.T) {
 	t.Parallel()
 	s := open(t)
-	err := s.Update(func(tx *Tx) error { return tx.SetWithTTL([]byte("lease"), []byte("x"), time.Second) })
+	// Expiry has whole-second resolution (a key written at x.99 s with a
+	// TTL of 3 s expires at x+3 s): the key lives at least 2 s, so the
+	// read right after the write finds it even on a stalled machine, and
+	// is gone within 3 s.
+	err := s.Update(func(tx *Tx) error { return tx.SetWithTTL([]byte("lease"), []byte("x"), 3*time.Second) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := mustGet(t, s, "lease"); got != "x" {
 		t.Fatalf("Get = %q", got)
 	}
-	// Expiry has whole-second resolution: the key is gone within 1 s.
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, err := s.Get([]byte("lease"))
 		if errors.Is(err, ErrNotFound) {
@@ -512,7 +515,7 @@ func TestSetWithTTL(t *testing.T) {
 			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("key with a 1s TTL still present after 3s")
+			t.Fatal("key with a 3s TTL still present after 5s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
