@@ -3,8 +3,8 @@
 //
 // # What it generates
 //
-// For each .proto file with services, in the Go package <gopackage>concord
-// beside protoc-gen-connect-go's <gopackage>connect:
+// For each .proto file with services or events, in the Go package
+// <gopackage>concord beside protoc-gen-connect-go's <gopackage>connect:
 //
 //   - <Service>DiscoveryName, the registry name;
 //   - <Service>Policy(), the method policy table built from the options;
@@ -12,6 +12,13 @@
 //     that table through the runtime in package rpc;
 //   - <Service><Try>Branch(req) for each TCC Try method: the branch as
 //     data (procedures and request bytes) that a coordinator can log;
+//   - for each message declared an event with (concord.v1.event):
+//     <Message>Topic; Publish<Message>(ctx, outbox, tx, ev), which writes
+//     the event's deterministic encoding, with the ordering key taken from
+//     the field the option names, to a package msg outbox in the caller's
+//     local transaction; and Subscribe<Message>(ctx, node, store,
+//     consumer, h, opts...), which decodes each delivery for h and
+//     dead-letters one that does not decode;
 //   - a compile-time guard against an older runtime.
 //
 // # Checks
@@ -22,8 +29,12 @@
 // a rate below 1 or a burst or queue below 1, retries on a non-idempotent or
 // streaming method, a circuit breaker or TCC role on a streaming method, an
 // unknown rate-limit key source, and services whose generated Go names would
-// be declared twice in one package. It reports every problem, joined, and
-// then generates nothing.
+// be declared twice in one package. With a message naming the file and the
+// message, it rejects events with a missing topic or one that package msg
+// would refuse (msg.CheckTopic), an ordering key that names no field of the
+// message or a field that is repeated, a map or not a string or integer,
+// and events whose generated Go names meet another's. It reports every
+// problem, joined, and then generates nothing.
 //
 // # Tests
 //

@@ -41,9 +41,10 @@ const (
 	defaultParameter = "paths=source_relative"
 )
 
-// errorLineRE is the shape of every problem Generate reports: file, service
-// and, for a method's option, the method.
-var errorLineRE = regexp.MustCompile(`^[\w/.-]+\.proto: service [\w.]+(, method \w+)?: \S.*$`)
+// errorLineRE is the shape of every problem Generate reports: file, then
+// service and, for a method's option, the method, or the message of an
+// event.
+var errorLineRE = regexp.MustCompile(`^[\w/.-]+\.proto: (service [\w.]+(, method \w+)?|message [\w.]+): \S.*$`)
 
 func TestGolden(t *testing.T) {
 	t.Parallel()
@@ -165,7 +166,7 @@ func goldenOutput(t *testing.T, dir string) map[string]string {
 		}
 		for line := range strings.Lines(genErr.Error()) {
 			if line = strings.TrimSuffix(line, "\n"); !errorLineRE.MatchString(line) {
-				t.Errorf("error %q does not name the file, service and method", line)
+				t.Errorf("error %q does not name the file and the service and method or the message", line)
 			}
 		}
 		return map[string]string{errorFile: genErr.Error() + "\n"}

@@ -2,23 +2,30 @@ package codegen
 
 import "google.golang.org/protobuf/compiler/protogen"
 
-// The package-level identifiers generated for a service and a TCC Try
-// method. generateService and checkNames both use these, so that the check
-// sees exactly what is generated.
+// The package-level identifiers generated for a service, a TCC Try method
+// and an event. generateService, generateEvent and checkNames all use
+// these, so that the check sees exactly what is generated.
 func discoveryConstName(s *protogen.Service) string { return s.GoName + "DiscoveryName" }
 func policyFuncName(s *protogen.Service) string     { return s.GoName + "Policy" }
 func registerFuncName(s *protogen.Service) string   { return "Register" + s.GoName }
 func clientFuncName(s *protogen.Service) string     { return "New" + s.GoName + "Client" }
 func branchFuncName(m *protogen.Method) string      { return m.Parent.GoName + m.GoName + "Branch" }
+func topicConstName(m *protogen.Message) string     { return m.GoIdent.GoName + "Topic" }
+func publishFuncName(m *protogen.Message) string    { return "Publish" + m.GoIdent.GoName }
+func subscribeFuncName(m *protogen.Message) string  { return "Subscribe" + m.GoIdent.GoName }
 
 // declaration is where a generated identifier comes from.
 type declaration struct {
 	file    *protogen.File
 	service *protogen.Service
-	method  *protogen.Method // the TCC Try method of a branch constructor
+	method  *protogen.Method  // the TCC Try method of a branch constructor
+	message *protogen.Message // the event of a topic, publish or subscribe helper
 }
 
 func (d declaration) String() string {
+	if d.message != nil {
+		return "message " + string(d.message.Desc.FullName()) + " in " + d.file.Desc.Path()
+	}
 	s := "service " + string(d.service.Desc.FullName())
 	if d.method != nil {
 		s += ", method " + string(d.method.Desc.Name())
@@ -27,10 +34,11 @@ func (d declaration) String() string {
 }
 
 // checkNames reports identifiers that generated code would declare twice in
-// one Go package, so that the user learns which services to rename instead
-// of getting a Go compile error. Names can meet across services (service
-// ThingPolicy's RegisterThingPolicy is service RegisterThing's policy
-// function) and across .proto files that share a Go package.
+// one Go package, so that the user learns which services or events to
+// rename instead of getting a Go compile error. Names can meet across
+// services (service ThingPolicy's RegisterThingPolicy is service
+// RegisterThing's policy function), between services and events, and
+// across .proto files that share a Go package.
 func checkNames(work []fileWork) []error {
 	declared := map[protogen.GoImportPath]map[string]declaration{}
 	var errs []error
@@ -40,6 +48,14 @@ func checkNames(work []fileWork) []error {
 		if names == nil {
 			names = map[string]declaration{}
 			declared[pkg] = names
+		}
+		// declare records name and reports whether it was free.
+		declare := func(name string, here declaration) (declaration, bool) {
+			prev, ok := names[name]
+			if !ok {
+				names[name] = here
+			}
+			return prev, !ok
 		}
 		for i, service := range fw.file.Services {
 			type generated struct {
@@ -60,14 +76,24 @@ func checkNames(work []fileWork) []error {
 				}
 			}
 			for _, id := range idents {
-				here := declaration{file: fw.file, service: service, method: id.method}
-				prev, ok := names[id.name]
-				if !ok {
-					names[id.name] = here
+				prev, free := declare(id.name, declaration{file: fw.file, service: service, method: id.method})
+				if free {
 					continue
 				}
 				e := &methodErrors{file: fw.file, service: service}
 				e.add(id.method, "generated Go name %s is also generated for %s; rename one of them", id.name, prev)
+				errs = append(errs, e.errs...)
+			}
+		}
+		for _, ep := range fw.events {
+			m := ep.message
+			for _, name := range []string{topicConstName(m), publishFuncName(m), subscribeFuncName(m)} {
+				prev, free := declare(name, declaration{file: fw.file, message: m})
+				if free {
+					continue
+				}
+				e := &messageErrors{file: fw.file}
+				e.add(m, "generated Go name %s is also generated for %s; rename one of them", name, prev)
 				errs = append(errs, e.errs...)
 			}
 		}

@@ -1,7 +1,10 @@
 // Command bank is the TCC example: a checking service (Badger), a savings
 // service (SQLite) and a transfer service that moves money between them
 // with a two-branch TCC transaction, in one binary on an embedded node.
-// See the README's "TCC: the bank example".
+// Each committed transfer is announced by a TransferCompleted event from
+// the checking service's outbox, and a statement service keeps each
+// account's statement from those events. See the README's "TCC
+// transactions: the bank example".
 package main
 
 import (
@@ -75,7 +78,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg config) error {
 		return err
 	}
 	defer b.closeDB()
-	err = b.app.Run(ctx)
+	err = b.run(ctx)
 	if errors.Is(err, rpc.ErrDrainTimeout) {
 		err = nil
 	}
@@ -88,6 +91,24 @@ type bankApp struct {
 	app               *concord.App
 	checking, savings *bank.Accounts
 	closeDB           func()
+	// stopEvents stops the outbox relay and the statement's subscription
+	// and waits for them; it is idempotent.
+	stopEvents func()
+}
+
+// run runs the App until ctx ends. It stops the relay and the statement's
+// subscription before the App, which closes the local store they use.
+func (b *bankApp) run(ctx context.Context) error {
+	appCtx, stopApp := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopApp()
+	unhook := context.AfterFunc(ctx, func() {
+		b.stopEvents()
+		stopApp()
+	})
+	defer unhook()
+	err := b.app.Run(appCtx)
+	b.stopEvents()
+	return err
 }
 
 // newApp builds the App of cfg's role, and opens the savings database if
@@ -143,12 +164,28 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config) (*bankApp, err
 			concord.WithServerOptions(rpc.WithTCCParticipant(tcc.NewInterceptor(barrier, bankv1concord.SavingsServicePolicy()))))
 	}
 	app := concord.New(opts...)
-	b := &bankApp{app: app, savings: savings, closeDB: closeDB}
+	b := &bankApp{app: app, savings: savings, closeDB: closeDB, stopEvents: func() {}}
 	if accounts {
-		checking := bank.NewChecking(app)
+		// The checking service announces transfers through its outbox; the
+		// statement service keeps its read model from them. Events.Run
+		// relays and subscribes once the App's node and store are up.
+		events := bank.NewEvents(app, logger)
+		statement := bank.NewStatement(app)
+		checking := bank.NewChecking(app, events)
 		b.checking = checking
 		bankv1concord.RegisterCheckingService(app, checking)
 		bankv1concord.RegisterSavingsService(app, savings)
+		bankv1concord.RegisterStatementService(app, statement)
+		evCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			events.Run(evCtx, statement)
+		}()
+		b.stopEvents = func() {
+			cancel()
+			<-done
+		}
 		go func() {
 			for _, s := range seed {
 				a := checking

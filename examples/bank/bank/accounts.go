@@ -27,7 +27,12 @@ type ledger interface {
 
 // Accounts is an account service over a ledger: CheckingService (Badger)
 // or SavingsService (SQL), whose handler interfaces are the same.
-type Accounts struct{ l ledger }
+type Accounts struct {
+	l ledger
+	// confirmed, if set, runs after a Confirm's balance change, in the
+	// same local transaction: checking announces the transfer there.
+	confirmed func(ctx context.Context, req *bankv1.ChangeRequest) error
+}
 
 // Open creates account with an available balance, if it does not exist.
 func (a *Accounts) Open(ctx context.Context, account string, available int64) error {
@@ -53,7 +58,7 @@ func (a *Accounts) Change(ctx context.Context, req *bankv1.ChangeRequest) (*bank
 
 // ConfirmChange is the Confirm phase.
 func (a *Accounts) ConfirmChange(ctx context.Context, req *bankv1.ChangeRequest) (*bankv1.ChangeResponse, error) {
-	return a.apply(ctx, req, func(b *balance, amount int64) error {
+	res, err := a.apply(ctx, req, func(b *balance, amount int64) error {
 		if amount < 0 {
 			b.Reserved += amount
 		} else {
@@ -62,6 +67,13 @@ func (a *Accounts) ConfirmChange(ctx context.Context, req *bankv1.ChangeRequest)
 		}
 		return nil
 	})
+	if err != nil || a.confirmed == nil {
+		return res, err
+	}
+	if err := a.confirmed(ctx, req); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // CancelChange is the Cancel phase.

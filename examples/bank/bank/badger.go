@@ -17,8 +17,15 @@ const badgerPrefix = "bank/checking/"
 
 // NewChecking returns the checking service, with its accounts in the
 // local store that src hands out (an App), written through the barrier's
-// transaction (tcc.BadgerTx).
-func NewChecking(src tcc.LocalStore) *Accounts { return &Accounts{l: badgerLedger{src}} }
+// transaction (tcc.BadgerTx). If ev is not nil, each Confirm also writes
+// a TransferCompleted event to ev's outbox in that transaction.
+func NewChecking(src tcc.LocalStore, ev *Events) *Accounts {
+	a := &Accounts{l: badgerLedger{src}}
+	if ev != nil {
+		a.confirmed = ev.announce
+	}
+	return a
+}
 
 type badgerLedger struct{ src tcc.LocalStore }
 

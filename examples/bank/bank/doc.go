@@ -14,4 +14,13 @@
 // deposited, and no balance is negative: the package tcc barrier runs
 // each phase at most once per branch, and never a Confirm or Cancel
 // without a successful Try.
+//
+// Every transfer has one checking branch. Its Confirm writes a
+// TransferCompleted event (topic "bank.transfers", ordered by the from
+// account) into a transactional outbox (package msg) in the same local
+// transaction as the balance change, so a committed transfer is announced
+// once and a cancelled one never. Events relays the outbox to JetStream
+// and feeds the statement service, which records each event once, under
+// the consumer name "statement", in its own keys of the App's local store,
+// and serves each account's statement.
 package bank

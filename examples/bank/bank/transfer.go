@@ -25,8 +25,8 @@ type Transfer struct{ TCC Coordinator }
 // refusing Try's (failed_precondition for insufficient funds, not_found
 // for a missing account) when it was cancelled.
 func (t Transfer) Transfer(ctx context.Context, req *bankv1.TransferRequest) (*bankv1.TransferResponse, error) {
-	debit := &bankv1.ChangeRequest{Account: req.GetFromAccount(), Amount: -req.GetAmount()}
-	credit := &bankv1.ChangeRequest{Account: req.GetToAccount(), Amount: req.GetAmount()}
+	debit := &bankv1.ChangeRequest{Account: req.GetFromAccount(), Amount: -req.GetAmount(), Counterparty: req.GetToAccount()}
+	credit := &bankv1.ChangeRequest{Account: req.GetToAccount(), Amount: req.GetAmount(), Counterparty: req.GetFromAccount()}
 	var from, to func(*bankv1.ChangeRequest) (rpc.TCCBranch, error)
 	switch req.GetFrom() {
 	case bankv1.Side_SIDE_CHECKING:

@@ -1,10 +1,11 @@
-// Concord service and method options.
+// Concord service, method and message options.
 //
 // Annotate a service or method with these options and run `buf generate`
 // with protoc-gen-concord beside protoc-gen-go and protoc-gen-connect-go.
 // protoc-gen-concord validates every option at generate time and emits the
 // method policy table that Concord's runtime applies on the server and on
-// generated clients.
+// generated clients, and typed publish and subscribe helpers for the
+// messages declared as events.
 //
 // Durations are strings in Go's time.ParseDuration syntax ("250ms", "2s",
 // "1m30s"). A negative or unparsable duration fails generation.
@@ -937,6 +938,74 @@ func (x *TCC) GetCancel() string {
 	return ""
 }
 
+// EventOptions declare a message as an event that services publish through
+// a transactional outbox and consume under named consumers (package msg).
+// protoc-gen-concord generates, in the <gopackage>concord package,
+// <Message>Topic, Publish<Message> (writes the event in the caller's local
+// transaction) and Subscribe<Message> (runs a handler once per event and
+// consumer name).
+type EventOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Topic the events are published on. Required. Dot-separated tokens of
+	// lowercase letters, digits, '_' and '-', for example "orders.placed";
+	// at most 128 bytes. The topic becomes part of NATS subjects and
+	// consumer names, so nothing else is accepted.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Name of a field of the message whose value is the ordering key: events
+	// with the same key are handled in the order they were committed. A
+	// singular string or integer field (int32, int64, uint32, uint64, sint32,
+	// sint64, fixed32, fixed64, sfixed32, sfixed64) of the message itself;
+	// integers become their decimal text. An empty string value means no
+	// order for that event. Default: none, the events have no order.
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventOptions) Reset() {
+	*x = EventOptions{}
+	mi := &file_concord_v1_options_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventOptions) ProtoMessage() {}
+
+func (x *EventOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_options_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventOptions.ProtoReflect.Descriptor instead.
+func (*EventOptions) Descriptor() ([]byte, []int) {
+	return file_concord_v1_options_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EventOptions) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *EventOptions) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 var file_concord_v1_options_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.ServiceOptions)(nil),
@@ -962,6 +1031,14 @@ var file_concord_v1_options_proto_extTypes = []protoimpl.ExtensionInfo{
 		Tag:           "bytes,51728,opt,name=tcc",
 		Filename:      "concord/v1/options.proto",
 	},
+	{
+		ExtendedType:  (*descriptorpb.MessageOptions)(nil),
+		ExtensionType: (*EventOptions)(nil),
+		Field:         51729,
+		Name:          "concord.v1.event",
+		Tag:           "bytes,51729,opt,name=event",
+		Filename:      "concord/v1/options.proto",
+	},
 }
 
 // Extension fields to descriptorpb.ServiceOptions.
@@ -982,6 +1059,14 @@ var (
 	//
 	// optional concord.v1.TCC tcc = 51728;
 	E_Tcc = &file_concord_v1_options_proto_extTypes[2]
+)
+
+// Extension fields to descriptorpb.MessageOptions.
+var (
+	// Declares the message an event: `option (concord.v1.event) = { topic: "orders.placed" key: "order_id" };`
+	//
+	// optional concord.v1.EventOptions event = 51729;
+	E_Event = &file_concord_v1_options_proto_extTypes[3]
 )
 
 var File_concord_v1_options_proto protoreflect.FileDescriptor
@@ -1041,7 +1126,10 @@ const file_concord_v1_options_proto_rawDesc = "" +
 	"\x10half_open_probes\x18\x05 \x01(\rR\x0ehalfOpenProbes\"7\n" +
 	"\x03TCC\x12\x18\n" +
 	"\aconfirm\x18\x01 \x01(\tR\aconfirm\x12\x16\n" +
-	"\x06cancel\x18\x02 \x01(\tR\x06cancel*\xc4\x02\n" +
+	"\x06cancel\x18\x02 \x01(\tR\x06cancel\"6\n" +
+	"\fEventOptions\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key*\xc4\x02\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bCANCELED\x10\x01\x12\v\n" +
@@ -1063,7 +1151,8 @@ const file_concord_v1_options_proto_rawDesc = "" +
 	"\x0fUNAUTHENTICATED\x10\x10:W\n" +
 	"\aservice\x12\x1f.google.protobuf.ServiceOptions\x18\x8f\x94\x03 \x01(\v2\x1a.concord.v1.ServiceOptionsR\aservice:S\n" +
 	"\x06method\x12\x1e.google.protobuf.MethodOptions\x18\x8f\x94\x03 \x01(\v2\x19.concord.v1.MethodOptionsR\x06method:C\n" +
-	"\x03tcc\x12\x1e.google.protobuf.MethodOptions\x18\x90\x94\x03 \x01(\v2\x0f.concord.v1.TCCR\x03tccB:Z8github.com/concordrpc/concord/proto/concord/v1;concordv1b\x06proto3"
+	"\x03tcc\x12\x1e.google.protobuf.MethodOptions\x18\x90\x94\x03 \x01(\v2\x0f.concord.v1.TCCR\x03tcc:Q\n" +
+	"\x05event\x12\x1f.google.protobuf.MessageOptions\x18\x91\x94\x03 \x01(\v2\x18.concord.v1.EventOptionsR\x05eventB:Z8github.com/concordrpc/concord/proto/concord/v1;concordv1b\x06proto3"
 
 var (
 	file_concord_v1_options_proto_rawDescOnce sync.Once
@@ -1078,7 +1167,7 @@ func file_concord_v1_options_proto_rawDescGZIP() []byte {
 }
 
 var file_concord_v1_options_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_concord_v1_options_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_concord_v1_options_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_concord_v1_options_proto_goTypes = []any{
 	(Code)(0),                           // 0: concord.v1.Code
 	(RateLimit_Scope)(0),                // 1: concord.v1.RateLimit.Scope
@@ -1092,8 +1181,10 @@ var file_concord_v1_options_proto_goTypes = []any{
 	(*LeakyBucket)(nil),                 // 9: concord.v1.LeakyBucket
 	(*CircuitBreaker)(nil),              // 10: concord.v1.CircuitBreaker
 	(*TCC)(nil),                         // 11: concord.v1.TCC
-	(*descriptorpb.ServiceOptions)(nil), // 12: google.protobuf.ServiceOptions
-	(*descriptorpb.MethodOptions)(nil),  // 13: google.protobuf.MethodOptions
+	(*EventOptions)(nil),                // 12: concord.v1.EventOptions
+	(*descriptorpb.ServiceOptions)(nil), // 13: google.protobuf.ServiceOptions
+	(*descriptorpb.MethodOptions)(nil),  // 14: google.protobuf.MethodOptions
+	(*descriptorpb.MessageOptions)(nil), // 15: google.protobuf.MessageOptions
 }
 var file_concord_v1_options_proto_depIdxs = []int32{
 	3,  // 0: concord.v1.ServiceOptions.defaults:type_name -> concord.v1.MethodOptions
@@ -1106,16 +1197,18 @@ var file_concord_v1_options_proto_depIdxs = []int32{
 	8,  // 7: concord.v1.RateLimit.sliding_window:type_name -> concord.v1.SlidingWindow
 	9,  // 8: concord.v1.RateLimit.leaky_bucket:type_name -> concord.v1.LeakyBucket
 	1,  // 9: concord.v1.RateLimit.scope:type_name -> concord.v1.RateLimit.Scope
-	12, // 10: concord.v1.service:extendee -> google.protobuf.ServiceOptions
-	13, // 11: concord.v1.method:extendee -> google.protobuf.MethodOptions
-	13, // 12: concord.v1.tcc:extendee -> google.protobuf.MethodOptions
-	2,  // 13: concord.v1.service:type_name -> concord.v1.ServiceOptions
-	3,  // 14: concord.v1.method:type_name -> concord.v1.MethodOptions
-	11, // 15: concord.v1.tcc:type_name -> concord.v1.TCC
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	13, // [13:16] is the sub-list for extension type_name
-	10, // [10:13] is the sub-list for extension extendee
+	13, // 10: concord.v1.service:extendee -> google.protobuf.ServiceOptions
+	14, // 11: concord.v1.method:extendee -> google.protobuf.MethodOptions
+	14, // 12: concord.v1.tcc:extendee -> google.protobuf.MethodOptions
+	15, // 13: concord.v1.event:extendee -> google.protobuf.MessageOptions
+	2,  // 14: concord.v1.service:type_name -> concord.v1.ServiceOptions
+	3,  // 15: concord.v1.method:type_name -> concord.v1.MethodOptions
+	11, // 16: concord.v1.tcc:type_name -> concord.v1.TCC
+	12, // 17: concord.v1.event:type_name -> concord.v1.EventOptions
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	14, // [14:18] is the sub-list for extension type_name
+	10, // [10:14] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
 }
 
@@ -1137,8 +1230,8 @@ func file_concord_v1_options_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_v1_options_proto_rawDesc), len(file_concord_v1_options_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
-			NumExtensions: 3,
+			NumMessages:   11,
+			NumExtensions: 4,
 			NumServices:   0,
 		},
 		GoTypes:           file_concord_v1_options_proto_goTypes,

@@ -2,15 +2,20 @@
 //
 // Source: bank/v1/bank.proto
 
-// Package bankv1concord binds the services of bank/v1/bank.proto to Concord: their
-// policy tables, typed registration and clients that apply those policies,
-// and TCC branch hooks.
+// Package bankv1concord binds the services and events of bank/v1/bank.proto to
+// Concord: policy tables, typed registration and clients that apply those
+// policies, TCC branch hooks, and the events' topics and typed publish and
+// subscribe helpers.
 package bankv1concord
 
 import (
 	connect "connectrpc.com/connect/v2"
+	context "context"
+	fmt "fmt"
+	coord "github.com/concordrpc/concord/coord"
 	v1 "github.com/concordrpc/concord/examples/bank/gen/bank/v1"
 	bankv1connect "github.com/concordrpc/concord/examples/bank/gen/bank/v1/bankv1connect"
+	msg "github.com/concordrpc/concord/msg"
 	rpc "github.com/concordrpc/concord/rpc"
 	proto "google.golang.org/protobuf/proto"
 	time "time"
@@ -199,4 +204,73 @@ func RegisterTransferService(r rpc.ServiceRegistrar, svc bankv1connect.TransferS
 // reaches it through conn and applies the policies of TransferServicePolicy.
 func NewTransferServiceClient(conn rpc.ClientConn) bankv1connect.TransferServiceClient {
 	return bankv1connect.NewTransferServiceClient(conn.Client(TransferServicePolicy()))
+}
+
+// StatementServiceDiscoveryName is the name under which bank.v1.StatementService
+// instances register and by which clients resolve them.
+const StatementServiceDiscoveryName = "statement"
+
+// StatementServicePolicy returns the policy table of bank.v1.StatementService,
+// built from its Concord options. Each call returns a new table.
+func StatementServicePolicy() *rpc.ServicePolicy {
+	return &rpc.ServicePolicy{
+		Name:          "bank.v1.StatementService",
+		DiscoveryName: StatementServiceDiscoveryName,
+		Methods: []rpc.MethodPolicy{
+			{
+				Procedure:   bankv1connect.StatementServiceListStatementProcedure,
+				StreamType:  connect.StreamTypeUnary,
+				Idempotency: connect.IdempotencyNoSideEffects,
+			},
+		},
+	}
+}
+
+// RegisterStatementService registers svc on r with the policies of StatementServicePolicy.
+func RegisterStatementService(r rpc.ServiceRegistrar, svc bankv1connect.StatementServiceHandler) {
+	r.RegisterService(StatementServicePolicy(), func(s *connect.Server) {
+		bankv1connect.RegisterStatementServiceHandler(s, svc)
+	})
+}
+
+// NewStatementServiceClient returns a client of bank.v1.StatementService that
+// reaches it through conn and applies the policies of StatementServicePolicy.
+func NewStatementServiceClient(conn rpc.ClientConn) bankv1connect.StatementServiceClient {
+	return bankv1connect.NewStatementServiceClient(conn.Client(StatementServicePolicy()))
+}
+
+// TransferCompletedTopic is the topic of bank.v1.TransferCompleted events.
+const TransferCompletedTopic = "bank.transfers"
+
+// PublishTransferCompleted writes ev to outbox o in tx, the local
+// transaction that holds the change ev announces, and returns the
+// message's ID (see msg.Outbox.Add). Topic: TransferCompletedTopic; ordering key:
+// field from_account. The payload is ev's deterministic protobuf encoding. The
+// error is proto.Marshal's or Add's.
+func PublishTransferCompleted[Tx any](ctx context.Context, o *msg.Outbox[Tx], tx Tx, ev *v1.TransferCompleted) (string, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev)
+	if err != nil {
+		return "", err
+	}
+	return o.Add(ctx, tx, msg.Message{Topic: TransferCompletedTopic, Key: ev.GetFromAccount(), Payload: b})
+}
+
+// SubscribeTransferCompleted runs h for each bank.v1.TransferCompleted
+// event under the consumer name consumer, in a transaction of store that
+// commits h's writes with the consumer's inbox row (see msg.Subscribe).
+// A payload that does not decode goes to the dead letters without
+// reaching h (msg.ErrPermanent). It returns msg.Subscribe's errors, and
+// msg.ErrInvalid for a nil h.
+func SubscribeTransferCompleted[Tx any](ctx context.Context, node *coord.Node, store msg.Store[Tx], consumer string,
+	h func(ctx context.Context, tx Tx, ev *v1.TransferCompleted, d *msg.Delivery) error, opts ...msg.Option) (*msg.Subscription, error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: nil handler", msg.ErrInvalid)
+	}
+	return msg.Subscribe(ctx, node, store, consumer, TransferCompletedTopic, func(ctx context.Context, tx Tx, d *msg.Delivery) error {
+		ev := new(v1.TransferCompleted)
+		if err := proto.Unmarshal(d.Payload, ev); err != nil {
+			return msg.Permanent(fmt.Errorf("decode bank.v1.TransferCompleted: %w", err))
+		}
+		return h(ctx, tx, ev, d)
+	}, opts...)
 }
