@@ -106,8 +106,9 @@ BENCHFLAGS ?= -count 3
 LOCKBENCHFLAGS ?=
 
 .PHONY: bench
-bench: ## Benchmarks with their baselines: RPC (connect-go, grpc-go), cold start, RSS, locks (etcd), TCC (the same RPCs without it), limiters (x/time/rate)
+bench: ## Benchmarks with their baselines: RPC (connect-go, grpc-go), cold start, RSS, locks (etcd), TCC (the same RPCs without it), messages (raw JetStream), limiters (x/time/rate)
 	cd bench && $(GO) run ./cmd/rpcbench $(BENCHFLAGS)
 	cd bench && $(GO) run ./cmd/lockbench $(LOCKBENCHFLAGS)
 	cd bench && $(GO) run ./cmd/tccbench $(TCCBENCHFLAGS)
+	cd bench && $(GO) run ./cmd/msgbench $(MSGBENCHFLAGS)
 	$(GO) test -run '^$$' -bench 'Allow|Admission|ResolveAndPick' -benchmem ./rpc/ratelimit ./rpc/breaker ./rpc .

@@ -54,7 +54,8 @@ type subscriber[Tx any] struct {
 // See the package doc for the guarantees.
 //
 // Options: WithConcurrency, WithMaxDeliver, WithBackoff, WithAckWait,
-// WithInboxRetention, WithPublishTimeout, WithLogger, WithClock.
+// WithInboxRetention, WithPublishTimeout, WithLogger, WithClock,
+// WithMetrics.
 //
 // Subscribe returns ErrInvalid for an invalid consumer name or topic or a
 // nil handler, and JetStream's error when the consumer cannot be created.
@@ -232,6 +233,7 @@ func (s *subscriber[Tx]) handleMsg(ctx context.Context, m jetstream.Msg) {
 		Written: e.Written, Sequence: meta.Sequence.Stream,
 	}
 	stop := s.keepAlive(m)
+	start := time.Now()
 	dup, err := s.store.handle(ctx, s.consumer, e.ID, s.cfg.now(), s.cfg.retention, func(tx Tx) error {
 		if deliveries > s.cfg.maxDeliver {
 			return errExceeded
@@ -239,6 +241,10 @@ func (s *subscriber[Tx]) handleMsg(ctx context.Context, m jetstream.Msg) {
 		return call(ctx, s.h, tx, d)
 	})
 	stop()
+	if err == nil || ctx.Err() == nil && !errors.Is(err, errExceeded) {
+		s.cfg.report(Event{Kind: EventHandle, Topic: e.Topic, ID: e.ID, Consumer: s.consumer, Deliveries: deliveries,
+			Duplicate: dup, Latency: time.Since(start), Err: err})
+	}
 	log := s.cfg.logger.With("consumer", s.consumer, "topic", e.Topic, "id", e.ID, "deliveries", deliveries)
 	switch {
 	case err == nil:
@@ -312,6 +318,7 @@ func (s *subscriber[Tx]) deadLetter(ctx context.Context, m jetstream.Msg, e enve
 		_ = m.NakWithDelay(s.backoff(deliveries))
 		return
 	}
+	s.cfg.report(Event{Kind: EventDeadLetter, Topic: e.Topic, ID: e.ID, Consumer: s.consumer, Deliveries: deliveries, Err: errors.New(reason)})
 	_ = m.TermWithReason("dead letter")
 }
 

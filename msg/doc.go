@@ -54,7 +54,8 @@
 // do not overlap in time (of two overlapping ones either may go first);
 // on Badger the order of a stamp that grows strictly within the process,
 // likewise exact for transactions that do not overlap. Messages without
-// a key have no order among themselves. The relay wakes when Add or
+// a key have no order among themselves: the relay publishes them
+// concurrently (up to 16 publishes at once in all). The relay wakes when Add or
 // Notify is called, re-checks for about 250 ms (a wake from Add comes
 // before the commit), and sweeps every WithSweepInterval (5 s) for rows
 // it was not told about.
@@ -131,6 +132,29 @@
 // goroutines; a Subscription's Close cancels the context of the running
 // handlers and waits for them to return, and messages it received but did
 // not answer are redelivered.
+//
+// # Operability
+//
+// concord status (and the status endpoint of an App or a concord node,
+// as JSON under "messages") shows, from package msgstatus:
+//
+//   - each consumer name's subscription to a topic, summed over its
+//     JetStream consumers: messages pending delivery, in flight
+//     (delivered, not yet answered) and redelivered (in flight and
+//     delivered more than once). Cluster-wide: every instance answers the
+//     same.
+//   - the number of dead letters. Cluster-wide.
+//   - each outbox whose Relay runs in the answering process, on the node
+//     the status is read from: its store kind, the rows waiting and the
+//     oldest row's age. Per instance: an outbox lives in one instance's
+//     store, so ask each instance (its admin endpoint) for its own; a
+//     concord node shows none.
+//
+// concord dead-letters list|replay|discard runs DeadLetters, Replay and
+// Discard over a NATS connection (a node's listener, as an app in client
+// mode connects). WithMetrics reports every publish (Outbox.Add), relay,
+// handle (success, failure, duplicate) and dead letter as an Event, for
+// Prometheus or OpenTelemetry counters.
 //
 // # Limits
 //

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/concordrpc/concord/msg/internal/layout"
 )
 
 // Limits on what a message carries.
@@ -174,11 +176,9 @@ func subject(topic, key string) string { return subjectPrefix + topic + "." + pa
 func dlqSubject(consumer, topic string) string { return dlqPrefix + consumer + "." + topic }
 
 // durableName returns the name of the JetStream consumer that serves
-// consumer's handlers for one partition of topic. The parts cannot run
-// together: consumer names have no '_', partitions neither, and '.' in
-// the topic becomes '~', which topics do not contain.
+// consumer's handlers for one partition of topic (see layout.DurableName).
 func durableName(consumer, topic, part string) string {
-	return consumer + "_" + strings.ReplaceAll(topic, ".", "~") + "_" + part
+	return layout.DurableName(consumer, topic, part)
 }
 
 // newID returns a new message ID: 128 random bits in lowercase hex.

@@ -60,6 +60,7 @@ type config struct {
 	retention      time.Duration
 	cleanEvery     time.Duration
 	txOpt          sql.TxOptions
+	metrics        func(Event)
 
 	// Test hooks (export_test.go).
 	afterCommit func(d *Delivery) bool // true: skip the ack, as a crash would

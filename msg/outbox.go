@@ -12,13 +12,14 @@ import (
 type Outbox[Tx any] struct {
 	store Store[Tx]
 	now   func() time.Time
+	cfg   *config
 	wake  chan struct{} // holds a value when the relay should look
 }
 
-// NewOutbox returns the outbox of store. Options: WithClock.
+// NewOutbox returns the outbox of store. Options: WithClock, WithMetrics.
 func NewOutbox[Tx any](store Store[Tx], opts ...Option) *Outbox[Tx] {
 	cfg := newConfig(opts)
-	return &Outbox[Tx]{store: store, now: cfg.now, wake: make(chan struct{}, 1)}
+	return &Outbox[Tx]{store: store, now: cfg.now, cfg: cfg, wake: make(chan struct{}, 1)}
 }
 
 // Add writes m as an outbox row in tx, the transaction that holds the
@@ -43,6 +44,7 @@ func (o *Outbox[Tx]) Add(ctx context.Context, tx Tx, m Message) (string, error) 
 	if err := o.store.addRow(ctx, tx, &r); err != nil {
 		return "", fmt.Errorf("msg: add to outbox: %w", err)
 	}
+	o.cfg.report(Event{Kind: EventPublish, Topic: m.Topic, ID: r.ID})
 	o.Notify()
 	return r.ID, nil
 }

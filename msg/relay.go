@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/msg/internal/outboxes"
 )
 
 // After a wake or a round that published something, the relay looks again
@@ -29,7 +30,8 @@ const maxGroups = 16
 // (one topic and ordering-key partition: one subject) one after the
 // other, waiting for each acknowledgement before the next: a row is
 // published only after every earlier row of its partition was stored.
-// Partitions are published concurrently. A row that fails holds back the
+// Partitions, and rows without a key, are published concurrently, up to
+// 16 at once. A row that fails holds back the
 // later rows of its partition until the next round; the other partitions
 // go on.
 //
@@ -53,14 +55,35 @@ type Relay struct {
 
 // StartRelay starts relaying ob to node's CONCORD_MESSAGES stream. Run one
 // relay per Outbox; several relays on one SQL database (one per process)
-// are allowed and publish each row at least once. Options: WithLogger,
-// WithSweepInterval, WithBatch, WithPublishTimeout.
+// are allowed and publish each row at least once. While it runs, the
+// relay reports its outbox's Stats to status reads on node in this
+// process (msgstatus.Read, concord status). Options: WithLogger,
+// WithSweepInterval, WithBatch, WithPublishTimeout, WithMetrics.
 func StartRelay[Tx any](node *coord.Node, ob *Outbox[Tx], opts ...Option) *Relay {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Relay{cfg: newConfig(opts), js: node.JetStream(), wake: ob.wake, cancel: cancel, done: make(chan struct{})}
 	r.pass = func(ctx context.Context) (int, bool, error) { return relayPass(ctx, r, ob.store) }
-	go r.loop(ctx)
+	remove := outboxes.Register(node, outboxes.Entry{Store: storeKind(ob.store), Stats: func(ctx context.Context) (int, time.Time, error) {
+		st, err := ob.Stats(ctx)
+		return st.Rows, st.Oldest, err
+	}})
+	go func() {
+		defer close(r.done)
+		defer remove()
+		r.loop(ctx)
+	}()
 	return r
+}
+
+// storeKind names a store in status reads.
+func storeKind[Tx any](s Store[Tx]) string {
+	switch s := any(s).(type) {
+	case *BadgerStore:
+		return "badger"
+	case *SQLStore:
+		return s.dialect.Name()
+	}
+	return "unknown"
 }
 
 // Done is closed when the relay has stopped.
@@ -76,7 +99,6 @@ func (r *Relay) Close() error {
 }
 
 func (r *Relay) loop(ctx context.Context) {
-	defer close(r.done)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	chase, failures := 0, 0
@@ -133,11 +155,17 @@ func relayPass[Tx any](ctx context.Context, r *Relay, store Store[Tx]) (int, boo
 		groups = map[string][]row{}
 	)
 	for _, rw := range rows {
-		s := subject(rw.Topic, rw.Key)
-		if _, ok := groups[s]; !ok {
-			order = append(order, s)
+		// A group is published one row after the other: an ordered
+		// partition (one subject), or one row without a key, which has no
+		// order to keep.
+		g := subject(rw.Topic, rw.Key)
+		if rw.Key == "" {
+			g = rw.ID
 		}
-		groups[s] = append(groups[s], rw)
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], rw)
 	}
 	var (
 		mu    sync.Mutex
@@ -151,7 +179,10 @@ func relayPass[Tx any](ctx context.Context, r *Relay, store Store[Tx]) (int, boo
 		wg.Go(func() {
 			defer func() { <-sem }()
 			for _, rw := range groups[s] {
-				if err := r.publish(ctx, rw); err != nil {
+				start := time.Now()
+				err := r.publish(ctx, rw)
+				r.cfg.report(Event{Kind: EventRelay, Topic: rw.Topic, ID: rw.ID, Latency: time.Since(start), Err: err})
+				if err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()

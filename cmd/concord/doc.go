@@ -4,5 +4,6 @@
 //	concord proto-deps [-skip-concord] DIR   write the include directory for buf or protoc
 //	concord node [flags]                     run a standalone coordination node
 //	concord status [-addr URL] [-json]       print the coordination status of an app or node
+//	concord dead-letters CMD [SEQ|-all]      list, replay or discard dead letters (CMD)
 //	concord version                          print the version
 package main

@@ -36,7 +36,22 @@ Usage:
 	concord status [-addr http://127.0.0.1:9080] [-json]
 		Print the coordination status of a running app (its admin
 		address, loopback by default) or node (its -http address): nodes, meta leader, and buckets with
-		their replica counts.
+		their replica counts; services; TCC transactions; message
+		consumers with their pending, in-flight and redelivered counts,
+		the dead-letter count, and the outboxes relayed by that process
+		(depth and oldest row's age; each instance shows its own).
+	concord dead-letters [flags] list [-from SEQ] [-limit N] [-json]
+	concord dead-letters [flags] replay SEQ|-all
+	concord dead-letters [flags] discard SEQ|-all
+		List the messages that consumers gave up on (CONCORD_DEAD_LETTERS)
+		with their error, consumer and delivery count; replay one or all
+		to their topic (consumers that applied one skip it by their inbox),
+		or delete them. Connects to the NATS servers like an app in client
+		mode: -nats nats://127.0.0.1:4222 (a concord node's -listen, or an
+		app's listener: concord.WithCoordOptions(coord.WithListen(...),
+		coord.WithListenAuth(...))), -user and -password (env
+		CONCORD_NATS_USER, CONCORD_NATS_PASSWORD) or -creds FILE. Run
+		"concord dead-letters -h" for the flags.
 	concord version
 		Print Concord's version.
 `
@@ -73,6 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nodeCmd(ctx, args[1:], stdout, stderr)
 	case "status":
 		return statusCmd(ctx, args[1:], stdout, stderr)
+	case "dead-letters":
+		return deadLettersCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, rpc.Version)
 		return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
 	"github.com/concordrpc/concord/coord/txlog"
+	"github.com/concordrpc/concord/msg/msgstatus"
 )
 
 // statusCmd prints the coordination status of a running app or node, as a
@@ -123,6 +124,9 @@ func printStatus(w io.Writer, st *registry.Status) {
 		}
 		printTransactions(w, tx)
 	}
+	if m := st.Messages; m != nil {
+		unknown = append(unknown, printMessages(w, m)...)
+	}
 	if len(unknown) > 0 {
 		fmt.Fprintln(w, "\nunknown:")
 		for _, u := range unknown {
@@ -176,4 +180,47 @@ func printTransactions(w io.Writer, tx *txlog.Status) {
 			fmt.Fprintf(w, "  %s: %s\n", r.ID, r.Cause)
 		}
 	}
+}
+
+// printMessages prints the message consumers, the dead-letter count and
+// the outboxes of the process that answered, and returns the reasons of
+// the parts it could not read.
+func printMessages(w io.Writer, m *msgstatus.Status) (unknown []string) {
+	if m.ConsumersUnknown != "" {
+		unknown = append(unknown, "message consumers: "+m.ConsumersUnknown)
+	}
+	if len(m.Consumers) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nCONSUMER\tTOPIC\tPENDING\tIN FLIGHT\tREDELIVERED")
+		for _, c := range m.Consumers {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", c.Name, c.Topic, c.Pending, c.InFlight, c.Redelivered)
+		}
+		tw.Flush()
+	}
+	if m.DeadLettersUnknown != "" {
+		unknown = append(unknown, "dead letters: "+m.DeadLettersUnknown)
+	} else if m.DeadLetters > 0 || len(m.Consumers) > 0 {
+		hint := ""
+		if m.DeadLetters > 0 {
+			hint = " (concord dead-letters list)"
+		}
+		fmt.Fprintf(w, "\ndead letters: %d%s\n", m.DeadLetters, hint)
+	}
+	if len(m.Outboxes) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nOUTBOX\tSTORE\tROWS\tOLDEST")
+		for _, o := range m.Outboxes {
+			rows, oldest := fmt.Sprint(o.Rows), "-"
+			switch {
+			case o.Unknown != "":
+				rows, oldest = "?", "?"
+				unknown = append(unknown, "outbox "+o.Instance+" ("+o.Store+"): "+o.Unknown)
+			case o.Rows > 0:
+				oldest = (time.Duration(o.OldestAgeMillis) * time.Millisecond).String() + " ago"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Instance, o.Store, rows, oldest)
+		}
+		tw.Flush()
+	}
+	return unknown
 }

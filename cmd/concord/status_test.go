@@ -14,6 +14,7 @@ import (
 	"github.com/concordrpc/concord/coord/registry"
 	"github.com/concordrpc/concord/coord/txlog"
 	"github.com/concordrpc/concord/internal/nodetest"
+	"github.com/concordrpc/concord/msg/msgstatus"
 )
 
 // TestStatusJSON reads a node's status endpoint with --json: the output
@@ -51,6 +52,9 @@ func TestStatusJSON(t *testing.T) {
 	}
 	if len(st.Services) != 1 || st.Services[0].Name != "greeter" || len(st.Services[0].Instances) != 1 || st.ServicesUnknown != "" {
 		t.Fatalf("services %+v (%s)", st.Services, st.ServicesUnknown)
+	}
+	if m := st.Messages; m == nil || m.ConsumersUnknown != "" || m.DeadLettersUnknown != "" || m.Consumers == nil || m.Outboxes == nil {
+		t.Fatalf("messages %+v", m)
 	}
 	// The default is the table.
 	out.Reset()
@@ -148,5 +152,59 @@ func TestStatusTableShowsTransactions(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestStatusTableShowsMessages prints the message consumers, the dead
+// letters and the outboxes, with the parts that were not read.
+func TestStatusTableShowsMessages(t *testing.T) {
+	st := &registry.Status{
+		Status:   &coord.Status{Mode: "embedded", Node: "n1", MetaLeader: "n1"},
+		Services: []registry.ServiceStatus{},
+		Messages: &msgstatus.Status{
+			Consumers: []msgstatus.Consumer{
+				{Name: "billing", Topic: "orders.placed", Partitions: 17, Pending: 12, InFlight: 3, Redelivered: 1},
+				{Name: "statements", Topic: "transfers.done", Partitions: 17},
+			},
+			DeadLetters: 2,
+			Outboxes: []msgstatus.Outbox{
+				{Instance: "n1", Store: "badger", Rows: 5, Oldest: time.Now().Add(-1500 * time.Millisecond), OldestAgeMillis: 1500},
+				{Instance: "n1", Store: "sqlite"},
+				{Instance: "n1", Store: "postgres", Unknown: "no answer within 1s"},
+			},
+		},
+	}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	lines := strings.Split(out.String(), "\n")
+	for _, want := range []string{
+		"CONSUMER    TOPIC           PENDING  IN FLIGHT  REDELIVERED",
+		"billing     orders.placed   12       3          1",
+		"statements  transfers.done  0        0          0",
+		"dead letters: 2 (concord dead-letters list)",
+		"OUTBOX  STORE     ROWS  OLDEST",
+		"n1      badger    5     1.5s ago",
+		"n1      sqlite    0     -",
+		"n1      postgres  ?     ?",
+		"unknown:",
+		"  outbox n1 (postgres): no answer within 1s",
+	} {
+		if !hasLine(lines, want) {
+			t.Errorf("table lacks the line %q:\n%s", want, out.String())
+		}
+	}
+	// Unread parts show under unknown; nothing else is printed for them.
+	st.Messages = &msgstatus.Status{Consumers: []msgstatus.Consumer{}, Outboxes: []msgstatus.Outbox{},
+		ConsumersUnknown: "no answer within 1s", DeadLettersUnknown: "no answer within 1s"}
+	out.Reset()
+	printStatus(&out, st)
+	lines = strings.Split(out.String(), "\n")
+	for _, want := range []string{"  message consumers: no answer within 1s", "  dead letters: no answer within 1s"} {
+		if !hasLine(lines, want) {
+			t.Errorf("table lacks the line %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "CONSUMER") || strings.Contains(out.String(), "OUTBOX") {
+		t.Errorf("empty parts printed:\n%s", out.String())
 	}
 }

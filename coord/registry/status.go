@@ -14,6 +14,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/txlog"
+	"github.com/concordrpc/concord/msg/msgstatus"
 )
 
 // servicesTimeout bounds the read of the registry's services in a status
@@ -28,8 +29,8 @@ type ServiceStatus struct {
 	Instances []Registration `json:"instances"`
 }
 
-// Status is the coordination status with the registry's services and the
-// TCC transaction log.
+// Status is the coordination status with the registry's services, the
+// TCC transaction log and durable messaging.
 type Status struct {
 	*coord.Status
 	// Services lists every registered service; empty when
@@ -41,23 +42,31 @@ type Status struct {
 	// Transactions lists TCC transactions in flight, stuck and recently
 	// finished (see txlog.Status); nil from a status that predates it.
 	Transactions *txlog.Status `json:"transactions,omitempty"`
+	// Messages lists the message consumers with their pending and
+	// redelivered counts, the dead-letter count, and the outboxes relayed
+	// by the process that answered (see msgstatus.Status); nil from a
+	// status that predates it.
+	Messages *msgstatus.Status `json:"messages,omitempty"`
 }
 
 // ReadStatus reads the node's status (coord.Node.Status), the registry's
-// services and the TCC transaction log (txlog.Log.ReadStatus),
-// concurrently, each bounded by about a second, so it answers within about
+// services, the TCC transaction log (txlog.Log.ReadStatus) and the
+// messaging status (msgstatus.Read), concurrently, each bounded by about a second, so it answers within about
 // a second even while leaders are being elected. A part that does not
 // answer is reported as unknown in the Status; the only error is
 // coord.ErrClosed, on a closed node. It costs a fixed number of JetStream
 // requests (the node's status, one batched read of the registry, one of
-// the unfinished transactions) and one short-lived ordered consumer for
-// the latest finished transactions, so it is cheap to poll; it lists at
-// most condkv.MaxListed instances and unfinished transactions.
+// the unfinished transactions, one listing of the message consumers per
+// 256 of them, one dead-letter stream info), one short-lived ordered
+// consumer for the latest finished transactions and one count of each
+// local outbox, so it is cheap to poll; it lists at most
+// condkv.MaxListed instances and unfinished transactions.
 func ReadStatus(ctx context.Context, node *coord.Node, r *Resolver) (*Status, error) {
 	var all map[string][]Registration
 	var allErr error
 	var txs *txlog.Status
-	done := make(chan struct{}, 2)
+	var msgs *msgstatus.Status
+	done := make(chan struct{}, 3)
 	go func() {
 		defer func() { done <- struct{}{} }()
 		actx, cancel := context.WithTimeout(ctx, servicesTimeout)
@@ -68,13 +77,18 @@ func ReadStatus(ctx context.Context, node *coord.Node, r *Resolver) (*Status, er
 		defer func() { done <- struct{}{} }()
 		txs = txlog.Open(node).ReadStatus(ctx, servicesTimeout)
 	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		msgs = msgstatus.Read(ctx, node, servicesTimeout)
+	}()
 	st, err := node.Status(ctx)
+	<-done
 	<-done
 	<-done
 	if err != nil {
 		return nil, err
 	}
-	out := &Status{Status: st, Services: []ServiceStatus{}, Transactions: txs}
+	out := &Status{Status: st, Services: []ServiceStatus{}, Transactions: txs, Messages: msgs}
 	if allErr != nil {
 		out.ServicesUnknown = allErr.Error()
 		if errors.Is(allErr, context.DeadlineExceeded) || errors.Is(allErr, nats.ErrTimeout) {

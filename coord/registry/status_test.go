@@ -9,6 +9,20 @@ import (
 	"github.com/concordrpc/concord/coord/registry"
 )
 
+// TestReadStatusMessages: a status read includes the messaging part,
+// read from the node: no consumers and no dead letters on a new node.
+func TestReadStatusMessages(t *testing.T) {
+	n := openNode(t)
+	st, err := registry.ReadStatus(t.Context(), n, resolver(t, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := st.Messages
+	if m == nil || m.ConsumersUnknown != "" || m.DeadLettersUnknown != "" || len(m.Consumers) != 0 || m.DeadLetters != 0 || len(m.Outboxes) != 0 {
+		t.Fatalf("messages %+v", m)
+	}
+}
+
 // TestReadStatusPartial: a status read whose parts cannot answer (here its
 // context is already done) still returns the status, each unread part
 // marked unknown with a reason, and fails only on a closed node.
@@ -31,6 +45,9 @@ func TestReadStatusPartial(t *testing.T) {
 		if b.Unknown == "" || b.Replicas != 0 {
 			t.Fatalf("unread bucket %+v", b)
 		}
+	}
+	if m := st.Messages; m == nil || m.ConsumersUnknown == "" || m.DeadLettersUnknown == "" {
+		t.Fatalf("messages %+v, want both parts unknown", m)
 	}
 	_ = n.Close()
 	if _, err := registry.ReadStatus(t.Context(), n, res); !errors.Is(err, coord.ErrClosed) {

@@ -36,6 +36,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/concordrpc/concord/bench/internal/closedloop"
 )
 
 // backend is one system under test.
@@ -77,13 +79,9 @@ func main() {
 	conc := flag.String("contenders", "1,8", "comma-separated numbers of contenders on the one key")
 	only := flag.String("rows", "", "run only rows whose name contains this")
 	flag.Parse()
-	var counts []int
-	for _, f := range strings.Split(*conc, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			fatal(fmt.Errorf("-contenders: bad %q", f))
-		}
-		counts = append(counts, n)
+	counts, err := closedloop.ParseCounts(*conc)
+	if err != nil {
+		fatal(fmt.Errorf("-contenders: %w", err))
 	}
 	rows := []row{
 		{"concord durable", startConcord(false)},

@@ -43,7 +43,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -53,6 +52,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/concordrpc/concord"
+	"github.com/concordrpc/concord/bench/internal/closedloop"
 	"github.com/concordrpc/concord/coord/localstore"
 	"github.com/concordrpc/concord/examples/bank/bank"
 	bankv1 "github.com/concordrpc/concord/examples/bank/gen/bank/v1"
@@ -79,13 +79,9 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var counts []int
-	for _, f := range strings.Split(*conc, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			fatal(fmt.Errorf("-concurrency: bad %q", f))
-		}
-		counts = append(counts, n)
+	counts, err := closedloop.ParseCounts(*conc)
+	if err != nil {
+		fatal(fmt.Errorf("-concurrency: %w", err))
 	}
 	dir, err := os.MkdirTemp("", "tccbench")
 	if err != nil {
@@ -111,17 +107,17 @@ func main() {
 			fatal(err)
 		}
 		for _, n := range counts {
-			plain, err := measure(n, *warmup, *duration, p.transfer)
+			plain, err := closedloop.Run(n, *warmup, *duration, p.transfer)
 			if err != nil {
 				fatal(fmt.Errorf("%s, 4 RPCs, concurrency %d: %w", stores, n, err))
 			}
-			coord, err := measure(n, *warmup, *duration, t.transfer)
+			coord, err := closedloop.Run(n, *warmup, *duration, t.transfer)
 			if err != nil {
 				fatal(fmt.Errorf("%s, tcc, concurrency %d: %w", stores, n, err))
 			}
-			fmt.Fprintf(tw, "%s\t4 RPCs\t%d\t%.0f\t%v\t%v\t\n", stores, n, plain.perSecond, plain.p50, plain.p99)
-			fmt.Fprintf(tw, "%s\ttcc\t%d\t%.0f\t%v\t%v\t%.2fx\n", stores, n, coord.perSecond, coord.p50, coord.p99, coord.perSecond/plain.perSecond)
-			fmt.Fprintf(os.Stderr, "%s, concurrency %d: tcc %.0f/s, 4 RPCs %.0f/s\n", stores, n, coord.perSecond, plain.perSecond)
+			fmt.Fprintf(tw, "%s\t4 RPCs\t%d\t%.0f\t%v\t%v\t\n", stores, n, plain.PerSecond, plain.P50, plain.P99)
+			fmt.Fprintf(tw, "%s\ttcc\t%d\t%.0f\t%v\t%v\t%.2fx\n", stores, n, coord.PerSecond, coord.P50, coord.P99, coord.PerSecond/plain.PerSecond)
+			fmt.Fprintf(os.Stderr, "%s, concurrency %d: tcc %.0f/s, 4 RPCs %.0f/s\n", stores, n, coord.PerSecond, plain.PerSecond)
 		}
 		if !sqlite {
 			if err := rawRows(ctx, tw, t.app, filepath.Join(dir, "raw"), workers, *duration); err != nil {
@@ -153,7 +149,7 @@ func rawRows(ctx context.Context, tw io.Writer, app *concord.App, dir string, wo
 		return err
 	}
 	defer store.Close()
-	publish, err := measure(workers, time.Second, duration, func(ctx context.Context, w int) error {
+	publish, err := closedloop.Run(workers, time.Second, duration, func(ctx context.Context, w int) error {
 		_, err := js.Publish(ctx, "tccbench."+strconv.Itoa(w), []byte("x"))
 		return err
 	})
@@ -161,69 +157,16 @@ func rawRows(ctx context.Context, tw io.Writer, app *concord.App, dir string, wo
 		return fmt.Errorf("raw publish: %w", err)
 	}
 	var n atomic.Int64
-	commit, err := measure(workers, time.Second, duration, func(ctx context.Context, w int) error {
+	commit, err := closedloop.Run(workers, time.Second, duration, func(ctx context.Context, w int) error {
 		return store.Set([]byte("k"+strconv.FormatInt(n.Add(1), 10)), []byte("x"))
 	})
 	if err != nil {
 		return fmt.Errorf("raw commit: %w", err)
 	}
-	fmt.Fprintf(tw, "raw\tJetStream publish (fsynced)\t%d\t%.0f\t%v\t%v\t\n", workers, publish.perSecond, publish.p50, publish.p99)
-	fmt.Fprintf(tw, "raw\tBadger commit (synced)\t%d\t%.0f\t%v\t%v\t\n", workers, commit.perSecond, commit.p50, commit.p99)
-	fmt.Fprintf(tw, "raw\tbound: 1/(3/publish+4/commit)\t%d\t%.0f\t\t\t\n", workers, 1/(3/publish.perSecond+4/commit.perSecond))
+	fmt.Fprintf(tw, "raw\tJetStream publish (fsynced)\t%d\t%.0f\t%v\t%v\t\n", workers, publish.PerSecond, publish.P50, publish.P99)
+	fmt.Fprintf(tw, "raw\tBadger commit (synced)\t%d\t%.0f\t%v\t%v\t\n", workers, commit.PerSecond, commit.P50, commit.P99)
+	fmt.Fprintf(tw, "raw\tbound: 1/(3/publish+4/commit)\t%d\t%.0f\t\t\t\n", workers, 1/(3/publish.PerSecond+4/commit.PerSecond))
 	return nil
-}
-
-type result struct {
-	perSecond float64
-	p50, p99  time.Duration
-}
-
-// measure runs n workers in a closed loop for warmup+duration and reports
-// the measured window. transfer's worker argument picks its accounts.
-func measure(n int, warmup, duration time.Duration, transfer func(ctx context.Context, worker int) error) (result, error) {
-	var (
-		mu   sync.Mutex
-		lats []time.Duration
-		wg   sync.WaitGroup
-		errs = make(chan error, n)
-	)
-	from := time.Now().Add(warmup)
-	end := from.Add(duration)
-	for w := range n {
-		wg.Go(func() {
-			var mine []time.Duration
-			for time.Now().Before(end) {
-				start := time.Now()
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				err := transfer(ctx, w)
-				cancel()
-				if err != nil {
-					errs <- err
-					return
-				}
-				if start.After(from) && time.Now().Before(end) {
-					mine = append(mine, time.Since(start))
-				}
-			}
-			mu.Lock()
-			lats = append(lats, mine...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return result{}, err
-	}
-	if len(lats) == 0 {
-		return result{}, errors.New("no transfer completed")
-	}
-	slices.Sort(lats)
-	return result{
-		perSecond: float64(len(lats)) / duration.Seconds(),
-		p50:       lats[len(lats)/2].Round(10 * time.Microsecond),
-		p99:       lats[len(lats)*99/100].Round(10 * time.Microsecond),
-	}, nil
 }
 
 // accounts opens each worker's checking and savings account with money
@@ -296,7 +239,7 @@ func startTCC(ctx context.Context, dir string, workers int, sqlite bool) (*tccBa
 		local = append(local, bankv1concord.SavingsServicePolicy())
 	}
 	app := concord.New(append(opts, concord.WithTCCLocalBarrier(local))...)
-	checking := bank.NewChecking(app)
+	checking := bank.NewChecking(app, nil)
 	if savings == nil {
 		savings = checking
 	}
@@ -361,7 +304,7 @@ func startPlain(ctx context.Context, dir string, workers int, sqlite bool) (*pla
 	if err != nil {
 		return nil, err
 	}
-	checking := bank.NewChecking(storeSource{store})
+	checking := bank.NewChecking(storeSource{store}, nil)
 	savings := checking
 	var db *sql.DB
 	if sqlite {
