@@ -16,5 +16,13 @@
 //     (a crash) completes the branch.
 //
 // Participants built on package tcc's barrier pass it; the bank example's
-// do (examples/bank).
+// do (examples/bank/kit_test.go). In a test of your own participant:
+//
+//	tcctest.Run(t, tcctest.Participant{
+//		Client:  func() *connect.Client { return conn.Client(accountsv1concord.AccountServicePolicy()) },
+//		Branch:  func(t *testing.T) rpc.TCCBranch { return debitFromFreshAccount(t, 10) },
+//		Refused: func(t *testing.T) rpc.TCCBranch { return debitFromFreshAccount(t, 1_000_000) },
+//		State:   func(t *testing.T, b rpc.TCCBranch) tcctest.Effect { return effectOf(t, b) },
+//		Restart: func(t *testing.T) { restartService(t) },
+//	})
 package tcctest
