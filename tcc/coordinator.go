@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -59,6 +60,27 @@ type Coordinator struct {
 	ctx    context.Context // ends at Close: background phases stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	lastSummary atomic.Int64 // unix nanoseconds of the last confirmed transaction's summary
+}
+
+// summaryInterval spaces the summaries of transactions that were
+// confirmed at the first attempt: concord status lists the latest few, so
+// under load one in 50 ms is plenty, and each summary is a log write.
+const summaryInterval = 50 * time.Millisecond
+
+// summaryRetention is the retention for fin's summary in the log, or -1
+// for none: every cancelled or retried transaction keeps one; confirmed
+// ones at most one per summaryInterval per coordinator.
+func (c *Coordinator) summaryRetention(fin *txlog.Record) time.Duration {
+	if fin.State == txlog.StateCancelled || fin.Attempts > 0 {
+		return c.cfg.retention
+	}
+	now, last := time.Now().UnixNano(), c.lastSummary.Load()
+	if now-last < int64(summaryInterval) || !c.lastSummary.CompareAndSwap(last, now) {
+		return -1
+	}
+	return c.cfg.retention
 }
 
 // NewCoordinator returns a coordinator that logs on backend's node and
@@ -378,7 +400,7 @@ func (c *Coordinator) drive(ctx context.Context, rec *txlog.Record, phased func(
 			fin := rec.Clone()
 			fin.State = end
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := log.Finish(wctx, fin, c.cfg.retention)
+			err := log.Finish(wctx, fin, c.summaryRetention(fin))
 			cancel()
 			if err != nil && !errors.Is(err, txlog.ErrConflict) {
 				// Every branch is done; a later recovery repeats the

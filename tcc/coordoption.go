@@ -67,7 +67,8 @@ func WithStaleAfter(d time.Duration) CoordinatorOption {
 }
 
 // WithFinishedRetention sets how long a finished transaction stays listed
-// by concord status. Default: txlog.DefaultFinishedRetention.
+// by concord status (every cancelled or retried one; confirmed ones are
+// sampled, see the package doc). Default: txlog.DefaultFinishedRetention.
 func WithFinishedRetention(d time.Duration) CoordinatorOption {
 	return coordOptionFunc(func(c *coordConfig) { c.retention = d })
 }

@@ -147,8 +147,11 @@
 // and follows the stored decision. Confirm or Cancel then runs on every
 // branch, in rounds, retried with backoff (up to 5 s apart) until each
 // succeeded; after a round with failures the branches' errors are written
-// to the log. A finished transaction is removed from the log and its
-// summary kept for WithFinishedRetention (15 minutes by default).
+// to the log. A finished transaction is removed from the log; a
+// summary of it is kept for WithFinishedRetention (15 minutes by default)
+// for concord status: of every cancelled or retried transaction, and of
+// confirmed ones at most one per 50 ms per coordinator (each summary is a
+// log write, and status lists the latest few).
 //
 // Run returns nil once commit is decided, after waiting for the Confirms
 // until its context ends; a decided commit is always carried out (by Run's

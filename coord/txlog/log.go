@@ -138,15 +138,32 @@ func (l *Log) Get(ctx context.Context, id string) (*Record, error) {
 
 // Finish ends a transaction whose record r is (r.Seq) and whose state is
 // an end state: it keeps a summary for retention (0:
-// DefaultFinishedRetention) and purges the transaction's subject, only if
-// r is still its last record. A lost race wraps ErrConflict.
+// DefaultFinishedRetention; negative: no summary) and purges the
+// transaction's subject, only if r is still its last record. A lost race
+// wraps ErrConflict.
 func (l *Log) Finish(ctx context.Context, r *Record, retention time.Duration) error {
 	if !r.State.Finished() {
 		return fmt.Errorf("%w: finish in state %s", ErrInvalid, r.State)
 	}
-	if retention <= 0 {
+	if retention == 0 {
 		retention = DefaultFinishedRetention
 	}
+	if retention > 0 {
+		if err := l.summarize(r, retention); err != nil {
+			return err
+		}
+	}
+	if _, err := l.b.Purge(ctx, txToken+r.ID, r.Seq); err != nil {
+		if coord.IsConflict(err) {
+			return fmt.Errorf("%w: %s: %w", ErrConflict, r.ID, err)
+		}
+		return fmt.Errorf("txlog: finish %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// summarize publishes r's summary, without waiting: it is for display.
+func (l *Log) summarize(r *Record, retention time.Duration) error {
 	sum := r.Clone()
 	for i := range sum.Branches {
 		sum.Branches[i].Request = nil
@@ -161,12 +178,6 @@ func (l *Log) Finish(ctx context.Context, r *Record, retention time.Duration) er
 	m.Data = data
 	if _, err := l.js.PublishMsgAsync(m, jetstream.WithMsgTTL(max(retention, time.Second))); err != nil {
 		return fmt.Errorf("txlog: summary of %s: %w", r.ID, err)
-	}
-	if _, err := l.b.Purge(ctx, txToken+r.ID, r.Seq); err != nil {
-		if coord.IsConflict(err) {
-			return fmt.Errorf("%w: %s: %w", ErrConflict, r.ID, err)
-		}
-		return fmt.Errorf("txlog: finish %s: %w", r.ID, err)
 	}
 	return nil
 }
