@@ -88,6 +88,10 @@ type App struct {
 	changed chan struct{}     // closed and replaced when gen, local or err change
 
 	runOnce sync.Once
+
+	// Stop hooks (onStop): what was built on the App and ends with it.
+	stopHooks []func() // guarded by mu
+	stopped   bool     // guarded by mu: the hooks ran
 }
 
 // coordGen is one open coordination node and what the App built on it.
@@ -303,6 +307,7 @@ func (a *App) run(ctx context.Context) error {
 	stopServing()
 	err = <-served
 	_ = a.tcc.Close() // phases left running stay in the log for recovery
+	a.runStopHooks()
 	if cerr := a.closeState(); runErr == nil {
 		runErr = errors.Join(err, cerr)
 	}
@@ -324,6 +329,33 @@ func (a *App) stop() {
 		a.cfg.logger.Info("concord: deregistered; serving on for the drain delay", slog.Duration("delay", a.cfg.drainDelay))
 		time.Sleep(a.cfg.drainDelay)
 	}
+}
+
+// onStop registers f to run when Run ends, before the local store and the
+// node close (config handles persist their last value then). After Run
+// has ended, f runs at once.
+func (a *App) onStop(f func()) {
+	a.mu.Lock()
+	if a.stopped {
+		a.mu.Unlock()
+		f()
+		return
+	}
+	a.stopHooks = append(a.stopHooks, f)
+	a.mu.Unlock()
+}
+
+// runStopHooks runs the onStop functions, concurrently, and waits for them.
+func (a *App) runStopHooks() {
+	a.mu.Lock()
+	hooks := a.stopHooks
+	a.stopHooks, a.stopped = nil, true
+	a.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, f := range hooks {
+		wg.Go(f)
+	}
+	wg.Wait()
 }
 
 // closeState closes the App's client, the local store and the node.
