@@ -77,6 +77,8 @@ type App struct {
 	tcc      *tcc.Coordinator
 	barrier  *tcc.BadgerBarrier // WithTCCLocalBarrier's, or nil
 
+	configTypes sync.Map // config name → protoreflect.MessageType, recorded by Config for the admin routes
+
 	adminReady chan struct{} // closed when adminAddr is set (nil without one)
 	adminAddr  net.Addr
 
@@ -385,6 +387,7 @@ func (a *App) serveAdmin() (stop func()) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+StatusPath, a.serveStatus)
+	a.mountConfigAdmin(mux)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {

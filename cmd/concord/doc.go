@@ -5,5 +5,6 @@
 //	concord node [flags]                     run a standalone coordination node
 //	concord status [-addr URL] [-json]       print the coordination status of an app or node
 //	concord dead-letters CMD [SEQ|-all]      list, replay or discard dead letters (CMD)
+//	concord config CMD NAME [ARGS]           get, set, history or rollback an app's live config (CMD)
 //	concord version                          print the version
 package main

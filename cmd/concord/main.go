@@ -52,6 +52,22 @@ Usage:
 		coord.WithListenAuth(...))), -user and -password (env
 		CONCORD_NATS_USER, CONCORD_NATS_PASSWORD) or -creds FILE. Run
 		"concord dead-letters -h" for the flags.
+	concord config [-addr URL] get NAME
+	concord config [-addr URL] history NAME [-limit N]
+	concord config [-addr URL] set NAME JSON [-expect VERSION] [-writer W]
+	concord config [-addr URL] rollback NAME VERSION [-expect VERSION] [-writer W]
+		Read and write the dynamic configs of a running app through its
+		admin listener (-addr, default http://127.0.0.1:9080): values are
+		protojson of the config's message type. get prints the current
+		value and its version; history the kept versions, newest first;
+		set writes a new version, validated by the type's protovalidate
+		rules (a violation is refused and listed); rollback writes a kept
+		version's value again as a new version. Writes are
+		compare-and-set: -expect names the version replaced (0 to
+		create; default the current one, read first), and a write that
+		lost the race is refused with the current version. -writer
+		(default $USER@hostname) is recorded with the version; the admin
+		listener does not authenticate it, so keep it on loopback.
 	concord version
 		Print Concord's version.
 `
@@ -90,6 +106,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return statusCmd(ctx, args[1:], stdout, stderr)
 	case "dead-letters":
 		return deadLettersCmd(ctx, args[1:], stdout, stderr)
+	case "config":
+		return configCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, rpc.Version)
 		return nil

@@ -15,4 +15,9 @@
 // uses an existing NATS cluster, logging in as CONCORD_NATS_USER (default
 // "concord") with CONCORD_NATS_PASSWORD. It drains gracefully on SIGTERM or
 // SIGINT.
+//
+// Its greeting template is the live config "greeter" (a
+// greeter.v1.GreeterConfig, default "Hello, {name}!"): `concord config set
+// greeter '{"template":"Hi, {name}!"}'` changes the next greeting without a
+// restart.
 package main

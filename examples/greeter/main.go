@@ -12,6 +12,7 @@ import (
 
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord"
+	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/greeter"
 	"github.com/concordrpc/concord/rpc"
@@ -48,7 +49,10 @@ func main() {
 		concord.WithSignalHandling(),
 		concord.WithCoordOptions(coordOpts...),
 	)
-	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
+	// The greeting template is the live config "greeter": change it with
+	// `concord config set greeter '{"template":"Hi, {name}!"}'`.
+	template := concord.Config(app, "greeter", &greeterv1.GreeterConfig{Template: greeter.DefaultTemplate})
+	greeterv1concord.RegisterGreeterService(app, greeter.Service{Config: template})
 	// WelcomeService calls GreeterService by its discovery name: through the
 	// registry, balanced over every ready greeter instance.
 	greeterv1concord.RegisterWelcomeService(app, greeter.Welcome{Greeter: greeterv1concord.NewGreeterServiceClient(app)})

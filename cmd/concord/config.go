@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// configEntry is one version of a config as an App's admin listener
+// serves it (concord.ConfigPath).
+type configEntry struct {
+	Name    string          `json:"name"`
+	Version uint64          `json:"version"`
+	Type    string          `json:"type"`
+	Writer  string          `json:"writer"`
+	Time    time.Time       `json:"time"`
+	Value   json.RawMessage `json:"value"`
+}
+
+// configWrite is the answer to a write or a rollback.
+type configWrite struct {
+	Version  uint64 `json:"version"`
+	Replaced uint64 `json:"replaced"`
+	Restored uint64 `json:"restored"`
+}
+
+// configCmd runs `concord config get|set|history|rollback NAME ...`
+// against an App's admin listener.
+func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"config needs a command: get, set, history or rollback"}
+	}
+	fs := flag.NewFlagSet("config "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "http://127.0.0.1:9080", "base URL of a running app's admin listener (its -admin address)")
+	var (
+		writer *string
+		expect *string
+		limit  *int
+	)
+	want := 1 // positional arguments after the command
+	switch args[0] {
+	case "get":
+	case "history":
+		limit = fs.Int("limit", 0, "show at most this many versions, newest first (0: all kept)")
+	case "set", "rollback":
+		want = 2
+		writer = fs.String("writer", defaultWriter(), "who writes, recorded with the version (the admin listener does not authenticate it)")
+		expect = fs.String("expect", "", "the version this write replaces, 0 to create (default: the current version, read first)")
+	default:
+		return usageError{fmt.Sprintf("unknown config command %q (want get, set, history or rollback)", args[0])}
+	}
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if len(pos) != want {
+		return usageError{fmt.Sprintf("config %s takes %d argument(s): %s", args[0], want, map[string]string{
+			"get": "NAME", "history": "NAME", "set": "NAME JSON", "rollback": "NAME VERSION"}[args[0]])}
+	}
+	c := &configClient{base: strings.TrimSuffix(*addr, "/"), name: pos[0]}
+	if !strings.Contains(c.base, "://") {
+		c.base = "http://" + c.base
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	switch args[0] {
+	case "get":
+		e, err := c.get(ctx)
+		var serr *statusError
+		if errors.As(err, &serr) && serr.code == http.StatusNotFound && !serr.unknownType {
+			return fmt.Errorf("%s has no version yet (an app that reads it serves its default); create one with concord config set %[1]s JSON", c.name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n%s\n", e.Value, describe(e))
+		return nil
+	case "history":
+		return c.history(ctx, *limit, stdout)
+	}
+	exp, read, err := c.expect(ctx, *expect)
+	if err != nil {
+		return err
+	}
+	var w configWrite
+	if args[0] == "set" {
+		err = c.do(ctx, http.MethodPut, "?expect="+strconv.FormatUint(exp, 10), *writer, strings.NewReader(pos[1]), &w)
+	} else {
+		version, perr := strconv.ParseUint(pos[1], 10, 64)
+		if perr != nil {
+			return usageError{fmt.Sprintf("config rollback: VERSION %q is not a version number", pos[1])}
+		}
+		err = c.do(ctx, http.MethodPost, "/rollback?version="+pos[1]+"&expect="+strconv.FormatUint(exp, 10), *writer, nil, &w)
+		w.Restored = version
+	}
+	if err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("%s: version %d", c.name, w.Version)
+	if w.Restored != 0 {
+		msg += fmt.Sprintf(" (the value of version %d)", w.Restored)
+	}
+	switch {
+	case w.Replaced == 0:
+		msg += ", the first"
+	case read:
+		msg += fmt.Sprintf(", replaced version %d (the current one, read first)", w.Replaced)
+	default:
+		msg += fmt.Sprintf(", replaced version %d", w.Replaced)
+	}
+	fmt.Fprintln(stdout, msg)
+	return nil
+}
+
+// defaultWriter is $USER@hostname.
+func defaultWriter() string {
+	host, _ := os.Hostname()
+	return cmp.Or(os.Getenv("USER"), "unknown") + "@" + cmp.Or(host, "localhost")
+}
+
+// configClient calls one config's routes on an admin listener.
+type configClient struct {
+	base string
+	name string
+}
+
+func (c *configClient) get(ctx context.Context) (*configEntry, error) {
+	var e configEntry
+	if err := c.do(ctx, http.MethodGet, "", "", nil, &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// expect returns the version a write replaces: the -expect flag, or the
+// current version (0 if the config has none), read = true.
+func (c *configClient) expect(ctx context.Context, flagValue string) (v uint64, read bool, err error) {
+	if flagValue != "" {
+		v, err := strconv.ParseUint(flagValue, 10, 64)
+		if err != nil {
+			return 0, false, usageError{fmt.Sprintf("-expect %q is not a version number", flagValue)}
+		}
+		return v, false, nil
+	}
+	e, err := c.get(ctx)
+	var serr *statusError
+	if errors.As(err, &serr) && serr.code == http.StatusNotFound && !serr.unknownType {
+		return 0, true, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return e.Version, true, nil
+}
+
+func (c *configClient) history(ctx context.Context, limit int, w io.Writer) error {
+	var es []configEntry
+	if err := c.do(ctx, http.MethodGet, "/history?limit="+strconv.Itoa(limit), "", nil, &es); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tWRITTEN\tWRITER\tVALUE")
+	for _, e := range es {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.Version, e.Time.Local().Format(time.DateTime), e.Writer, e.Value)
+	}
+	return tw.Flush()
+}
+
+// describe is a version's line under its value.
+func describe(e *configEntry) string {
+	return fmt.Sprintf("version %d (%s), written by %s at %s", e.Version, e.Type, e.Writer, e.Time.Local().Format(time.RFC3339))
+}
+
+// statusError is an admin listener's error answer.
+type statusError struct {
+	name        string
+	code        int
+	msg         string
+	violations  []string
+	current     uint64
+	unknownType bool // a 404 about the type rather than the config
+}
+
+func (e *statusError) Error() string {
+	var b strings.Builder
+	switch {
+	case e.code == http.StatusBadRequest && len(e.violations) > 0:
+		b.WriteString(e.name + ": refused by the validation rules of its type, nothing written; violations:")
+		for _, v := range e.violations {
+			b.WriteString("\n  " + v)
+		}
+		return b.String()
+	}
+	b.WriteString(e.msg)
+	switch e.code {
+	case http.StatusConflict:
+		b.WriteString("\nsomeone else wrote it first: read it (concord config get) and retry with -expect")
+		if e.current != 0 {
+			fmt.Fprintf(&b, " %d", e.current)
+		}
+	}
+	return b.String()
+}
+
+// do sends one request to the config's route suffix and decodes the
+// answer into out; an error answer is a *statusError.
+func (c *configClient) do(ctx context.Context, method, suffix, writer string, body io.Reader, out any) error {
+	u := c.base + "/concord/config/" + url.PathEscape(c.name) + suffix
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return usageError{fmt.Sprintf("-addr: %v", err)}
+	}
+	if writer != "" {
+		req.Header.Set("Concord-Writer", writer)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		var e struct {
+			Error      string   `json:"error"`
+			Violations []string `json:"violations"`
+			Current    uint64   `json:"current"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			return fmt.Errorf("config: %s answered %s (is it a Concord app's admin listener?)", c.base, res.Status)
+		}
+		return &statusError{name: c.name, code: res.StatusCode, msg: e.Error, violations: e.Violations, current: e.Current,
+			unknownType: strings.Contains(e.Error, "not linked") || strings.Contains(e.Error, "no handle")}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("config: %s did not answer with a config: %w", c.base, err)
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+package concord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/config"
+)
+
+// ConfigPath is the prefix under which an App's admin listener
+// (WithAdminAddr) serves its dynamic configs, for `concord config`:
+//
+//	GET  /concord/config/{name}                          current version
+//	GET  /concord/config/{name}/history[?limit=N]        kept versions, newest first
+//	PUT  /concord/config/{name}?expect=V                 write a protojson body as the next version
+//	POST /concord/config/{name}/rollback?version=N&expect=V
+//
+// A name holding "/" is sent path-escaped ("staging%2Fpricing"). Writes
+// are compare-and-set: expect is the version replaced, 0 to create. The
+// writer is the Concord-Writer header. The admin listener has no
+// authentication (keep it on loopback): the writer is the caller's claim.
+// Values are protojson of the config's type: the type of the handle the
+// App made with Config, else the type of its stored versions (it must be
+// linked into the App's binary). Errors are
+// JSON {"error": ...}: 400 for an invalid value (with "violations"), 409
+// for a conflict (with "current"), 404 for an unknown config or version,
+// 503 while coordination is unavailable.
+const ConfigPath = "/concord/config/"
+
+// configWriterHeader carries the writer's name on the admin config writes.
+const configWriterHeader = "Concord-Writer"
+
+// maxConfigBody bounds a protojson body: JSON may be several times the
+// binary encoding that config.MaxValueSize bounds.
+const maxConfigBody = 4 * config.MaxValueSize
+
+// configEntryJSON is one version of a config as the admin listener serves it.
+type configEntryJSON struct {
+	Name    string          `json:"name"`
+	Version uint64          `json:"version"`
+	Type    string          `json:"type"`
+	Writer  string          `json:"writer"`
+	Time    time.Time       `json:"time"`
+	Value   json.RawMessage `json:"value"`
+}
+
+// configWriteJSON is the admin listener's answer to a write or a rollback.
+type configWriteJSON struct {
+	Name     string `json:"name"`
+	Version  uint64 `json:"version"`            // the new version
+	Replaced uint64 `json:"replaced"`           // the version it replaced, 0 if none
+	Restored uint64 `json:"restored,omitempty"` // for a rollback: the version whose value it wrote again
+}
+
+// configErrorJSON is the admin listener's error answer.
+type configErrorJSON struct {
+	Error      string   `json:"error"`
+	Violations []string `json:"violations,omitempty"` // 400: protovalidate's, "field: message"
+	Current    uint64   `json:"current,omitempty"`    // 409: the current version, if read
+}
+
+// mountConfigAdmin adds the ConfigPath routes to the admin mux.
+func (a *App) mountConfigAdmin(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+ConfigPath+"{name}", a.serveConfigGet)
+	mux.HandleFunc("GET "+ConfigPath+"{name}/history", a.serveConfigHistory)
+	mux.HandleFunc("PUT "+ConfigPath+"{name}", a.serveConfigSet)
+	mux.HandleFunc("POST "+ConfigPath+"{name}/rollback", a.serveConfigRollback)
+}
+
+// configStore returns a Store on the App's current node, waiting a
+// bounded time for a node that is starting.
+func (a *App) configStore(ctx context.Context) (*config.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	node, err := a.Node(ctx)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", coord.ErrUnavailable, errStarting)
+		}
+		return nil, err
+	}
+	return config.NewStore(node, config.WithLogger(a.cfg.logger)), nil
+}
+
+// configType returns the message type of the config name: the type of
+// the handle the App made for it, else the stored version's type as
+// linked into the binary.
+func (a *App) configType(e *config.Entry, name string) (protoreflect.MessageType, error) {
+	if t, ok := a.configTypes.Load(name); ok {
+		return t.(protoreflect.MessageType), nil
+	}
+	if e == nil {
+		return nil, fmt.Errorf("%w: %s has no version and this App has no handle on it (concord.Config)", config.ErrNotFound, name)
+	}
+	t, err := protoregistry.GlobalTypes.FindMessageByName(e.Type)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s's type %s is not linked into this App", config.ErrNotFound, name, e.Type)
+	}
+	return t, nil
+}
+
+func (a *App) serveConfigGet(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	s, err := a.configStore(r.Context())
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	e, err := s.Get(r.Context(), name)
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	out, err := a.configEntry(e)
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	writeConfigJSON(w, http.StatusOK, out)
+}
+
+func (a *App) serveConfigHistory(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	limit := 0
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil {
+			writeconfigErrorJSON(w, r, fmt.Errorf("%w: limit: %w", config.ErrInvalid, err), nil)
+			return
+		}
+		limit = n
+	}
+	s, err := a.configStore(r.Context())
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	es, err := s.History(r.Context(), name, limit)
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	out := make([]*configEntryJSON, 0, len(es))
+	for _, e := range es {
+		ce, err := a.configEntry(e)
+		if err != nil {
+			writeconfigErrorJSON(w, r, err, nil)
+			return
+		}
+		out = append(out, ce)
+	}
+	writeConfigJSON(w, http.StatusOK, out)
+}
+
+func (a *App) serveConfigSet(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	expect, err := uintParam(r, "expect")
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxConfigBody))
+	if err != nil {
+		writeconfigErrorJSON(w, r, fmt.Errorf("%w: body: %w", config.ErrInvalid, err), nil)
+		return
+	}
+	s, err := a.configStore(r.Context())
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	var current *config.Entry
+	if _, ok := a.configTypes.Load(name); !ok {
+		if current, err = s.Get(r.Context(), name); err != nil && !errors.Is(err, config.ErrNotFound) {
+			writeconfigErrorJSON(w, r, err, nil)
+			return
+		}
+	}
+	t, err := a.configType(current, name)
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	msg := t.New().Interface()
+	if err := protojson.Unmarshal(body, msg); err != nil {
+		writeconfigErrorJSON(w, r, fmt.Errorf("%w: not a %s in protojson: %w", config.ErrInvalid, t.Descriptor().FullName(), err), nil)
+		return
+	}
+	v, err := s.Set(r.Context(), name, msg, expect, r.Header.Get(configWriterHeader))
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, s)
+		return
+	}
+	writeConfigJSON(w, http.StatusOK, &configWriteJSON{Name: name, Version: v, Replaced: expect})
+}
+
+func (a *App) serveConfigRollback(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	version, err := uintParam(r, "version")
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	expect, err := uintParam(r, "expect")
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	s, err := a.configStore(r.Context())
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, nil)
+		return
+	}
+	v, err := s.Rollback(r.Context(), name, version, expect, r.Header.Get(configWriterHeader))
+	if err != nil {
+		writeconfigErrorJSON(w, r, err, s)
+		return
+	}
+	writeConfigJSON(w, http.StatusOK, &configWriteJSON{Name: name, Version: v, Replaced: expect, Restored: version})
+}
+
+// configEntry renders a stored version with its value as protojson.
+func (a *App) configEntry(e *config.Entry) (*configEntryJSON, error) {
+	t, err := protoregistry.GlobalTypes.FindMessageByName(e.Type)
+	if err != nil {
+		if t, err = a.configType(nil, e.Name); err != nil || t.Descriptor().FullName() != e.Type {
+			return nil, fmt.Errorf("%w: %s version %d: its type %s is not linked into this App", config.ErrNotFound, e.Name, e.Version, e.Type)
+		}
+	}
+	msg := t.New().Interface()
+	if err := e.Unmarshal(msg); err != nil {
+		return nil, err
+	}
+	value, err := protojson.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s version %d: %w", config.ErrCorrupt, e.Name, e.Version, err)
+	}
+	return &configEntryJSON{Name: e.Name, Version: e.Version, Type: string(e.Type), Writer: e.Writer, Time: e.Time.UTC(), Value: value}, nil
+}
+
+// uintParam reads a required unsigned query parameter.
+func uintParam(r *http.Request, key string) (uint64, error) {
+	q := r.URL.Query()
+	if !q.Has(key) {
+		return 0, fmt.Errorf("%w: the query parameter %s is required", config.ErrInvalid, key)
+	}
+	v, err := strconv.ParseUint(q.Get(key), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %w", config.ErrInvalid, key, err)
+	}
+	return v, nil
+}
+
+// writeconfigErrorJSON answers err with its status code; for a conflict it
+// reads the current version with s (if not nil) to name it.
+func writeconfigErrorJSON(w http.ResponseWriter, r *http.Request, err error, s *config.Store) {
+	out := &configErrorJSON{Error: err.Error()}
+	code := http.StatusServiceUnavailable
+	var verr *protovalidate.ValidationError
+	switch {
+	case errors.Is(err, config.ErrInvalid):
+		code = http.StatusBadRequest
+		if errors.As(err, &verr) {
+			for _, v := range verr.Violations {
+				out.Violations = append(out.Violations, protovalidate.FieldPathString(v.Proto.GetField())+": "+v.Proto.GetMessage())
+			}
+		}
+	case errors.Is(err, config.ErrConflict):
+		code = http.StatusConflict
+		if s != nil {
+			if e, gerr := s.Get(r.Context(), r.PathValue("name")); gerr == nil {
+				out.Current = e.Version
+			}
+		}
+	case errors.Is(err, config.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, config.ErrCorrupt):
+		code = http.StatusInternalServerError
+	}
+	writeConfigJSON(w, code, out)
+}
+
+func writeConfigJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
