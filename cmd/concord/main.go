@@ -52,10 +52,10 @@ Usage:
 		coord.WithListenAuth(...))), -user and -password (env
 		CONCORD_NATS_USER, CONCORD_NATS_PASSWORD) or -creds FILE. Run
 		"concord dead-letters -h" for the flags.
-	concord config [-addr URL] get NAME
-	concord config [-addr URL] history NAME [-limit N]
-	concord config [-addr URL] set NAME JSON [-expect VERSION] [-writer W]
-	concord config [-addr URL] rollback NAME VERSION [-expect VERSION] [-writer W]
+	concord config get [-addr URL] NAME
+	concord config history [-addr URL] NAME [-limit N]
+	concord config set [-addr URL] NAME JSON [-expect VERSION] [-writer W]
+	concord config rollback [-addr URL] NAME VERSION [-expect VERSION] [-writer W]
 		Read and write the dynamic configs of a running app through its
 		admin listener (-addr, default http://127.0.0.1:9080): values are
 		protojson of the config's message type. get prints the current
