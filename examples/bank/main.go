@@ -10,13 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver
 
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord"
@@ -198,9 +196,7 @@ func newApp(ctx context.Context, logger *slog.Logger, cfg config) (*bankApp, err
 }
 
 // openSavings opens the savings database: PostgreSQL for a postgres://
-// -savings-db, else SQLite in the data directory, with immediate
-// transactions and a busy timeout so that concurrent phases wait for each
-// other instead of failing with SQLITE_BUSY.
+// -savings-db, else SQLite in the data directory (bank.OpenSQLite).
 func openSavings(cfg config) (*sql.DB, tcc.Dialect, error) {
 	if strings.HasPrefix(cfg.savingsDB, "postgres://") || strings.HasPrefix(cfg.savingsDB, "postgresql://") {
 		db, err := sql.Open("pgx", cfg.savingsDB)
@@ -209,11 +205,6 @@ func openSavings(cfg config) (*sql.DB, tcc.Dialect, error) {
 	if cfg.savingsDB != "" {
 		return nil, tcc.Dialect{}, errors.New("-savings-db: want a postgres:// URL, or empty for SQLite")
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(cfg.data, "savings.db")+"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-	if err == nil {
-		// SQLite has one writer: queue in the pool rather than in
-		// SQLite's busy handler, which sleeps.
-		db.SetMaxOpenConns(1)
-	}
+	db, err := bank.OpenSQLite(cfg.data)
 	return db, tcc.SQLite(), err
 }

@@ -49,7 +49,6 @@ import (
 
 	"connectrpc.com/connect/v2"
 	"github.com/nats-io/nats.go/jetstream"
-	_ "modernc.org/sqlite"
 
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/bench/internal/closedloop"
@@ -189,19 +188,6 @@ func account(w int) string { return "w" + strconv.Itoa(w) }
 // both sides on one Badger store the two services share a key space.
 func savingsAccount(w int) string { return "s" + strconv.Itoa(w) }
 
-func openSQLite(dir string) (*sql.DB, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "savings.db")+"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
-	if err == nil {
-		// SQLite has one writer: queue in the pool rather than in
-		// SQLite's busy handler, which sleeps.
-		db.SetMaxOpenConns(1)
-	}
-	return db, err
-}
-
 // tccBank is an App with both participants, coordinating transfers.
 type tccBank struct {
 	app  *concord.App
@@ -220,7 +206,7 @@ func startTCC(ctx context.Context, dir string, workers int, sqlite bool) (*tccBa
 	)
 	if sqlite {
 		var err error
-		if db, err = openSQLite(dir); err != nil {
+		if db, err = bank.OpenSQLite(dir); err != nil {
 			return nil, err
 		}
 		barrier, err := tcc.NewSQLBarrier(db, tcc.SQLite())
@@ -308,7 +294,7 @@ func startPlain(ctx context.Context, dir string, workers int, sqlite bool) (*pla
 	savings := checking
 	var db *sql.DB
 	if sqlite {
-		if db, err = openSQLite(dir); err == nil {
+		if db, err = bank.OpenSQLite(dir); err == nil {
 			savings, err = bank.NewSavings(ctx, db, tcc.SQLite())
 		}
 		if err != nil {

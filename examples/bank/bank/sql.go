@@ -4,10 +4,32 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	bankv1 "github.com/concordrpc/concord/examples/bank/gen/bank/v1"
 	"github.com/concordrpc/concord/tcc"
 )
+
+// OpenSQLite opens (creating it if needed) the savings database file
+// savings.db in dir for NewSavings and a SQL barrier: immediate
+// transactions, WAL with a synced commit, and one connection, so that
+// concurrent phases queue in Go's pool instead of in SQLite's busy
+// handler, which sleeps.
+func OpenSQLite(dir string) (*sql.DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "savings.db")+
+		"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	return db, nil
+}
 
 // NewSavings returns the savings service, with its accounts in db's table
 // savings_accounts (created if missing), written through the barrier's
