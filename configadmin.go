@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/config"
+	"github.com/concordrpc/concord/internal/admincreds"
 )
 
 // ConfigPath is the prefix under which an App's admin listener
@@ -27,11 +30,11 @@ import (
 //	PUT  /concord/config/{name}?expect=V                 write a protojson body as the next version
 //	POST /concord/config/{name}/rollback?version=N&expect=V
 //
+// Every route needs an admin credential (WithAdminCredentials) sent as
+// "Authorization: Bearer <token>"; without a valid one the answer is 401.
 // A name holding "/" is sent path-escaped ("staging%2Fpricing"). Writes
-// are compare-and-set: expect is the version replaced, 0 to create. The
-// writer is the Concord-Writer header. The admin listener has no
-// authentication (keep it on loopback): the writer is the caller's claim.
-// Values are protojson of the config's type: the type of the handle the
+// are compare-and-set: expect is the version replaced, 0 to create; the
+// credential's name is recorded as the writer. Values are protojson of the config's type: the type of the handle the
 // App made with Config, else the type of its stored versions (it must be
 // linked into the App's binary). Errors are
 // JSON {"error": ...}: 400 for an invalid value (with "violations"), 409
@@ -39,8 +42,12 @@ import (
 // 503 while coordination is unavailable.
 const ConfigPath = "/concord/config/"
 
-// configWriterHeader carries the writer's name on the admin config writes.
-const configWriterHeader = "Concord-Writer"
+// AdminCredentialsFile is the file, in the App's data directory, of the
+// admin credentials when WithAdminCredentials names none.
+const AdminCredentialsFile = "admin.creds"
+
+// defaultAdminName names the credential an App generates.
+const defaultAdminName = "admin"
 
 // maxConfigBody bounds a protojson body: JSON may be several times the
 // binary encoding that config.MaxValueSize bounds.
@@ -71,12 +78,55 @@ type configErrorJSON struct {
 	Current    uint64   `json:"current,omitempty"`    // 409: the current version, if read
 }
 
-// mountConfigAdmin adds the ConfigPath routes to the admin mux.
+// mountConfigAdmin adds the ConfigPath routes to the admin mux, each
+// behind the admin credentials. The default credentials file is created
+// here if missing; a credentials file that cannot be read is logged, and
+// every config route answers 503 until it can.
 func (a *App) mountConfigAdmin(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+ConfigPath+"{name}", a.serveConfigGet)
-	mux.HandleFunc("GET "+ConfigPath+"{name}/history", a.serveConfigHistory)
-	mux.HandleFunc("PUT "+ConfigPath+"{name}", a.serveConfigSet)
-	mux.HandleFunc("POST "+ConfigPath+"{name}/rollback", a.serveConfigRollback)
+	path := a.cfg.adminCreds
+	if path == "" {
+		path = filepath.Join(a.cfg.dataDir, AdminCredentialsFile)
+		created, err := admincreds.Ensure(path, defaultAdminName)
+		if created {
+			a.cfg.logger.Info("concord: created admin credentials for concord config", slog.String("file", path), slog.String("name", defaultAdminName))
+		}
+		if err != nil {
+			a.cfg.logger.Error("concord: admin credentials not created; config routes are unavailable", slog.String("file", path), slog.Any("error", err))
+		}
+	}
+	if _, err := admincreds.Read(path); err != nil {
+		a.cfg.logger.Error("concord: admin credentials unreadable; config routes answer 503 until they are", slog.String("file", path), slog.Any("error", err))
+	}
+	guard := func(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if name, ok := authorizeAdmin(w, r, path); ok {
+				h(w, r, name)
+			}
+		}
+	}
+	mux.Handle("GET "+ConfigPath+"{name}", guard(a.serveConfigGet))
+	mux.Handle("GET "+ConfigPath+"{name}/history", guard(a.serveConfigHistory))
+	mux.Handle("PUT "+ConfigPath+"{name}", guard(a.serveConfigSet))
+	mux.Handle("POST "+ConfigPath+"{name}/rollback", guard(a.serveConfigRollback))
+}
+
+// authorizeAdmin checks r's bearer token against the credentials file at
+// path, read now so that changes need no restart. It answers the request
+// itself (401, or 503 for an unreadable file) when it returns false.
+func authorizeAdmin(w http.ResponseWriter, r *http.Request, path string) (name string, ok bool) {
+	cs, err := admincreds.Read(path)
+	if err != nil {
+		writeConfigJSON(w, http.StatusServiceUnavailable, &configErrorJSON{Error: "admin credentials are unreadable on the server; see its log"})
+		return "", false
+	}
+	if token, has := admincreds.BearerToken(r.Header.Get("Authorization")); has {
+		if name, ok = admincreds.NewSet(cs).Check(token); ok {
+			return name, true
+		}
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="concord admin"`)
+	writeConfigJSON(w, http.StatusUnauthorized, &configErrorJSON{Error: "an admin credential is required: send Authorization: Bearer <token> with a token from the App's admin credentials file (" + AdminCredentialsFile + " in its data directory unless WithAdminCredentials names one)"})
+	return "", false
 }
 
 // configStore returns a Store on the App's current node, waiting a
@@ -111,7 +161,7 @@ func (a *App) configType(e *config.Entry, name string) (protoreflect.MessageType
 	return t, nil
 }
 
-func (a *App) serveConfigGet(w http.ResponseWriter, r *http.Request) {
+func (a *App) serveConfigGet(w http.ResponseWriter, r *http.Request, _ string) {
 	name := r.PathValue("name")
 	s, err := a.configStore(r.Context())
 	if err != nil {
@@ -131,7 +181,7 @@ func (a *App) serveConfigGet(w http.ResponseWriter, r *http.Request) {
 	writeConfigJSON(w, http.StatusOK, out)
 }
 
-func (a *App) serveConfigHistory(w http.ResponseWriter, r *http.Request) {
+func (a *App) serveConfigHistory(w http.ResponseWriter, r *http.Request, _ string) {
 	name := r.PathValue("name")
 	limit := 0
 	if q := r.URL.Query().Get("limit"); q != "" {
@@ -164,7 +214,7 @@ func (a *App) serveConfigHistory(w http.ResponseWriter, r *http.Request) {
 	writeConfigJSON(w, http.StatusOK, out)
 }
 
-func (a *App) serveConfigSet(w http.ResponseWriter, r *http.Request) {
+func (a *App) serveConfigSet(w http.ResponseWriter, r *http.Request, writer string) {
 	name := r.PathValue("name")
 	expect, err := uintParam(r, "expect")
 	if err != nil {
@@ -198,7 +248,7 @@ func (a *App) serveConfigSet(w http.ResponseWriter, r *http.Request) {
 		writeconfigErrorJSON(w, r, fmt.Errorf("%w: not a %s in protojson: %w", config.ErrInvalid, t.Descriptor().FullName(), err), nil)
 		return
 	}
-	v, err := s.Set(r.Context(), name, msg, expect, r.Header.Get(configWriterHeader))
+	v, err := s.Set(r.Context(), name, msg, expect, writer)
 	if err != nil {
 		writeconfigErrorJSON(w, r, err, s)
 		return
@@ -206,7 +256,7 @@ func (a *App) serveConfigSet(w http.ResponseWriter, r *http.Request) {
 	writeConfigJSON(w, http.StatusOK, &configWriteJSON{Name: name, Version: v, Replaced: expect})
 }
 
-func (a *App) serveConfigRollback(w http.ResponseWriter, r *http.Request) {
+func (a *App) serveConfigRollback(w http.ResponseWriter, r *http.Request, writer string) {
 	name := r.PathValue("name")
 	version, err := uintParam(r, "version")
 	if err != nil {
@@ -223,7 +273,7 @@ func (a *App) serveConfigRollback(w http.ResponseWriter, r *http.Request) {
 		writeconfigErrorJSON(w, r, err, nil)
 		return
 	}
-	v, err := s.Rollback(r.Context(), name, version, expect, r.Header.Get(configWriterHeader))
+	v, err := s.Rollback(r.Context(), name, version, expect, writer)
 	if err != nil {
 		writeconfigErrorJSON(w, r, err, s)
 		return

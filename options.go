@@ -26,6 +26,7 @@ func (f optionFunc) apply(c *appConfig) { f(c) }
 type appConfig struct {
 	addr       string
 	adminAddr  string
+	adminCreds string // "" → AdminCredentialsFile in dataDir, created when missing
 	dataDir    string
 	logger     *slog.Logger
 	serverOpts []rpc.ServerOption
@@ -77,11 +78,25 @@ func WithAddr(addr string) Option {
 
 // WithAdminAddr sets the address of the admin listener, which serves
 // StatusPath (the coordination status and every service instance's URL,
-// for `concord status`). Keep it on loopback or a private network: it has
-// no authentication. "" disables it; a port in use is logged and the App
-// runs without it. Default: DefaultAdminAddr.
+// for `concord status`) to anyone who reaches it, and ConfigPath (dynamic
+// configuration, `concord config`) only to holders of an admin credential
+// (WithAdminCredentials). Keep it on loopback or a private network. ""
+// disables it; a port in use is logged and the App runs without it.
+// Default: DefaultAdminAddr.
 func WithAdminAddr(addr string) Option {
 	return optionFunc(func(c *appConfig) { c.adminAddr = addr })
+}
+
+// WithAdminCredentials names the file of admin credentials that the admin
+// listener checks on every config route (ConfigPath): lines of "name
+// token" (see `concord config -h`). A request sends one token as
+// "Authorization: Bearer <token>"; the credential's name is recorded as
+// the writer of each change. The file is read on every such request, so
+// credentials can be added or rotated without a restart; it must exist.
+// Default: AdminCredentialsFile in the data directory, created with one
+// random credential named "admin" (mode 0600) when missing.
+func WithAdminCredentials(path string) Option {
+	return optionFunc(func(c *appConfig) { c.adminCreds = path })
 }
 
 // WithDataDir sets the directory of the embedded node and local state.

@@ -12,10 +12,15 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/concordrpc/concord"
+	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/internal/admincreds"
 )
 
 // configEntry is one version of a config as an App's admin listener
@@ -45,8 +50,10 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("config "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "http://127.0.0.1:9080", "base URL of a running app's admin listener (its -admin address)")
+	creds := fs.String("creds", cmp.Or(os.Getenv("CONCORD_ADMIN_CREDS"), filepath.Join(coord.DefaultDataDir, concord.AdminCredentialsFile)),
+		"admin credentials file of the app (lines of \"name token\"; env CONCORD_ADMIN_CREDS); an app creates "+concord.AdminCredentialsFile+" in its data directory")
+	as := fs.String("as", "", "the name of the credential to use, when the file holds several")
 	var (
-		writer *string
 		expect *string
 		limit  *int
 	)
@@ -57,7 +64,6 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		limit = fs.Int("limit", 0, "show at most this many versions, newest first (0: all kept)")
 	case "set", "rollback":
 		want = 2
-		writer = fs.String("writer", defaultWriter(), "who writes, recorded with the version (the admin listener does not authenticate it)")
 		expect = fs.String("expect", "", "the version this write replaces, 0 to create (default: the current version, read first)")
 	default:
 		return usageError{fmt.Sprintf("unknown config command %q (want get, set, history or rollback)", args[0])}
@@ -70,7 +76,15 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{fmt.Sprintf("config %s takes %d argument(s): %s", args[0], want, map[string]string{
 			"get": "NAME", "history": "NAME", "set": "NAME JSON", "rollback": "NAME VERSION"}[args[0]])}
 	}
-	c := &configClient{base: strings.TrimSuffix(*addr, "/"), name: pos[0]}
+	cs, err := admincreds.Read(*creds)
+	if err != nil {
+		return fmt.Errorf("config: admin credentials: %w (-creds names the file; an app writes %s in its data directory)", err, concord.AdminCredentialsFile)
+	}
+	cred, err := admincreds.Pick(cs, *as)
+	if err != nil {
+		return usageError{fmt.Sprintf("-creds %s: %v (-as NAME picks one)", *creds, err)}
+	}
+	c := &configClient{base: strings.TrimSuffix(*addr, "/"), name: pos[0], token: cred.Token}
 	if !strings.Contains(c.base, "://") {
 		c.base = "http://" + c.base
 	}
@@ -97,13 +111,13 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var w configWrite
 	if args[0] == "set" {
-		err = c.do(ctx, http.MethodPut, "?expect="+strconv.FormatUint(exp, 10), *writer, strings.NewReader(pos[1]), &w)
+		err = c.do(ctx, http.MethodPut, "?expect="+strconv.FormatUint(exp, 10), strings.NewReader(pos[1]), &w)
 	} else {
 		version, perr := strconv.ParseUint(pos[1], 10, 64)
 		if perr != nil {
 			return usageError{fmt.Sprintf("config rollback: VERSION %q is not a version number", pos[1])}
 		}
-		err = c.do(ctx, http.MethodPost, "/rollback?version="+pos[1]+"&expect="+strconv.FormatUint(exp, 10), *writer, nil, &w)
+		err = c.do(ctx, http.MethodPost, "/rollback?version="+pos[1]+"&expect="+strconv.FormatUint(exp, 10), nil, &w)
 		w.Restored = version
 	}
 	if err != nil {
@@ -125,21 +139,16 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// defaultWriter is $USER@hostname.
-func defaultWriter() string {
-	host, _ := os.Hostname()
-	return cmp.Or(os.Getenv("USER"), "unknown") + "@" + cmp.Or(host, "localhost")
-}
-
 // configClient calls one config's routes on an admin listener.
 type configClient struct {
-	base string
-	name string
+	base  string
+	name  string
+	token string // an admin credential's, sent as a bearer token
 }
 
 func (c *configClient) get(ctx context.Context) (*configEntry, error) {
 	var e configEntry
-	if err := c.do(ctx, http.MethodGet, "", "", nil, &e); err != nil {
+	if err := c.do(ctx, http.MethodGet, "", nil, &e); err != nil {
 		return nil, err
 	}
 	return &e, nil
@@ -168,7 +177,7 @@ func (c *configClient) expect(ctx context.Context, flagValue string) (v uint64, 
 
 func (c *configClient) history(ctx context.Context, limit int, w io.Writer) error {
 	var es []configEntry
-	if err := c.do(ctx, http.MethodGet, "/history?limit="+strconv.Itoa(limit), "", nil, &es); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/history?limit="+strconv.Itoa(limit), nil, &es); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -217,15 +226,13 @@ func (e *statusError) Error() string {
 
 // do sends one request to the config's route suffix and decodes the
 // answer into out; an error answer is a *statusError.
-func (c *configClient) do(ctx context.Context, method, suffix, writer string, body io.Reader, out any) error {
+func (c *configClient) do(ctx context.Context, method, suffix string, body io.Reader, out any) error {
 	u := c.base + "/concord/config/" + url.PathEscape(c.name) + suffix
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return usageError{fmt.Sprintf("-addr: %v", err)}
 	}
-	if writer != "" {
-		req.Header.Set("Concord-Writer", writer)
-	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

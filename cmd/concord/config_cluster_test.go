@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -32,9 +34,14 @@ func TestConfigSetReachesEveryClusterInstance(t *testing.T) {
 		done   chan error
 		wait   func(context.Context) error // the handle's first load
 	}
+	// One credentials file for the three Apps, as an operator would deploy.
+	creds := filepath.Join(t.TempDir(), "ops.creds")
+	if err := os.WriteFile(creds, []byte("ops 0123456789abcdef0123456789abcdef-ops\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var insts []*instance
 	for _, n := range c.Nodes {
-		app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(n.Dir+"-app"),
+		app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(n.Dir+"-app"), concord.WithAdminCredentials(creds),
 			concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0),
 			concord.WithCoordOptions(c.InProcess(n)...))
 		h := concord.Config(app, "greeter", &greeterv1.GreeterConfig{Template: "Hello, {name}!"})
@@ -82,13 +89,13 @@ func TestConfigSetReachesEveryClusterInstance(t *testing.T) {
 	for i := range 12 {
 		tpl := fmt.Sprintf("Hi #%d, {name}!", i)
 		want = append(want, tpl)
-		args := []string{"config", "set", "-addr", insts[0].admin, "greeter", fmt.Sprintf(`{"template":%q}`, tpl)}
+		args := []string{"config", "set", "-addr", insts[0].admin, "-creds", creds, "greeter", fmt.Sprintf(`{"template":%q}`, tpl)}
 		if err := run(ctx, args, io.Discard, io.Discard); err != nil {
 			t.Fatalf("config set %d: %v", i, err)
 		}
 	}
 	// An invalid value is refused on any instance and reaches no watcher.
-	if err := run(ctx, []string{"config", "set", "-addr", insts[2].admin, "greeter", `{"template":"no name"}`}, io.Discard, io.Discard); err == nil {
+	if err := run(ctx, []string{"config", "set", "-addr", insts[2].admin, "-creds", creds, "greeter", `{"template":"no name"}`}, io.Discard, io.Discard); err == nil {
 		t.Fatal("an invalid template was accepted")
 	}
 	deadline := time.Now().Add(30 * time.Second)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +23,10 @@ import (
 
 // runGreeter runs the greeter example's App on loopback ports, its
 // template the live config "greeter", and returns its RPC and admin URLs.
-func runGreeter(t *testing.T) (rpcURL, adminURL string) {
+func runGreeter(t *testing.T) (rpcURL, adminURL, dataDir string) {
 	t.Helper()
-	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(t.TempDir()),
+	dataDir = t.TempDir()
+	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(dataDir),
 		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0))
 	tpl := concord.Config(app, "greeter", &greeterv1.GreeterConfig{Template: greeter.DefaultTemplate})
 	greeterv1concord.RegisterGreeterService(app, greeter.Service{Config: tpl})
@@ -49,7 +52,7 @@ func runGreeter(t *testing.T) (rpcURL, adminURL string) {
 	if _, err := app.Node(wctx); err != nil {
 		t.Fatal(err)
 	}
-	return "http://" + addr.String(), "http://" + admin.String()
+	return "http://" + addr.String(), "http://" + admin.String(), dataDir
 }
 
 // TestConfigCommands drives `concord config` against a running greeter:
@@ -57,7 +60,8 @@ func runGreeter(t *testing.T) (rpcURL, adminURL string) {
 // a stale -expect are refused and change nothing; history lists the
 // versions; rollback restores an earlier value as a new version.
 func TestConfigCommands(t *testing.T) {
-	rpcURL, admin := runGreeter(t)
+	rpcURL, admin, data := runGreeter(t)
+	creds := filepath.Join(data, concord.AdminCredentialsFile)
 	conn := rpc.NewConn(rpcURL)
 	defer conn.Close()
 	client := greeterv1concord.NewGreeterServiceClient(conn)
@@ -77,7 +81,7 @@ func TestConfigCommands(t *testing.T) {
 	}
 	cli := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := run(t.Context(), append([]string{"config", args[0], "-addr", admin}, args[1:]...), &out, io.Discard)
+		err := run(t.Context(), append([]string{"config", args[0], "-addr", admin, "-creds", creds}, args[1:]...), &out, io.Discard)
 		return out.String(), err
 	}
 	code := func(err error) int {
@@ -92,7 +96,7 @@ func TestConfigCommands(t *testing.T) {
 	if _, err := cli("get", "greeter"); err == nil || !strings.Contains(err.Error(), "greeter has no version yet") {
 		t.Fatalf("get before any version: %v", err)
 	}
-	out, err := cli("set", "greeter", `{"template":"Hi, {name}!"}`, "-writer", "ops")
+	out, err := cli("set", "greeter", `{"template":"Hi, {name}!"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +106,7 @@ func TestConfigCommands(t *testing.T) {
 	}
 	greets("Hi, Ada!")
 	out, err = cli("get", "greeter")
-	if err != nil || !strings.HasPrefix(out, `{"template":"Hi, {name}!"}`+"\n"+fmt.Sprintf("version %d (greeter.v1.GreeterConfig), written by ops at ", v1)) {
+	if err != nil || !strings.HasPrefix(out, `{"template":"Hi, {name}!"}`+"\n"+fmt.Sprintf("version %d (greeter.v1.GreeterConfig), written by admin at ", v1)) {
 		t.Fatalf("get: %q, %v", out, err)
 	}
 
@@ -139,7 +143,7 @@ func TestConfigCommands(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "VERSION") ||
 		!strings.HasPrefix(lines[1], fmt.Sprint(v2)) || !strings.HasSuffix(lines[1], `{"template":"Hey {name}."}`) ||
-		!strings.HasPrefix(lines[2], fmt.Sprint(v1)) || !strings.Contains(lines[2], " ops ") {
+		!strings.HasPrefix(lines[2], fmt.Sprint(v1)) || !strings.Contains(lines[2], " admin ") {
 		t.Fatalf("history:\n%s", out)
 	}
 	if out, err = cli("history", "greeter", "-limit", "1"); err != nil || strings.Count(out, "\n") != 2 {
@@ -172,4 +176,21 @@ func TestConfigCommands(t *testing.T) {
 	if err := run(t.Context(), []string{"config", "set", "greeter"}, io.Discard, io.Discard); !errors.As(err, new(usageError)) {
 		t.Fatalf("set without JSON: %v", err)
 	}
+
+	// Without the App's credential nothing is read or written.
+	wrong := filepath.Join(t.TempDir(), "wrong.creds")
+	if err := os.WriteFile(wrong, []byte("admin 0123456789abcdef0123456789abcdef-wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"get", "greeter"}, {"set", "greeter", `{"template":"Owned, {name}"}`}} {
+		err := run(t.Context(), append([]string{"config", args[0], "-addr", admin, "-creds", wrong}, args[1:]...), io.Discard, io.Discard)
+		if code(err) != http.StatusUnauthorized || !strings.Contains(err.Error(), "admin credential is required") {
+			t.Fatalf("config %s with a wrong credential: %v", args[0], err)
+		}
+	}
+	err = run(t.Context(), []string{"config", "get", "-addr", admin, "-creds", filepath.Join(t.TempDir(), "none"), "greeter"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "admin credentials") || !strings.Contains(err.Error(), "-creds") {
+		t.Fatalf("config get with no credentials file: %v", err)
+	}
+	greets("Hi, Ada!")
 }

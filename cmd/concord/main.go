@@ -52,10 +52,10 @@ Usage:
 		coord.WithListenAuth(...))), -user and -password (env
 		CONCORD_NATS_USER, CONCORD_NATS_PASSWORD) or -creds FILE. Run
 		"concord dead-letters -h" for the flags.
-	concord config get [-addr URL] NAME
-	concord config history [-addr URL] NAME [-limit N]
-	concord config set [-addr URL] NAME JSON [-expect VERSION] [-writer W]
-	concord config rollback [-addr URL] NAME VERSION [-expect VERSION] [-writer W]
+	concord config get [-addr URL] [-creds FILE] NAME
+	concord config history [-addr URL] [-creds FILE] NAME [-limit N]
+	concord config set [-addr URL] [-creds FILE] NAME JSON [-expect VERSION]
+	concord config rollback [-addr URL] [-creds FILE] NAME VERSION [-expect VERSION]
 		Read and write the dynamic configs of a running app through its
 		admin listener (-addr, default http://127.0.0.1:9080): values are
 		protojson of the config's message type. get prints the current
@@ -65,9 +65,11 @@ Usage:
 		version's value again as a new version. Writes are
 		compare-and-set: -expect names the version replaced (0 to
 		create; default the current one, read first), and a write that
-		lost the race is refused with the current version. -writer
-		(default $USER@hostname) is recorded with the version; the admin
-		listener does not authenticate it, so keep it on loopback.
+		lost the race is refused with the current version. Every call
+		sends an admin credential's token from -creds (default
+		data/admin.creds, the file an app creates in its data directory;
+		env CONCORD_ADMIN_CREDS; -as NAME picks one of several); its
+		name is recorded as the writer of the version.
 	concord version
 		Print Concord's version.
 `
