@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -185,10 +186,10 @@ func (a *App) currentGen(ctx context.Context) (*coordGen, error) {
 		switch {
 		case err != nil:
 			return nil, err
-		case g != nil:
-			return g, nil
 		case down != nil:
 			return nil, down
+		case g != nil:
+			return g, nil
 		}
 		select {
 		case <-changed:
@@ -200,8 +201,9 @@ func (a *App) currentGen(ctx context.Context) (*coordGen, error) {
 
 // Node returns the open coordination node, waiting for it while it starts.
 // It fails at once with an error wrapping coord.ErrUnavailable while
-// coordination is known to be unavailable (it could not be reached, or its
-// connection closed for good and a new one is not open yet), and with
+// coordination is known to be unavailable (it could not be reached, its
+// connection is lost and reconnecting, or it closed for good and a new one
+// is not open yet), and with
 // ErrNotReady (wrapped with the cause) if coordination failed to start for
 // a reason retrying does not fix or the App stopped; else with ctx's
 // error. A node whose connection closed for good is replaced: call Node
@@ -546,11 +548,17 @@ func (a *App) watchConn(ctx context.Context, g *coordGen) {
 		case st == nats.CONNECTED:
 			if last != -1 {
 				a.cfg.logger.Info("concord: reconnected to the coordination node")
+				a.update(func() { a.down = nil })
 			}
 			a.server.SetReady(readinessGate)
 		default:
 			a.cfg.logger.Warn("concord: connection to the coordination node lost; reconnecting", slog.String("state", st.String()))
 			a.server.SetNotReady(readinessGate, "coordination connection lost; reconnecting")
+			// What needs the node fails fast meanwhile; sessions and
+			// watches already made keep it and resume after.
+			a.update(func() {
+				a.down = fmt.Errorf("%w: connection to the node lost (%s); reconnecting", coord.ErrUnavailable, strings.ToLower(st.String()))
+			})
 		}
 		last = nc.Status()
 		select {
@@ -690,10 +698,17 @@ func (a *App) Client(policy *rpc.ServicePolicy) *connect.Client {
 // appResolver resolves through the registry of the current node.
 type appResolver struct{ app *App }
 
+// While the connection is lost and reconnecting, the current node's
+// resolver still answers from the instances it last saw.
 func (r *appResolver) Resolve(ctx context.Context, service string) ([]rpc.Instance, error) {
-	g, err := r.app.currentGen(ctx)
-	if err != nil {
-		return nil, err
+	r.app.mu.Lock()
+	g := r.app.gen
+	r.app.mu.Unlock()
+	if g == nil {
+		var err error
+		if g, err = r.app.currentGen(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return g.resolver.Resolve(ctx, service)
 }

@@ -202,6 +202,18 @@ func TestAppServesWhileCoordinationIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReadyz(t, url, http.StatusServiceUnavailable, 10*time.Second)
+	// While the connection reconnects, what needs the node fails fast
+	// (the context would allow 60 s) with the reason.
+	begin := time.Now()
+	if _, err := app.Node(ctx); !errors.Is(err, coord.ErrUnavailable) || !strings.Contains(err.Error(), "reconnecting") {
+		t.Fatalf("Node while reconnecting: %v, want ErrUnavailable", err)
+	}
+	if _, err := app.Mutex("during-outage").TryLock(ctx); !errors.Is(err, coord.ErrUnavailable) {
+		t.Fatalf("TryLock while reconnecting: %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("failing while reconnecting took %v", d)
+	}
 	node = listeningNode(t, dir, addr)
 	defer node.Close()
 	waitReadyz(t, url, http.StatusOK, 20*time.Second)
