@@ -33,6 +33,9 @@ import (
 // coordination node is ready.
 const readinessGate = "coordination"
 
+// stoppingGate is the readiness gate closed when the App starts to stop.
+const stoppingGate = "lifecycle"
+
 // StatusPath is where an App's admin listener (WithAdminAddr) serves its
 // coordination status as JSON, for `concord status`. The RPC port does not
 // serve it.
@@ -304,6 +307,9 @@ func (a *App) run(ctx context.Context) error {
 		served <- err // the server failed: shut down and report it
 	case <-ctx.Done():
 	}
+	// Readiness goes first: load balancers stop sending while the rest
+	// of the shutdown runs.
+	a.server.SetNotReady(stoppingGate, "shutting down")
 	stopCoord()
 	<-recovered
 	<-coordinated
@@ -416,6 +422,10 @@ func (a *App) AdminAddr(ctx context.Context) (net.Addr, error) {
 	}
 }
 
+// slowStart is how long opening coordination takes before readiness says
+// why it is still starting.
+const slowStart = 3 * time.Second
+
 // Backoff between attempts to open coordination.
 const (
 	minRetry = 100 * time.Millisecond
@@ -447,7 +457,17 @@ func (a *App) coordinate(ctx context.Context, addr net.Addr) error {
 func (a *App) keepNode(ctx context.Context, addr net.Addr) error {
 	retry := minRetry
 	for attempt := 1; ; attempt++ {
+		// A node waits for its cluster's quorum without limit: say so in
+		// readiness once it takes longer than a start should.
+		slow := time.AfterFunc(slowStart, func() {
+			a.update(func() {
+				if a.gen == nil {
+					a.server.SetNotReady(readinessGate, "coordination starting: the node is not ready yet (a cluster node waits for a quorum of its peers)")
+				}
+			})
+		})
 		g, err := a.openGen(ctx, addr)
+		slow.Stop()
 		if err == nil {
 			retry, attempt = minRetry, 0
 			a.update(func() { a.gen, a.down = g, nil })

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/greeter"
+	"github.com/concordrpc/concord/internal/clustertest"
 	"github.com/concordrpc/concord/internal/nodetest"
 	"github.com/concordrpc/concord/rpc"
 )
@@ -273,6 +276,90 @@ func TestAppReopensClosedConnection(t *testing.T) {
 	insts, err := registry.NewResolver(second).Instances(ctx, greeterv1concord.GreeterServiceDiscoveryName)
 	if err != nil || len(insts) == 0 {
 		t.Fatalf("registry after the reopen: %v, %v", insts, err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAppWaitingForQuorum: a cluster-mode App whose peers are not up
+// serves RPCs, and its readiness says it waits for a quorum (not just
+// "starting"); it stops promptly while it waits.
+func TestAppWaitingForQuorum(t *testing.T) {
+	c := clustertest.New(t, 3)
+	n := c.Nodes[0]
+	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr(""), concord.WithDataDir(n.Dir+"-app"),
+		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0),
+		concord.WithCoordOptions(c.InProcess(n)...))
+	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
+	url, stop := startApp(t, app)
+	ctx := nodetest.Within(t, 30*time.Second)
+	conn := rpc.NewConn(url)
+	defer conn.Close()
+	if _, err := greeterv1concord.NewGreeterServiceClient(conn).Greet(ctx, &greeterv1.GreetRequest{Name: "alone"}); err != nil {
+		t.Fatalf("call while the cluster forms: %v", err)
+	}
+	var body string
+	for i := 0; i < 500; i++ {
+		var code int
+		if code, body = readyz(t, url); code == http.StatusServiceUnavailable && strings.Contains(body, "quorum") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(body, "quorum") {
+		t.Fatalf("/readyz while peers are missing: %q, want the reason", body)
+	}
+	begin := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("stop while waiting for a quorum took %v", d)
+	}
+}
+
+// TestAppAdvertiseBeyondLoopback: an App listening on loopback whose
+// coordination reaches beyond this host refuses to register a loopback URL
+// (peers elsewhere would dial themselves) and says what to set; with
+// WithAdvertiseURL it registers that URL. The coordination URL names this
+// machine by its host name, which the node counts as another host (it is
+// not a loopback literal) while it resolves to loopback here, so the test
+// dials nothing beyond loopback; where the host name resolves elsewhere,
+// the test cannot run without leaving loopback and skips.
+func TestAppAdvertiseBeyondLoopback(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips, err := net.LookupHost(host)
+	if err != nil || len(ips) == 0 || slices.ContainsFunc(ips, func(ip string) bool { return !net.ParseIP(ip).IsLoopback() }) {
+		t.Skipf("host name %q resolves to %v (%v), not only to loopback", host, ips, err)
+	}
+	node := listeningNode(t, t.TempDir(), "127.0.0.1:-1")
+	defer node.Close()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(node.ClientURL(), "nats://"))
+	remote := coord.WithClient([]string{"nats://" + net.JoinHostPort(host, port)}, nodetest.ClientAuth())
+	ctx := nodetest.Within(t, 30*time.Second)
+
+	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr(""), concord.WithDataDir(t.TempDir()),
+		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0), concord.WithCoordOptions(remote))
+	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
+	err = app.Run(ctx)
+	if !errors.Is(err, concord.ErrNotReady) || !strings.Contains(err.Error(), "WithAdvertiseURL") {
+		t.Fatalf("Run with a loopback address and remote coordination: %v, want a refusal naming WithAdvertiseURL", err)
+	}
+
+	const advertised = "http://greeter-1.internal:8080"
+	app = concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr(""), concord.WithDataDir(t.TempDir()),
+		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0), concord.WithCoordOptions(remote),
+		concord.WithAdvertiseURL(advertised))
+	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
+	url, stop := startApp(t, app)
+	waitReadyz(t, url, http.StatusOK, 20*time.Second)
+	insts, err := registry.NewResolver(node).Instances(ctx, greeterv1concord.GreeterServiceDiscoveryName)
+	if err != nil || len(insts) != 1 || insts[0].BaseURL != advertised {
+		t.Fatalf("registered instances: %+v, %v; want one at %s", insts, err, advertised)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -81,6 +81,11 @@ func TestClusterSurvivesKill9(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Nor would it create a missing bucket at R1: its default
+			// comes from the server's cluster, not the two it sees.
+			if r := late.Replicas(); r != 3 {
+				t.Fatalf("a client-mode node started with one of three nodes down defaults to R%d, want R3", r)
+			}
 			// Status reports a stream that does not answer in time as
 			// unknown: read again until every stream answered.
 			var st *coord.Status

@@ -391,7 +391,13 @@ func (n *Node) replicaCount() int {
 		}
 		size += len(peers)
 	case ModeClient:
-		size = len(n.nc.Servers())
+		// The servers this client knows are a view, not the cluster: a
+		// node that is down is missing from it. A server that says it is
+		// in a cluster gets the clustered default; a 2-node cluster
+		// needs WithReplicas(1).
+		if n.nc.ConnectedClusterName() != "" {
+			size = 3
+		}
 	}
 	if size >= 3 {
 		return 3

@@ -188,10 +188,13 @@ func WithClient(urls []string, auth ClientAuth) Option {
 
 // WithReplicas sets the replica count of Concord's buckets and streams,
 // raising or lowering the count of those that exist. Default: 3 in a
-// cluster of at least 3 nodes (configured peers, or servers discovered in
-// client mode), else 1; without this option an existing bucket or stream
-// keeps a higher count than the default (a client-mode process that starts
-// while a node is down, or knows only some servers, never shrinks it).
+// cluster of at least 3 nodes (configured peers in cluster mode; in client
+// mode, any server that reports a cluster name, whichever of its nodes are
+// up or known to the client), else 1. Without this option an existing
+// bucket or stream keeps a higher count than the default, and one whose
+// count cannot be read is retried rather than written: a process that
+// sees fewer servers than the cluster has never shrinks its redundancy.
+// Set it to 1 for a client of a two-node cluster.
 func WithReplicas(n int) Option {
 	return optionFunc(func(c *config) { c.replicas = n })
 }

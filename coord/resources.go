@@ -90,27 +90,40 @@ func ensureResources(ctx context.Context, js jetstream.JetStream, replicas int, 
 	var wg sync.WaitGroup
 	bs, ss := buckets(replicas), streams(replicas)
 	errs := make([]error, len(bs)+len(ss))
-	keep := func(stream string, want int) int {
+	// keep returns the count to write: want, or the existing stream's
+	// count if higher. A count it cannot read (a leader election, a
+	// timeout) is an error: writing want could lower it.
+	keep := func(stream string, want int) (int, error) {
 		if exact {
-			return want
+			return want, nil
 		}
-		if s, err := js.Stream(ctx, stream); err == nil {
-			return max(want, s.CachedInfo().Config.Replicas)
+		s, err := js.Stream(ctx, stream)
+		switch {
+		case err == nil:
+			return max(want, s.CachedInfo().Config.Replicas), nil
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			return want, nil
 		}
-		return want
+		return 0, fmt.Errorf("reading its replica count: %w", err)
 	}
 	for i, cfg := range bs {
 		wg.Go(func() {
-			cfg.Replicas = keep("KV_"+cfg.Bucket, cfg.Replicas)
-			if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			var err error
+			if cfg.Replicas, err = keep("KV_"+cfg.Bucket, cfg.Replicas); err == nil {
+				_, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+			}
+			if err != nil {
 				errs[i] = fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 			}
 		})
 	}
 	for i, cfg := range ss {
 		wg.Go(func() {
-			cfg.Replicas = keep(cfg.Name, cfg.Replicas)
-			if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			var err error
+			if cfg.Replicas, err = keep(cfg.Name, cfg.Replicas); err == nil {
+				_, err = js.CreateOrUpdateStream(ctx, cfg)
+			}
+			if err != nil {
 				errs[len(bs)+i] = fmt.Errorf("stream %s: %w", cfg.Name, err)
 			}
 		})
