@@ -3,14 +3,22 @@ package concord_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect/v2"
+
+	"github.com/concordrpc/concord"
+	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+	"github.com/concordrpc/concord/examples/greeter/greeter"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -32,11 +40,26 @@ func TestHostileLimitKeys(t *testing.T) {
 		Algorithm: rpc.TokenBucket, Rate: 2, Per: time.Minute, Burst: 2,
 		Scope: rpc.ScopeCluster, Key: rpc.KeyHeader, Header: "X-Tenant",
 	}
-	app, url := servePolicy(ctx, t, policy)
+	// The App's warnings about the limiter store are kept: admission logs
+	// one when the store fails and it falls back to counting per instance,
+	// which would let this test pass without the cluster store.
+	warnings := &warnLog{}
+	app, url := serveLogged(ctx, t, policy, slog.New(warnings))
 	node, err := app.Node(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// writes counts the grants stored in the limits bucket: every 200
+	// below was granted by the cluster store, one write (at least) each.
+	writes := func() uint64 {
+		t.Helper()
+		s, err := node.JetStream().Stream(ctx, "KV_"+coord.BucketLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().State.LastSeq
+	}
+	start := writes()
 	held := app.Mutex("held")
 	if _, err := held.Lock(ctx); err != nil {
 		t.Fatal(err)
@@ -70,6 +93,10 @@ func TestHostileLimitKeys(t *testing.T) {
 	if !node.Conn().IsConnected() {
 		t.Fatal("the App's coordination connection closed after long limit keys")
 	}
+	afterKeys := writes()
+	if n := afterKeys - start; n < 8 {
+		t.Fatalf("the limits bucket took %d writes for 8 admitted calls; want one per grant at least (the cluster store was not used)", n)
+	}
 
 	// Thousands of distinct 64 KiB keys: about 128 MiB sent; the heap keeps
 	// a digest of each, not the value.
@@ -98,4 +125,64 @@ func TestHostileLimitKeys(t *testing.T) {
 	if time.Until(held.Deadline()) <= 0 {
 		t.Fatal("the held lock's lease ran out")
 	}
+	if n := writes() - afterKeys; n < 2000 {
+		t.Fatalf("the limits bucket took %d writes for 2,000 admitted calls of distinct keys; want one per grant at least (the cluster store was not used)", n)
+	}
+	if w := warnings.all(); len(w) != 0 {
+		t.Fatalf("the App warned %q: admission counted per instance, not with the cluster store", w)
+	}
+}
+
+// serveLogged is servePolicy with the App's logger.
+func serveLogged(ctx context.Context, t *testing.T, policy *rpc.ServicePolicy, logger *slog.Logger) (*concord.App, string) {
+	t.Helper()
+	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithDataDir(t.TempDir()), concord.WithLogger(logger))
+	app.RegisterService(policy, func(s *connect.Server) { greeterv1connect.RegisterGreeterServiceHandler(s, greeter.Service{}) })
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	if _, err := app.Node(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := app.Server().Addr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app, "http://" + addr.String()
+}
+
+// warnLog is a slog.Handler that keeps the warnings about the limiter
+// store (with their attributes) and drops every other record.
+type warnLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *warnLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (h *warnLog) Handle(_ context.Context, r slog.Record) error {
+	if !strings.Contains(r.Message, "limiter store") {
+		return nil
+	}
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool { msg += " " + a.String(); return true })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.msgs = append(h.msgs, msg)
+	return nil
+}
+
+func (h *warnLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *warnLog) WithGroup(string) slog.Handler      { return h }
+
+func (h *warnLog) all() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.msgs)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/internal/condkv"
 	"github.com/concordrpc/concord/internal/nodetest"
 )
 
@@ -36,28 +37,60 @@ func limitStores(t *testing.T, n int) (*coord.Node, []*coord.LimitStore) {
 	return node, stores
 }
 
+// longLimitMarkers makes the expiry markers of node's limits bucket live a
+// minute instead of a second, so that a test reads the marker, and the
+// store writes over it, whatever the machine's load: with a second, a
+// paused test could find the marker gone (and the key free) and pass
+// without exercising it.
+func longLimitMarkers(ctx context.Context, t *testing.T, node *coord.Node) {
+	t.Helper()
+	s, err := node.JetStream().Stream(ctx, "KV_"+coord.BucketLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.MaxMsgsPerSubject != 1 || cfg.SubjectDeleteMarkerTTL <= 0 {
+		t.Fatalf("limits bucket: history %d, marker TTL %v; want 1 and markers", cfg.MaxMsgsPerSubject, cfg.SubjectDeleteMarkerTTL)
+	}
+	cfg.SubjectDeleteMarkerTTL = time.Minute
+	if _, err := node.JetStream().UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitExpired waits until the limits bucket's only key expired: the KV
 // API no longer shows it, while the stream's last message for it is the
-// expiry marker (for a second).
-func waitExpired(ctx context.Context, t *testing.T, node *coord.Node) {
+// expiry marker (read with condkv.Last: a sequence, not live). It returns
+// the marker.
+func waitExpired(ctx context.Context, t *testing.T, node *coord.Node) (key string, marker condkv.Entry) {
 	t.Helper()
+	b := condkv.New(node.JetStream(), node.Conn(), coord.BucketLimits)
+	var keys []string
+	var live condkv.Entry
+	if err := b.LastAll(ctx, ">", func(k string, e condkv.Entry) { keys, live = append(keys, k), e }); err != nil || len(keys) != 1 {
+		t.Fatalf("the bucket holds %v (%v), want one key", keys, err)
+	}
 	kv, err := node.JetStream().KeyValue(ctx, coord.BucketLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := kv.Keys(ctx)
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("the bucket holds %v (%v), want one key", keys, err)
-	}
 	for i := 0; ; i++ {
 		if _, err := kv.Get(ctx, keys[0]); errors.Is(err, jetstream.ErrKeyNotFound) {
-			return
+			break
 		}
 		if i > 200 {
 			t.Fatal("the limit's key did not expire within 10s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	marker, err = b.Last(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if marker.Live || marker.Seq <= live.Seq {
+		t.Fatalf("the expired key's last message is %+v; want its expiry marker (a sequence after %d, not live)", marker, live.Seq)
+	}
+	return keys[0], marker
 }
 
 // TestLimitStoreGrantsWithinBurst: a fresh key grants its burst, then
@@ -92,6 +125,7 @@ func TestLimitStoreGrantsWithinBurst(t *testing.T) {
 func TestLimitStoreAfterExpiry(t *testing.T) {
 	node := nodetest.Open(t)
 	ctx := nodetest.Within(t, 30*time.Second)
+	longLimitMarkers(ctx, t, node)
 	s, err := node.LimitStore(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -100,10 +134,16 @@ func TestLimitStoreAfterExpiry(t *testing.T) {
 	if g, _, err := s.Acquire(ctx, "k", 2, 10, time.Second, 2); err != nil || g != 2 {
 		t.Fatalf("Acquire: %d, %v", g, err)
 	}
-	waitExpired(ctx, t, node)
+	key, marker := waitExpired(ctx, t, node)
 	g, _, err := s.Acquire(ctx, "k", 2, 10, time.Second, 2)
 	if err != nil || g != 2 {
 		t.Fatalf("Acquire right after expiry: granted %d, err %v; want the full burst of 2 and no error", g, err)
+	}
+	// The grant was written right after the marker, which was still there
+	// (it lives a minute): the store expected the marker's sequence.
+	e, err := condkv.New(node.JetStream(), node.Conn(), coord.BucketLimits).Last(ctx, key)
+	if err != nil || !e.Live || e.Seq != marker.Seq+1 {
+		t.Fatalf("the key after the grant: %+v, %v; want a live state written after the marker at %d", e, err, marker.Seq)
 	}
 }
 
@@ -129,13 +169,16 @@ func TestLimitStoreNoGrantWithError(t *testing.T) {
 func TestLimitStoreSharedAcrossInstancesAfterIdle(t *testing.T) {
 	node, stores := limitStores(t, 3)
 	ctx := nodetest.Within(t, 60*time.Second)
+	longLimitMarkers(ctx, t, node)
 	const rate, burst = 5, 5
 	for _, s := range stores {
 		if _, _, err := s.Acquire(ctx, "shared", 1, rate, time.Second, burst); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitExpired(ctx, t, node) // idle past the key's TTL
+	// Idle past the key's TTL: its last message is the expiry marker,
+	// which lives a minute, so every instance's first read finds it.
+	key, marker := waitExpired(ctx, t, node)
 	var total atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -156,5 +199,9 @@ func TestLimitStoreSharedAcrossInstancesAfterIdle(t *testing.T) {
 	bound := int64(float64(rate)*elapsed.Seconds()) + burst + 1
 	if got := total.Load(); got > bound || got < burst {
 		t.Fatalf("three instances were granted %d in %v; want between %d and %d", got, elapsed, burst, bound)
+	}
+	// The first grant after the idle period was written over the marker.
+	if e, err := condkv.New(node.JetStream(), node.Conn(), coord.BucketLimits).Last(ctx, key); err != nil || !e.Live || e.Seq <= marker.Seq {
+		t.Fatalf("the key after the grants: %+v, %v; want a live state written after the marker at %d", e, err, marker.Seq)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
+	"github.com/concordrpc/concord/coord/txlog"
 	"github.com/concordrpc/concord/internal/nodetest"
 )
 
@@ -466,27 +468,62 @@ func TestResolverNodeClosed(t *testing.T) {
 }
 
 // TestStatusIsCheap reads the status of a registry with more and more
-// services: every read costs the same few JetStream API requests and no
-// consumer is ever created (an HTTP GET of status used to create and
-// delete a consumer per service, 18 requests for a small registry).
+// services, with a finished and an unfinished TCC transaction in the log:
+// every read costs the same few JetStream API requests and no consumer is
+// ever created, on any stream (an HTTP GET of status used to create and
+// delete a consumer per service, 18 requests for a small registry; the
+// transaction part then left an ordered consumer on the log per read).
 func TestStatusIsCheap(t *testing.T) {
 	n := openNode(t)
 	res := resolver(t, n)
 	ctx := within(t, 30*time.Second)
-	stream, err := n.JetStream().Stream(ctx, "KV_"+coord.BucketRegistry)
-	if err != nil {
+	js := n.JetStream()
+
+	// One finished transaction (its summary) and one in flight, so that
+	// both reads of the transaction part have something to return.
+	l := txlog.Open(n)
+	done, open := txRecord(), txRecord()
+	if err := l.Begin(ctx, done); err != nil {
 		t.Fatal(err)
+	}
+	done.State = txlog.StateConfirmed
+	if err := l.Finish(ctx, done, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Begin(ctx, open); err != nil {
+		t.Fatal(err)
+	}
+	await(t, 5*time.Second, "the finished transaction's summary", func() bool { // published without waiting
+		_, fin, err := l.List(ctx, 1)
+		return err == nil && len(fin) == 1
+	})
+
+	consumers := func() map[string]int {
+		t.Helper()
+		out := map[string]int{}
+		streams := js.ListStreams(ctx)
+		for info := range streams.Info() {
+			out[info.Config.Name] = info.State.Consumers
+		}
+		if err := streams.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
 	}
 	apiCalls := func() uint64 {
 		t.Helper()
-		info, err := n.JetStream().AccountInfo(ctx)
+		info, err := js.AccountInfo(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return info.API.Total
 	}
+	initial := consumers()
+	if initial[coord.StreamTxLog] != 0 || initial["KV_"+coord.BucketRegistry] != 0 {
+		t.Fatalf("consumers before any status read: %v", initial)
+	}
 	var costs []uint64
-	for round, services := range []int{1, 4, 8} {
+	for round, services := range []int{1, 4, 8, 0, 0} {
 		for i := range services {
 			register(t, n, registry.Registration{Service: fmt.Sprintf("svc%d-%d", round, i), ID: "a", BaseURL: "http://127.0.0.1:1", Ready: true})
 		}
@@ -500,26 +537,38 @@ func TestStatusIsCheap(t *testing.T) {
 		for _, s := range st.Services {
 			listed += len(s.Instances)
 		}
-		if want := []int{1, 5, 13}[round]; listed != want {
+		if want := []int{1, 5, 13, 13, 13}[round]; listed != want {
 			t.Fatalf("round %d: status lists %d instances, want %d", round, listed, want)
 		}
-		info, err := stream.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
+		tx := st.Transactions
+		if tx == nil || tx.Unknown != "" || len(tx.InFlight) != 1 || tx.InFlight[0].ID != open.ID ||
+			len(tx.Finished) != 1 || tx.Finished[0].ID != done.ID || tx.Finished[0].State != txlog.StateConfirmed {
+			t.Fatalf("round %d: transactions %+v, want %s in flight and %s finished", round, tx, open.ID, done.ID)
 		}
-		if info.State.Consumers != 0 {
-			t.Fatalf("round %d: the registry stream has %d consumers after a status read, want 0", round, info.State.Consumers)
+		if got := consumers(); !maps.Equal(got, initial) {
+			t.Fatalf("round %d: consumers per stream %v after a status read, %v before", round, got, initial)
 		}
 	}
-	// 8 stream infos (coord.Node.Status), a batched read of the
-	// registry, and the messaging part's 2 stream infos and 1 consumer
-	// listing (msgstatus.Read); a heartbeat that happens to read its key
-	// may add one. Per-service reads would cost 9 services' worth more in
-	// the last round.
+	// 8 stream infos (coord.Node.Status), the transaction log's stream
+	// info, and the messaging part's 2 stream infos and 1 consumer listing
+	// (msgstatus.Read): 12. The batched direct reads of the registry and of
+	// the log are not API requests. A heartbeat that happens to read its
+	// key may add one. Per-service reads would cost 9 services' worth more
+	// in the third round; the log's ordered consumer cost 5 more.
+	t.Logf("JetStream API requests per status read: %v", costs)
 	for _, c := range costs {
 		if c > 13 {
-			t.Fatalf("status reads cost %v JetStream requests for 1, 5 and 13 instances; want at most 13 each", costs)
+			t.Fatalf("status reads cost %v JetStream requests; want at most 13 each", costs)
 		}
+	}
+}
+
+// txRecord returns a new trying transaction of one branch.
+func txRecord() *txlog.Record {
+	now := time.Now()
+	return &txlog.Record{
+		ID: txlog.NewID(), State: txlog.StateTrying, Created: now, Deadline: now.Add(time.Minute),
+		Branches: []txlog.Branch{{ID: "b1", Service: "s", Try: "/x.S/Try", Confirm: "/x.S/Confirm", Cancel: "/x.S/Cancel"}},
 	}
 }
 

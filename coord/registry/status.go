@@ -55,12 +55,13 @@ type Status struct {
 // a second even while leaders are being elected. A part that does not
 // answer is reported as unknown in the Status; the only error is
 // coord.ErrClosed, on a closed node. It costs a fixed number of JetStream
-// requests (the node's status, one batched read of the registry, one of
-// the unfinished transactions, one listing of the message consumers per
-// 256 of them, one dead-letter stream info), one short-lived ordered
-// consumer for the latest finished transactions and one count of each
-// local outbox, so it is cheap to poll; it lists at most
-// condkv.MaxListed instances and unfinished transactions.
+// requests and creates no consumer: the node's status, one batched direct
+// read of the registry, two of the transaction log (the unfinished
+// transactions, and the summaries among its latest messages) and one
+// stream info for it, one listing of the message consumers per 256 of
+// them, one dead-letter stream info, and one count of each local outbox,
+// so it is cheap to poll; it lists at most condkv.MaxListed instances and
+// unfinished transactions.
 func ReadStatus(ctx context.Context, node *coord.Node, r *Resolver) (*Status, error) {
 	var all map[string][]Registration
 	var allErr error

@@ -244,7 +244,9 @@ func (w *Watch) Closed() <-chan struct{} { return w.w.Closed() }
 
 // List returns the unfinished transactions (at most condkv's batch limit
 // of 1024, with a truncation error beyond) and the summaries of up to
-// maxFinished recently finished ones, newest first. It reads replicas that
+// maxFinished recently finished ones, newest first, among the stream's
+// last 8×maxFinished messages (at most 1024). It costs three requests (two batched direct
+// reads and a stream info) and creates no consumer. It reads replicas that
 // may lag: it is for display and tests, not for decisions.
 func (l *Log) List(ctx context.Context, maxFinished int) (unfinished, finished []*Record, err error) {
 	var bad error
@@ -270,8 +272,16 @@ func (l *Log) List(ctx context.Context, maxFinished int) (unfinished, finished [
 	return unfinished, finished, err
 }
 
-// recent reads the summaries among the last messages of the stream: a
-// transaction writes about four, so the window is 4×max messages.
+// recentWindow is how many of the stream's last messages per wanted
+// summary recent looks through: a transaction writes about five (its
+// begin, decision, end, summary and purge marker), and others may be in
+// flight meanwhile.
+const recentWindow = 8
+
+// recent reads the summaries among the last messages of the stream, newest
+// first, at most max of them: one stream info and one batched direct read
+// of the summary subjects in a window of recentWindow×max messages (at most
+// condkv.MaxListed). It creates no consumer.
 func (l *Log) recent(ctx context.Context, max int) ([]*Record, error) {
 	s, err := l.js.Stream(ctx, coord.StreamTxLog)
 	if err != nil {
@@ -281,37 +291,19 @@ func (l *Log) recent(ctx context.Context, max int) ([]*Record, error) {
 	if last == 0 {
 		return nil, nil
 	}
+	window := uint64(min(recentWindow*max, condkv.MaxListed))
 	start := uint64(1)
-	if window := uint64(4 * max); last > window {
+	if last > window {
 		start = last - window + 1
 	}
-	cons, err := l.js.OrderedConsumer(ctx, coord.StreamTxLog, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + doneToken + "*"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq: start, InactiveThreshold: 10 * time.Second,
+	var out []*Record
+	err = l.b.Range(ctx, doneToken+"*", start, int(window), func(_ string, e condkv.Entry) {
+		if r, err := Decode(e.Data); err == nil {
+			out = append(out, r)
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("txlog: list finished: %w", err)
-	}
-	var out []*Record
-	for range 64 { // bounded: at most 64 batches
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(200*time.Millisecond))
-		if err != nil {
-			return nil, fmt.Errorf("txlog: list finished: %w", err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			if r, err := Decode(m.Data()); err == nil {
-				out = append(out, r)
-			}
-			if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= last {
-				n = 0 // reached the end of the window
-				break
-			}
-		}
-		if n == 0 || batch.Error() != nil {
-			break
-		}
 	}
 	slices.Reverse(out)
 	if len(out) > max {

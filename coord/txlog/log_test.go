@@ -2,11 +2,13 @@ package txlog_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/txlog"
 	"github.com/concordrpc/concord/internal/nodetest"
 )
@@ -216,5 +218,64 @@ func TestList(t *testing.T) {
 	}
 	if finished[0].Branches[0].Request != nil {
 		t.Fatal("a summary keeps request bytes")
+	}
+}
+
+// TestListRecentFinished: with more finished transactions than it lists,
+// List returns the newest StatusFinished summaries, newest first, while
+// transactions are also in flight; and it creates no consumer on the log's
+// stream (a status read calls it on every poll).
+func TestListRecentFinished(t *testing.T) {
+	node := nodetest.Open(t, nodetest.Quiet())
+	ctx := nodetest.Within(t, 30*time.Second)
+	l := txlog.Open(node)
+	var ids []string
+	for i := range 30 {
+		r := record(txlog.NewID())
+		if err := l.Begin(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 { // left in flight, between finished ones
+			continue
+		}
+		r.State = txlog.StateConfirming
+		if err := l.Update(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		r.State = txlog.StateConfirmed
+		if err := l.Finish(ctx, r, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	newest := ids[len(ids)-txlog.StatusFinished:]
+	slices.Reverse(newest)
+	var got []string
+	for i := 0; ; i++ { // the summaries are published without waiting
+		unfinished, finished, err := l.List(ctx, txlog.StatusFinished)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(unfinished) != 10 {
+			t.Fatalf("%d unfinished, want 10", len(unfinished))
+		}
+		got = got[:0]
+		for _, r := range finished {
+			got = append(got, r.ID)
+		}
+		if slices.Equal(got, newest) {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("finished %v, want the newest %d of %v, newest first", got, txlog.StatusFinished, ids)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s, err := node.JetStream().Stream(ctx, coord.StreamTxLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Consumers; n != 0 {
+		t.Fatalf("the log's stream has %d consumers after List, want 0", n)
 	}
 }

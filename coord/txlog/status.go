@@ -30,9 +30,11 @@ type Status struct {
 	Unknown string `json:"unknown,omitempty"`
 }
 
-// ReadStatus reads the log's status within timeout: one batched read of
-// the unfinished transactions and a short read of the latest summaries.
-// A failure is reported in Unknown, never as an error.
+// ReadStatus reads the log's status within timeout with three JetStream
+// requests and no consumer: one batched direct read of the unfinished
+// transactions, and one stream info and one batched direct read for the
+// latest summaries (see List). A failure is reported in Unknown, never as
+// an error.
 func (l *Log) ReadStatus(ctx context.Context, timeout time.Duration) *Status {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -218,6 +218,37 @@ func (b *Bucket) LastAll(ctx context.Context, pattern string, f func(key string,
 		MultiLast []string `json:"multi_last"`
 		Batch     int      `json:"batch"`
 	}{[]string{b.Subject(pattern)}, MaxListed})
+	return b.direct(ctx, req, MaxListed, f)
+}
+
+// Range calls f with the key and message of each live message whose key
+// matches pattern (see CheckPattern) and whose sequence is at least from, in
+// stream order, among the first n such messages (markers count towards n,
+// and are skipped). It is one batched direct read of the bucket's stream,
+// like LastAll: no consumer, one request; n is at most MaxListed. Unlike
+// LastAll it also returns messages that are not their key's last, and
+// never fails for the number of keys that match: a bounded window of the
+// stream. Direct reads may come from a lagging replica: the answer is for
+// display, not for decisions.
+func (b *Bucket) Range(ctx context.Context, pattern string, from uint64, n int, f func(key string, e Entry)) error {
+	if err := CheckPattern(pattern); err != nil {
+		return err
+	}
+	if n < 1 || n > MaxListed {
+		return fmt.Errorf("condkv: range of %d messages, want 1 to %d", n, MaxListed)
+	}
+	req, _ := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+		Batch   int    `json:"batch"`
+	}{from, b.Subject(pattern), n})
+	return b.direct(ctx, req, n, f)
+}
+
+// direct sends a batched direct get and calls f with each live message of
+// the answer, which ends with an end-of-batch status after at most max
+// messages.
+func (b *Bucket) direct(ctx context.Context, req []byte, max int, f func(key string, e Entry)) error {
 	inbox := b.nc.NewRespInbox()
 	sub, err := b.nc.SubscribeSync(inbox)
 	if err != nil {
@@ -227,7 +258,7 @@ func (b *Bucket) LastAll(ctx context.Context, pattern string, f func(key string,
 	if err := b.nc.PublishRequest("$JS.API.DIRECT.GET."+b.stream, inbox, req); err != nil {
 		return err
 	}
-	for n := 0; n <= MaxListed; n++ {
+	for n := 0; n <= max; n++ {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			return err
@@ -258,7 +289,7 @@ func (b *Bucket) LastAll(ctx context.Context, pattern string, f func(key string,
 		}
 		f(subj[len(b.prefix):], e)
 	}
-	return fmt.Errorf("%w (%d)", ErrTooMany, MaxListed)
+	return fmt.Errorf("%w (%d)", ErrTooMany, max)
 }
 
 // IsMarker reports whether a message's headers are those of a delete,

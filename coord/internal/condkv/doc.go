@@ -17,6 +17,10 @@
 //   - Watch wakes a caller on new messages of one key. Watches can miss
 //     quickly replaced messages and resume late after a node dies: callers
 //     re-check with Last and on a timer, never trust a watch alone.
+//   - LastAll (the last message of every matching key) and Range (a
+//     bounded window of the stream's messages on matching keys) read many
+//     keys in one batched direct get: one request, no consumer, so that a
+//     status read costs a fixed number of requests and creates nothing.
 //
 // Every key is checked by CheckKey: 1 to MaxKeyLen bytes of letters,
 // digits and "-/_=.", with no empty token. Callers map anything a peer
