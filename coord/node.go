@@ -89,6 +89,7 @@ func Open(ctx context.Context, opts ...Option) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg.warnInsecure()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.readyTimeout)
@@ -144,6 +145,19 @@ func (c *config) validate() error {
 		}
 	}
 	return nil
+}
+
+// warnInsecure logs, at every Open, each opt-out of authentication in
+// use, so that one left on by mistake shows in the logs.
+func (c *config) warnInsecure() {
+	if c.mode == ModeCluster && !c.cluster.routeAuth() && c.cluster.InsecureOpenRoutes {
+		c.logger.Warn("coord: INSECURE: cluster routes accept any peer (Cluster.InsecureOpenRoutes); any server that reaches the route address can join and rewrite every bucket",
+			"route", c.cluster.Listen)
+	}
+	if c.listen != "" && c.listenPassword == "" && c.listenNoAuth {
+		c.logger.Warn("coord: INSECURE: the NATS listener accepts clients without credentials (WithInsecureListenNoAuth); anyone who reaches it can read, write and delete every bucket",
+			"listen", c.listen)
+	}
 }
 
 func splitHostPort(hp string) (string, int, error) {

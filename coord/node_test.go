@@ -1,6 +1,7 @@
 package coord_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,5 +206,41 @@ func TestClientMode(t *testing.T) {
 	st, err := client.Status(ctx)
 	if err != nil || st.Mode != "client" || len(st.Buckets) != 8 {
 		t.Fatalf("client status %+v %v", st, err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestInsecureOptOutsAreLogged: an opt-out of authentication says so at
+// Warn on every Open; a node with credentials says nothing of the kind.
+func TestInsecureOptOutsAreLogged(t *testing.T) {
+	var open, closed syncBuffer
+	n := nodetest.Open(t, coord.WithListen("127.0.0.1:-1"), coord.WithInsecureListenNoAuth(),
+		coord.WithLogger(slog.New(slog.NewTextHandler(&open, nil))))
+	_ = n.Close()
+	if !strings.Contains(open.String(), "level=WARN") || !strings.Contains(open.String(), "INSECURE") || !strings.Contains(open.String(), "WithInsecureListenNoAuth") {
+		t.Fatalf("open listener, log:\n%s", open.String())
+	}
+	n = nodetest.Open(t, coord.WithListen("127.0.0.1:-1"), nodetest.ListenAuth(),
+		coord.WithLogger(slog.New(slog.NewTextHandler(&closed, nil))))
+	_ = n.Close()
+	if strings.Contains(closed.String(), "INSECURE") {
+		t.Fatalf("a listener with credentials logged:\n%s", closed.String())
 	}
 }
