@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -206,5 +208,46 @@ func TestStatusTableShowsMessages(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "CONSUMER") || strings.Contains(out.String(), "OUTBOX") {
 		t.Errorf("empty parts printed:\n%s", out.String())
+	}
+}
+
+// TestStatusUnavailable reads an admin endpoint that answers 503 with a
+// JSON error, as an App does while its coordination starts or is
+// unreachable (coord.WriteStatusError): status fails, with or without
+// -json, its error carries the endpoint's text, and nothing is printed as
+// if it were a status. It fails if the 503 body is parsed as a status (an
+// empty table, or the error object echoed as -json output and exit 0), or
+// if the error drops the endpoint's reason for a bare "503".
+func TestStatusUnavailable(t *testing.T) {
+	const reason = "concord: coordination not available: coord: connect to nats://127.0.0.1:1: coord: coordination unavailable"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/concord/status" {
+			http.NotFound(w, r)
+			return
+		}
+		coord.WriteStatusError(w, errors.New(reason))
+	}))
+	defer srv.Close()
+	for _, args := range [][]string{
+		{"status", "-addr", srv.URL},
+		{"status", "-json", "-addr", srv.URL},
+		{"status", "-addr", strings.TrimPrefix(srv.URL, "http://")},
+	} {
+		var out bytes.Buffer
+		err := run(t.Context(), args, &out, io.Discard)
+		if err == nil {
+			t.Errorf("%q: no error from a 503; printed:\n%s", args, out.String())
+			continue
+		}
+		if !strings.Contains(err.Error(), reason) {
+			t.Errorf("%q: error %q lacks the endpoint's reason %q", args, err, reason)
+		}
+		var usage usageError
+		if errors.As(err, &usage) {
+			t.Errorf("%q: a 503 reported as a usage error (exit 2): %v", args, err)
+		}
+		if out.Len() != 0 {
+			t.Errorf("%q: printed a status from a 503:\n%s", args, out.String())
+		}
 	}
 }

@@ -11,8 +11,11 @@ import (
 )
 
 // TestElection runs three candidates: one leader at a time, failover when
-// the leader's lease is lost (its keepalive paused), immediate handoff on
-// Resign, and an observer that sees every new leader.
+// the leader's lease is lost, immediate handoff on Resign, and an observer
+// that sees every new leader. The lease is lost by stopping only the
+// leader's keepalive through a test hook (SetPausedForTest), in this
+// process: nothing is paused but that loop. A real pause of a holder's
+// whole process (SIGSTOP of a child) is TestStoppedProcessLosesLock.
 func TestElection(t *testing.T) {
 	n := openNode(t)
 	b := lock.FromNode(n)
@@ -87,7 +90,8 @@ func TestElection(t *testing.T) {
 		t.Fatalf("Leader: %+v, %v; want %+v", l, err, l1)
 	}
 
-	// The leader hangs: its lease runs out and another takes over.
+	// The leader's keepalive stops (the hook: the process runs on): its
+	// lease runs out and another takes over.
 	cands[first].SetPausedForTest(true)
 	hung := time.Now()
 	second := leaderOf(ttl + 1500*time.Millisecond)

@@ -1,7 +1,10 @@
 package lock
 
-// SetPausedForTest makes the session's keepalive act like a paused process:
-// it neither refreshes nor checks deadlines until unpaused.
+// SetPausedForTest stops the session's keepalive loop, and only it: the
+// loop neither refreshes nor checks deadlines until unpaused, as it would
+// in a paused process, while the rest of the process (the NATS
+// connection, the caller) runs on. Tests of a real process pause use
+// SIGSTOP (TestStoppedProcessLosesLock).
 func (s *Session) SetPausedForTest(p bool) { s.paused.Store(p) }
 
 // SetPausedForTest pauses the keepalive of the current grant's session.

@@ -197,10 +197,14 @@ func TestStoppedProcessLosesLock(t *testing.T) {
 	}
 }
 
-// TestPausedHolderFencedByGuard pauses a holder past its TTL: another
-// contender gets the lock with a higher token and writes, and the paused
-// holder's later write, which it makes still believing it holds the lock,
-// is refused by the Guard.
+// TestPausedHolderFencedByGuard stops only the holder's keepalive, through
+// a test hook (SetPausedForTest), past its TTL; the rest of the process
+// (the test's goroutine, the holder's NATS connection) keeps running, so
+// this is a stalled keepalive, not a paused process. Another contender
+// gets the lock with a higher token and writes, and the stalled holder's
+// later write, which it makes still believing it holds the lock, is
+// refused by the Guard. A real pause of the whole process (SIGSTOP of a
+// child) is TestStoppedProcessLosesLock.
 func TestPausedHolderFencedByGuard(t *testing.T) {
 	n := openNode(t)
 	ctx := within(t, 30*time.Second)
@@ -225,7 +229,9 @@ func TestPausedHolderFencedByGuard(t *testing.T) {
 	if err := write(ta, "a1"); err != nil {
 		t.Fatal(err)
 	}
-	a.SetPausedForTest(true) // a stops, like a process in a long GC pause
+	// a's keepalive stops (only it: the hook stands in for a GC pause or
+	// a frozen VM, which TestStoppedProcessLosesLock makes real).
+	a.SetPausedForTest(true)
 	paused := time.Now()
 	tc, err := c.Lock(ctx)
 	if err != nil {

@@ -32,9 +32,11 @@ func electionContender(e *lock.Election) contender {
 }
 
 // TestLostGrantNeverReturned lets a grant's lease end between its grant
-// and its return (the grantee pauses past its 1s lease while another
-// contender takes the key): Lock, TryLock and Campaign return
-// ErrLeaseLost and no token, and the other holder keeps the key.
+// and its return (the grantee's keepalive is stopped past its 1s lease,
+// through a test hook, while another contender takes the key): Lock,
+// TryLock and Campaign return ErrLeaseLost and no token, and the other
+// holder keeps the key. Only the keepalive stops; no process is paused
+// (TestStoppedProcessLosesLock does that with SIGSTOP).
 func TestLostGrantNeverReturned(t *testing.T) {
 	n := openNode(t)
 	b := lock.FromNode(n)
@@ -59,7 +61,7 @@ func TestLostGrantNeverReturned(t *testing.T) {
 			var taken uint64
 			var takeErr error
 			paused := tc.make(name, lock.WithTTL(time.Second), lock.WithGrantedHookForTest(func(s *lock.Session) {
-				s.SetPausedForTest(true) // the grantee stops, like a process in a long GC pause
+				s.SetPausedForTest(true) // the grantee's keepalive stops (only it)
 				defer s.SetPausedForTest(false)
 				taken, takeErr = other.wait(ctx) // until the paused grant expired
 			}))

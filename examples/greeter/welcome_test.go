@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -26,6 +28,16 @@ import (
 // steady load of Welcome calls, each reaching a greeter by its discovery
 // name through the App; one greeter is killed with -9 and no call fails
 // (Greet is idempotent: the App's client retries it on the other).
+//
+// The App's HTTP client counts, per greeter address, the Greet requests
+// each greeter answered, so that the kill is known to matter: both
+// greeters served calls before it (else the killed one may never have
+// been in rotation, and zero failures would prove nothing), the client
+// did send attempts to the killed one after it (which failed and were
+// retried: the retry path ran), and the survivor served calls after it.
+// This fails if the App balances every call to one instance, if it never
+// sees the second greeter register, or if it does not retry an attempt
+// that met the dead instance.
 func TestWelcomeAppCallsGreetersByName(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs greeter processes")
@@ -33,9 +45,12 @@ func TestWelcomeAppCallsGreetersByName(t *testing.T) {
 	bin := buildGreeter(t)
 	node := listeningNode(t)
 
+	greets := newGreetCounter()
+	defer greets.client.CloseIdleConnections()
 	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr(""), concord.WithDataDir(t.TempDir()),
 		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0),
-		concord.WithCoordOptions(coord.WithClient([]string{node.ClientURL()}, nodetest.ClientAuth())))
+		concord.WithCoordOptions(coord.WithClient([]string{node.ClientURL()}, nodetest.ClientAuth())),
+		concord.WithClientOptions(rpc.WithHTTPClient(greets)))
 	greeterv1concord.RegisterWelcomeService(app, greeter.Welcome{Greeter: greeterv1concord.NewGreeterServiceClient(app)})
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
@@ -77,6 +92,7 @@ func TestWelcomeAppCallsGreetersByName(t *testing.T) {
 	if err := <-early; err != nil {
 		t.Fatalf("call made before any greeter existed: %v", err)
 	}
+	victim, survivor := procs[0].addr, procs[1].addr
 
 	// Steady load; kill -9 one greeter in the middle.
 	var calls, failures atomic.Int64
@@ -102,13 +118,109 @@ func TestWelcomeAppCallsGreetersByName(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(500 * time.Millisecond)
+	stopLoad := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer stopLoad()
+	// Both greeters are in rotation before the kill: each has served
+	// calls (the second may register a little after the first).
+	const enough = 10
+	if !greets.await(20*time.Second, func(served, _ map[string]int) bool {
+		return served[victim] >= enough && served[survivor] >= enough
+	}) {
+		served, _ := greets.snapshot()
+		t.Fatalf("before the kill, greeters served %v; want %d each from %s (killed) and %s", served, enough, victim, survivor)
+	}
+	before, failedBefore := greets.snapshot()
 	_ = procs[0].stop(syscall.SIGKILL)
+	// Load goes on for 2 s, well within the killed greeter's TTL
+	// (registry.DefaultTTL, 5 s): the registry still lists it, so the
+	// App's client meets it and must retry on the survivor.
 	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
-	t.Logf("%d Welcome calls, %d failed", calls.Load(), failures.Load())
+	if !greets.await(10*time.Second, func(served, _ map[string]int) bool { return served[survivor] >= before[survivor]+enough }) {
+		served, _ := greets.snapshot()
+		t.Fatalf("after the kill, the survivor %s served %d calls, want %d", survivor, served[survivor]-before[survivor], enough)
+	}
+	stopLoad()
+	after, failedAfter := greets.snapshot()
+	t.Logf("%d Welcome calls, %d failed; Greet answers before the kill %v, after %v; failed attempts before %v, after %v",
+		calls.Load(), failures.Load(), before, after, failedBefore, failedAfter)
 	if failures.Load() != 0 || calls.Load() < 20 {
 		t.Fatalf("%d of %d calls failed", failures.Load(), calls.Load())
 	}
+	// The client did meet the dead instance (a call in flight at the kill,
+	// or one sent before the App dropped it): the zero above shows retries
+	// covering it, not an App that never sent it anything.
+	if failedAfter[victim] <= failedBefore[victim] {
+		t.Fatalf("no attempt to the killed greeter %s failed after the kill: its loss was never felt", victim)
+	}
+}
+
+// greetCounter is the Welcome App's HTTP client, wrapped to count, per
+// greeter address (host:port, as in the greeter's "addr=" log line and its
+// registered base URL), the requests that greeter answered with 200 (a
+// Connect unary call that succeeded) and the attempts that failed (no
+// answer, or an error status). It replaces the Conn's default HTTP
+// clients (rpc.WithHTTPClient) with one pooled transport speaking h2c
+// (HTTP/2 with prior knowledge), which every greeter serves: the test is
+// of discovery, balancing and retries above it, not of the HTTP version
+// the default clients pick.
+type greetCounter struct {
+	client *http.Client
+	mu     sync.Mutex
+	served map[string]int
+	failed map[string]int
+}
+
+func newGreetCounter() *greetCounter {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &greetCounter{
+		client: &http.Client{Transport: &http.Transport{
+			Protocols: protocols, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true,
+		}},
+		served: map[string]int{}, failed: map[string]int{},
+	}
+}
+
+// Do implements connecthttp.HTTPClient.
+func (c *greetCounter) Do(req *http.Request) (*http.Response, error) {
+	res, err := c.client.Do(req)
+	c.mu.Lock()
+	if err == nil && res.StatusCode == http.StatusOK {
+		c.served[req.URL.Host]++
+	} else {
+		c.failed[req.URL.Host]++
+	}
+	c.mu.Unlock()
+	return res, err
+}
+
+// snapshot returns copies of the counts.
+func (c *greetCounter) snapshot() (served, failed map[string]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.served), maps.Clone(c.failed)
+}
+
+// await polls the counts until cond holds or d passes, and reports whether
+// it held.
+func (c *greetCounter) await(d time.Duration, cond func(served, failed map[string]int) bool) bool {
+	deadline := time.Now().Add(d)
+	for i := 0; i < 100000; i++ {
+		if cond(c.snapshot()) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
 }
