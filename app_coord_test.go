@@ -200,6 +200,13 @@ func TestAppServesWhileCoordinationIsDown(t *testing.T) {
 		t.Fatalf("registry after coordination came up: %v, %v", insts, err)
 	}
 
+	// A lock taken before a short outage, within its lease, survives it.
+	held := app.Mutex("across-outage", lock.WithTTL(20*time.Second))
+	token, err := held.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// The server goes away and comes back on the same address and data.
 	if err := node.Close(); err != nil {
 		t.Fatal(err)
@@ -220,6 +227,18 @@ func TestAppServesWhileCoordinationIsDown(t *testing.T) {
 	node = listeningNode(t, dir, addr)
 	defer node.Close()
 	waitReadyz(t, url, http.StatusOK, 20*time.Second)
+	if err := held.Valid(); err != nil || held.Token() != token {
+		t.Fatalf("lock held across the outage: %v (token %d, was %d)", err, held.Token(), token)
+	}
+	if _, err := lock.NewMutex(lock.FromNode(node), "across-outage").TryLock(ctx); !errors.Is(err, lock.ErrLocked) {
+		t.Fatalf("another holder's TryLock after the outage: %v, want ErrLocked", err)
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatalf("unlock after the outage: %v", err)
+	}
+	if insts, err := registry.NewResolver(node).Instances(ctx, greeterv1concord.GreeterServiceDiscoveryName); err != nil || len(insts) != 1 {
+		t.Fatalf("registry after the outage: %v, %v", insts, err)
+	}
 	m := app.Mutex("after-outage", lock.WithTTL(5*time.Second))
 	if _, err := m.Lock(ctx); err != nil {
 		t.Fatalf("lock after the outage: %v", err)
