@@ -193,6 +193,9 @@ func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) 
 		br *breaker.Breaker
 		tk breaker.Ticket
 	)
+	// One clock reading serves the probation checks and the call's start:
+	// reading it costs about as much as the rest of the pick.
+	start := time.Now()
 	if id, ok := ctx.Value(instanceKey{}).(string); ok {
 		i := slices.IndexFunc(ans.instances, func(in Instance) bool { return in.ID == id })
 		if i < 0 {
@@ -201,14 +204,13 @@ func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) 
 		}
 		e = ans.endpoints[i]
 	} else {
-		e, br, tk = t.pick(ans, spec.Procedure, bp)
+		e, br, tk = t.pick(ans, spec.Procedure, bp, start.UnixNano())
 	}
 	if e == nil {
 		return nil, connect.NewError(connect.CodeUnavailable,
 			fmt.Sprintf("circuit open for %s on all %d instances of %s", spec.Procedure, len(ans.instances), t.policy.DiscoveryName))
 	}
 	e.inFlight.Add(1)
-	start := time.Now()
 	stream, err := e.transport.NewClientStream(ctx, spec)
 	if err != nil {
 		t.finish(ctx, e, br, tk, start, err)
@@ -221,14 +223,13 @@ func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) 
 
 // pick chooses an endpoint of ans and, when the method has a breaker, the
 // breaker that admitted the call with its ticket. Instances on probation
-// are used only when every instance is.
-func (t *pickTransport) pick(ans answer, procedure string, bp *BreakerPolicy) (*endpoint, *breaker.Breaker, breaker.Ticket) {
+// (at now, Unix ns) are used only when every instance is.
+func (t *pickTransport) pick(ans answer, procedure string, bp *BreakerPolicy, now int64) (*endpoint, *breaker.Breaker, breaker.Ticket) {
 	instances := ans.instances
 	n := len(instances)
 	if n == 0 {
 		return nil, nil, breaker.Ticket{}
 	}
-	now := time.Now().UnixNano()
 	zone := t.conn.cfg.zone
 	preferZone := false
 	if zone != "" {

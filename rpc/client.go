@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net/http"
 	"sync"
 	"time"
 
@@ -34,30 +33,35 @@ type clientOptionFunc func(*clientConfig)
 func (f clientOptionFunc) applyClient(c *clientConfig) { f(c) }
 
 type clientConfig struct {
-	httpClient   connecthttp.HTTPClient
-	tls          *tls.Config
-	protocol     Protocol
-	json         bool
-	breaker      connect.ClientInterceptor
-	interceptors []connect.ClientInterceptor
-	http         []connecthttp.Option
-	retryRatio   float64
-	retryReserve int
-	fallback     Fallback
-	now          func() time.Time
-	balancing    Balancing
-	zone         string
-	probation    time.Duration
+	httpClient      connecthttp.HTTPClient
+	httpVersion     HTTPVersion
+	maxConnsPerHost int
+	tls             *tls.Config
+	protocol        Protocol
+	json            bool
+	breaker         connect.ClientInterceptor
+	interceptors    []connect.ClientInterceptor
+	http            []connecthttp.Option
+	retryRatio      float64
+	retryReserve    int
+	fallback        Fallback
+	now             func() time.Time
+	balancing       Balancing
+	zone            string
+	probation       time.Duration
 }
 
-// WithHTTPClient sets the HTTP client. Default: a client with a pooled
-// transport that speaks HTTP/2 over TLS and h2c (HTTP/2 with prior
-// knowledge) over cleartext, which gRPC and bidirectional streams need.
+// WithHTTPClient sets the HTTP client of every call, replacing the default
+// clients and their HTTP version policy (WithHTTPVersion,
+// WithMaxConnsPerHost); calls then use whatever HTTP version c speaks.
+// Default: an HTTP/1.1 keep-alive pool for Connect and gRPC-Web unary and
+// server-streaming calls in cleartext, and HTTP/2 (h2c in cleartext) for the
+// rest, see HTTPVersionAuto.
 func WithHTTPClient(c connecthttp.HTTPClient) ClientOption {
 	return clientOptionFunc(func(cfg *clientConfig) { cfg.httpClient = c })
 }
 
-// WithClientTLS sets the TLS configuration of the default HTTP client.
+// WithClientTLS sets the TLS configuration of the default HTTP clients.
 func WithClientTLS(c *tls.Config) ClientOption {
 	return clientOptionFunc(func(cfg *clientConfig) { cfg.tls = c })
 }
@@ -135,11 +139,11 @@ func WithTransportOptions(opts ...connecthttp.Option) ClientOption {
 // A Conn is safe for concurrent use; share one per process and Close it at
 // exit.
 type Conn struct {
-	cfg        clientConfig
-	fixed      answer // the fixed URL and its endpoint, without a resolver
-	resolver   Resolver
-	ownsClient *http.Client
-	opts       []connecthttp.Option
+	cfg      clientConfig
+	fixed    answer // the fixed URL and its endpoint, without a resolver
+	resolver Resolver
+	clients  httpClients
+	opts     []connecthttp.Option
 
 	budget *retryBudget
 
@@ -172,10 +176,7 @@ func newConn(baseURL string, r Resolver, opts []ClientOption) *Conn {
 		endpoints: map[string]*endpoint{},
 		answers:   map[string]answer{},
 	}
-	if cfg.httpClient == nil {
-		c.ownsClient = defaultHTTPClient(cfg.tls)
-		c.cfg.httpClient = c.ownsClient
-	}
+	c.clients = newHTTPClients(&cfg)
 	switch cfg.protocol {
 	case ProtocolGRPC:
 		c.opts = append(c.opts, connecthttp.WithGRPC())
@@ -193,19 +194,6 @@ func newConn(baseURL string, r Resolver, opts []ClientOption) *Conn {
 	return c
 }
 
-func defaultHTTPClient(tlsConfig *tls.Config) *http.Client {
-	protocols := new(http.Protocols)
-	protocols.SetHTTP2(true)
-	protocols.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{
-		Protocols:           protocols,
-		TLSClientConfig:     tlsConfig,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-		ForceAttemptHTTP2:   true,
-	}}
-}
-
 // Client implements ClientConn.
 func (c *Conn) Client(policy *ServicePolicy) *connect.Client {
 	var transport connect.Transport = &pickTransport{conn: c, policy: policy}
@@ -220,17 +208,21 @@ func (c *Conn) Client(policy *ServicePolicy) *connect.Client {
 	return connect.NewClient(transport, chain...)
 }
 
-// Close releases idle connections of the default HTTP client. Calls in
+// Close releases idle connections of the default HTTP clients. Calls in
 // flight are not interrupted.
 func (c *Conn) Close() error {
-	if c.ownsClient != nil {
-		c.ownsClient.CloseIdleConnections()
+	for _, hc := range c.clients.owned {
+		hc.CloseIdleConnections()
 	}
 	return nil
 }
 
+// newEndpoint returns the state of one instance. Its transport sends each
+// call over the HTTP version the call's kind gets (HTTPVersion), so the
+// balancer's in-flight and latency signals cover the instance whichever
+// connection a call takes.
 func (c *Conn) newEndpoint(baseURL string) *endpoint {
-	return &endpoint{transport: connecthttp.NewTransport(c.cfg.httpClient, baseURL, c.opts...)}
+	return &endpoint{transport: c.newTransport(baseURL)}
 }
 
 // breakerFailure reports whether err, the end of a call made with ctx,

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 // BenchmarkResolveAndPick measures what a resolving Conn adds to each call
@@ -22,7 +23,7 @@ func BenchmarkResolveAndPick(b *testing.B) {
 		t := &pickTransport{conn: conn, policy: policy}
 		b.ReportAllocs()
 		for b.Loop() {
-			if e, _, _ := t.pick(conn.fixed, "/svc/M", nil); e == nil {
+			if e, _, _ := t.pick(conn.fixed, "/svc/M", nil, time.Now().UnixNano()); e == nil {
 				b.Fatal("no pick")
 			}
 		}
@@ -42,7 +43,7 @@ func BenchmarkResolveAndPick(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if e, _, _ := t.pick(conn.track("svc", insts), "/svc/M", nil); e == nil {
+				if e, _, _ := t.pick(conn.track("svc", insts), "/svc/M", nil, time.Now().UnixNano()); e == nil {
 					b.Fatal("no pick")
 				}
 			}

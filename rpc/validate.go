@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"sync"
 
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connectproto"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // NewValidateInterceptor returns an interceptor that validates every request
@@ -18,6 +20,12 @@ import (
 // message lists the violations and a buf.validate.Violations detail carries
 // them in structured form. A nil validator means protovalidate.New(), built
 // on first use.
+//
+// With a nil validator, calls of a method whose request type has no rule
+// (not in itself, its oneofs or fields, nor in any message reachable through
+// its fields) skip validation altogether: protovalidate takes its rules only
+// from those options, so it could not fail such a message. A validator given
+// by the caller may check anything, so it sees every message.
 func NewValidateInterceptor(validator protovalidate.Validator, logger *slog.Logger) connect.ServerInterceptor {
 	get := sync.OnceValues(func() (protovalidate.Validator, error) {
 		if validator != nil {
@@ -25,8 +33,14 @@ func NewValidateInterceptor(validator protovalidate.Validator, logger *slog.Logg
 		}
 		return protovalidate.New()
 	})
+	var rules ruleCache
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
+			if validator == nil {
+				if md, ok := spec.Schema.(protoreflect.MethodDescriptor); ok && !rules.has(md.Input()) {
+					return next(ctx, spec, stream)
+				}
+			}
 			v, err := get()
 			if err != nil {
 				logger.ErrorContext(ctx, "rpc: protovalidate unavailable", slog.Any("error", err))
@@ -71,4 +85,68 @@ func validationError(ctx context.Context, logger *slog.Logger, err error) error 
 		cerr = cerr.WithDetail(detail)
 	}
 	return cerr
+}
+
+// ruleCache remembers, per request type, whether it has protovalidate
+// rules. It is keyed by the descriptor itself, whose hash is its address,
+// not by its name, which would be hashed on every call: a type is described
+// by one descriptor per process, and one described twice is only looked at
+// twice.
+type ruleCache struct{ m sync.Map } // protoreflect.MessageDescriptor -> bool
+
+func (c *ruleCache) has(md protoreflect.MessageDescriptor) bool {
+	if v, ok := c.m.Load(md); ok {
+		return v.(bool) //nolint:forcetypeassert // the map holds only bools
+	}
+	has := hasRules(md, map[protoreflect.FullName]bool{})
+	c.m.Store(md, has)
+	return has
+}
+
+// hasRules reports whether protovalidate could find a rule for md: on the
+// message, its oneofs or its fields, or on a message reachable through its
+// fields (map values included). seen holds the messages already being
+// looked at, for recursive types. It errs towards true: options with
+// fields this binary cannot parse count as rules.
+func hasRules(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+	if seen[md.FullName()] {
+		return false
+	}
+	seen[md.FullName()] = true
+	if mayHaveRule(md.Options(), validate.E_Message) {
+		return true
+	}
+	oneofs := md.Oneofs()
+	for i := range oneofs.Len() {
+		if mayHaveRule(oneofs.Get(i).Options(), validate.E_Oneof) {
+			return true
+		}
+	}
+	fields := md.Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		if mayHaveRule(f.Options(), validate.E_Field) {
+			return true
+		}
+		if f.IsMap() {
+			f = f.MapValue()
+		}
+		if m := f.Message(); m != nil && hasRules(m, seen) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayHaveRule reports whether opts carries ext, or fields it could not
+// parse, which may be ext.
+func mayHaveRule(opts proto.Message, ext protoreflect.ExtensionType) bool {
+	if opts == nil {
+		return false
+	}
+	r := opts.ProtoReflect()
+	if !r.IsValid() {
+		return false
+	}
+	return len(r.GetUnknown()) > 0 || proto.HasExtension(opts, ext)
 }

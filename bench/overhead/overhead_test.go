@@ -6,8 +6,11 @@
 //
 // BenchmarkChain runs the server and client interceptors over connect-go's
 // in-process transport, with no HTTP, so each one's cost stands alone.
-// BenchmarkLoopback makes serial calls over h2c on 127.0.0.1 with Concord's
-// server and client swapped in one side at a time.
+// BenchmarkLoopback makes serial calls on 127.0.0.1, over HTTP/1.1 (the
+// keep-alive pool that Concord's default client uses for unary Connect
+// calls) and over h2c, with Concord's server and client swapped in one side
+// at a time; each raw client has the settings of Concord's client for the
+// same HTTP version.
 package overhead
 
 import (
@@ -96,41 +99,51 @@ func BenchmarkLoopback(b *testing.B) {
 		{name: "server=raw,client=raw+deadline", deadline: 2 * time.Second},
 		{name: "server=raw,client=concord", concordClient: true},
 		{name: "server=concord,client=raw", concordServer: []rpc.ServerOption{}},
+		{name: "server=concord,client=raw+deadline", concordServer: []rpc.ServerOption{}, deadline: 2 * time.Second},
 		{name: "server=concord,client=concord", concordServer: []rpc.ServerOption{}, concordClient: true},
 		{name: "server=concord-novalidate,client=concord", concordServer: []rpc.ServerOption{rpc.WithoutValidation()}, concordClient: true},
 		{name: "server=concord-nolog-norecover,client=concord", concordServer: []rpc.ServerOption{rpc.WithoutCallLogging(), rpc.WithoutRecovery()}, concordClient: true},
 	}
-	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			url := "http://" + ln.Addr().String()
-			if tc.concordServer == nil {
-				hs := baseline.NewHTTPServer(baseline.RawConnectHandler())
-				go hs.Serve(ln)
-				b.Cleanup(func() { hs.Close() })
-			} else {
-				srv := rpc.NewServer(append([]rpc.ServerOption{rpc.WithLogger(warnLogger())}, tc.concordServer...)...)
-				greeterv1concord.RegisterGreeterService(srv, baseline.Greeter{})
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan struct{})
-				go func() { defer close(done); srv.Serve(ctx, ln) }()
-				b.Cleanup(func() { cancel(); <-done })
-			}
-			var client greeterv1connect.GreeterServiceClient
-			if tc.concordClient {
-				conn := rpc.NewConn(url)
-				b.Cleanup(func() { conn.Close() })
-				client = greeterv1concord.NewGreeterServiceClient(conn)
-			} else {
-				hc := baseline.NewHTTPClient()
-				b.Cleanup(hc.CloseIdleConnections)
-				client = greeterv1connect.NewGreeterServiceClient(connect.NewClient(connecthttp.NewTransport(hc, url)))
-			}
-			callWithin(b, client, tc.deadline)
-		})
+	for _, http1 := range []bool{true, false} {
+		version, concordVersion := "http1", rpc.HTTPVersion1
+		if !http1 {
+			version, concordVersion = "h2c", rpc.HTTPVersion2
+		}
+		for _, tc := range cases {
+			b.Run(version+"/"+tc.name, func(b *testing.B) {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				url := "http://" + ln.Addr().String()
+				if tc.concordServer == nil {
+					hs := baseline.NewHTTPServer(baseline.RawConnectHandler())
+					go hs.Serve(ln)
+					b.Cleanup(func() { hs.Close() })
+				} else {
+					srv := rpc.NewServer(append([]rpc.ServerOption{rpc.WithLogger(warnLogger())}, tc.concordServer...)...)
+					greeterv1concord.RegisterGreeterService(srv, baseline.Greeter{})
+					ctx, cancel := context.WithCancel(context.Background())
+					done := make(chan struct{})
+					go func() { defer close(done); srv.Serve(ctx, ln) }()
+					b.Cleanup(func() { cancel(); <-done })
+				}
+				var client greeterv1connect.GreeterServiceClient
+				if tc.concordClient {
+					conn := rpc.NewConn(url, rpc.WithHTTPVersion(concordVersion))
+					b.Cleanup(func() { conn.Close() })
+					client = greeterv1concord.NewGreeterServiceClient(conn)
+				} else {
+					hc := baseline.NewHTTPClient()
+					if http1 {
+						hc = baseline.NewHTTP1Client()
+					}
+					b.Cleanup(hc.CloseIdleConnections)
+					client = greeterv1connect.NewGreeterServiceClient(connect.NewClient(connecthttp.NewTransport(hc, url)))
+				}
+				callWithin(b, client, tc.deadline)
+			})
+		}
 	}
 }
 

@@ -91,10 +91,13 @@ func (b *Breaker) State() State {
 // caller must report the call's end exactly once, with Done or Abandon and
 // the returned Ticket.
 func (b *Breaker) Allow() (Ticket, error) {
-	now := b.cfg.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.tickLocked(now)
+	// Only an open breaker changes with time alone, so a closed one admits
+	// without reading the clock (which costs more than the rest of Allow).
+	if b.state == Open {
+		b.tickLocked(b.cfg.Now())
+	}
 	switch b.state {
 	case Open:
 		return Ticket{}, ErrOpen
@@ -113,13 +116,16 @@ func (b *Breaker) Allow() (Ticket, error) {
 // and a probe that ends after its half-open period is over counts for
 // nothing.
 func (b *Breaker) Done(t Ticket, success bool) {
-	now := b.cfg.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.tickLocked(now)
-	if t.gen != b.gen {
+	// A ticket of another generation counts for nothing, and an open
+	// breaker admitted no call of its own generation: moving it to
+	// half-open first (tickLocked) would only start yet another one. So the
+	// clock is read only for an outcome that counts.
+	if t.gen != b.gen || b.state == Open {
 		return
 	}
+	now := b.cfg.Now()
 	if b.state == HalfOpen {
 		b.probes--
 		if !success {

@@ -77,6 +77,11 @@ type Limiter struct {
 	tat int64
 	// Sliding window counts.
 	cur, prev int64
+	// last is the latest time a decision used: a caller whose clock
+	// reading was taken before another's decision (it was descheduled
+	// between reading the clock and taking mu) decides at last instead,
+	// so a stale reading never refuses a call the limit admits.
+	last int64
 }
 
 // New returns a Limiter for cfg on clock (RealClock() if nil).
@@ -112,6 +117,7 @@ func (l *Limiter) Allow() (admitted bool, retryAfter time.Duration) {
 	now := l.clock.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now = l.advance(now)
 	switch l.cfg.Algorithm {
 	case SlidingWindow:
 		return l.allowWindow(now)
@@ -129,6 +135,16 @@ func (l *Limiter) Allow() (admitted bool, retryAfter time.Duration) {
 	}
 	l.tat = tat + l.t
 	return true, 0
+}
+
+// advance returns now, or the latest time a decision used if now is older;
+// l.mu is held.
+func (l *Limiter) advance(now int64) int64 {
+	if now < l.last {
+		return l.last
+	}
+	l.last = now
+	return now
 }
 
 func (l *Limiter) allowWindow(now int64) (bool, time.Duration) {
@@ -189,6 +205,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	}
 	now := l.clock.Now()
 	l.mu.Lock()
+	now = l.advance(now)
 	tat := max(l.tat, now)
 	wait := tat - now
 	if wait > l.tau { // Burst callers wait already

@@ -353,3 +353,25 @@ func TestKeyedLongKeys(t *testing.T) {
 		t.Fatalf("the map holds %d bytes of keys for two 1 MiB keys", stored)
 	}
 }
+
+// TestStaleClockReadingAdmits: a caller whose clock reading is older than
+// the last decision (descheduled between reading the clock and taking the
+// lock) decides at the last decision's time, so the limit still admits
+// what it should. Without that, the second call below, made at the same
+// moment as the first into a bucket of two, was refused: its reading is
+// half a second behind the first call's.
+func TestStaleClockReadingAdmits(t *testing.T) {
+	c := &fakeClock{}
+	c.Advance(10 * time.Second)
+	l := mustNew(t, Config{Algorithm: TokenBucket, Rate: 1, Per: time.Second, Burst: 2}, c)
+	if ok, _ := l.Allow(); !ok {
+		t.Fatal("first call into a full bucket refused")
+	}
+	c.Advance(-500 * time.Millisecond) // the next caller's reading is stale
+	if ok, retry := l.Allow(); !ok {
+		t.Fatalf("second call of a burst of 2 refused (retry after %v) for a stale clock reading", retry)
+	}
+	if ok, _ := l.Allow(); ok {
+		t.Fatal("a third call within the burst of 2 admitted")
+	}
+}

@@ -53,9 +53,9 @@ func main() {
 	var conc, rows string
 	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured duration of each throughput row")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "warm-up before each throughput row")
-	flag.StringVar(&conc, "conc", "1,64", "comma-separated concurrencies (calls in flight)")
+	flag.StringVar(&conc, "conc", "1,8,64", "comma-separated concurrencies (calls in flight)")
 	flag.IntVar(&cfg.count, "count", 1, "rounds over all rows, interleaved; the table shows the median of each metric")
-	flag.StringVar(&rows, "rows", "", "run only throughput rows whose \"server protocol\" matches this regexp")
+	flag.StringVar(&rows, "rows", "", "run only throughput rows whose \"server protocol HTTP [variant]\" matches this regexp")
 	flag.BoolVar(&cfg.throughput, "throughput", true, "run the throughput rows")
 	flag.IntVar(&cfg.coldRuns, "coldstart-runs", 20, "starts per cold-start row; 0 skips cold start")
 	flag.IntVar(&cfg.rssRuns, "rss-runs", 5, "starts per binary for idle RSS; 0 skips idle RSS")

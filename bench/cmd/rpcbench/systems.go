@@ -28,23 +28,22 @@ import (
 type system struct {
 	server   string // what serves
 	protocol string // the client's wire protocol and codec
-	http     string // the HTTP version on the wire
-	// variant tells apart rows with the same server and protocol.
+	http     string // the HTTP version on the wire: http1 or h2c
+	// variant tells apart rows with the same server, protocol and HTTP
+	// version.
 	variant string
 	// deadline is the deadline the client puts on each call, for the
 	// table ("none" if it sets none).
 	deadline string
-	// baseline names the raw connect-go row with the same protocol, the
-	// reference for what Concord adds; empty for rows without one.
-	baseline string
 	start    func() (*instance, error)
 }
 
 func (s system) key() string {
+	k := s.server + " " + s.protocol + " " + s.http
 	if s.variant != "" {
-		return s.server + " " + s.protocol + " " + s.variant
+		k += " " + s.variant
 	}
-	return s.server + " " + s.protocol
+	return k
 }
 
 // instance is a running server with a connected client.
@@ -61,6 +60,10 @@ const (
 	connectProto = "Connect+proto"
 	connectJSON  = "Connect+JSON"
 	grpcProto    = "gRPC+proto"
+	grpcWebProto = "gRPC-Web+proto"
+
+	http1 = "HTTP/1.1"
+	h2c   = "h2c"
 
 	// callTimeout is the greeter's declared timeout (greeter.proto), which
 	// Concord's client puts on each call as a deadline.
@@ -72,21 +75,35 @@ const (
 	// withDeadline is the variant of the raw connect-go row whose client
 	// sets callTimeout on each call, as Concord's does.
 	withDeadline = "2s deadline"
+	// defaultClient is the variant of the Concord rows that use rpc.NewConn's
+	// default HTTP version choice (rpc.HTTPVersionAuto); the Concord rows
+	// without it force h2c with rpc.WithHTTPVersion(rpc.HTTPVersion2).
+	defaultClient = "default client"
 )
 
-// systems lists the rows in table order. The first is the reference for the
-// "vs connect" column.
+// systems lists the rows in table order: every protocol on raw connect-go
+// over both HTTP versions, grpc-go, then Concord on its default client and
+// forced onto h2c.
 func systems() []system {
+	h2 := rpc.WithHTTPVersion(rpc.HTTPVersion2)
 	return []system{
-		{server: rawConnect, protocol: connectProto, http: "h2c", deadline: "none", start: startRawConnect(0)},
-		{server: rawConnect, protocol: connectProto, http: "h2c", variant: withDeadline, deadline: "2s", start: startRawConnect(callTimeout)},
-		{server: rawConnect, protocol: connectJSON, http: "h2c", deadline: "none", start: startRawConnect(0, connecthttp.WithProtoJSON())},
-		{server: rawConnect, protocol: grpcProto, http: "h2c", deadline: "none", start: startRawConnect(0, connecthttp.WithGRPC())},
-		{server: grpcGo, protocol: grpcProto, http: "h2c", deadline: "none", start: startGRPC},
-		{server: concord, protocol: connectProto, http: "h2c", deadline: "2s", baseline: rawConnect + " " + connectProto, start: startConcord()},
-		{server: concord, protocol: connectProto, http: "h2c", variant: limitsOn, deadline: "2s", baseline: rawConnect + " " + connectProto, start: startConcordWith(withLimits)},
-		{server: concord, protocol: connectJSON, http: "h2c", deadline: "2s", baseline: rawConnect + " " + connectJSON, start: startConcord(rpc.WithJSON())},
-		{server: concord, protocol: grpcProto, http: "h2c", deadline: "2s", baseline: rawConnect + " " + grpcProto, start: startConcord(rpc.WithProtocol(rpc.ProtocolGRPC))},
+		{server: rawConnect, protocol: connectProto, http: http1, deadline: "none", start: startRawConnect(http1, 0)},
+		{server: rawConnect, protocol: connectProto, http: http1, variant: withDeadline, deadline: "2s", start: startRawConnect(http1, callTimeout)},
+		{server: rawConnect, protocol: connectJSON, http: http1, deadline: "none", start: startRawConnect(http1, 0, connecthttp.WithProtoJSON())},
+		{server: rawConnect, protocol: grpcWebProto, http: http1, deadline: "none", start: startRawConnect(http1, 0, connecthttp.WithGRPCWeb())},
+		{server: rawConnect, protocol: grpcProto, http: http1, deadline: "none", start: startRawConnect(http1, 0, connecthttp.WithGRPC())},
+		{server: rawConnect, protocol: connectProto, http: h2c, deadline: "none", start: startRawConnect(h2c, 0)},
+		{server: rawConnect, protocol: connectProto, http: h2c, variant: withDeadline, deadline: "2s", start: startRawConnect(h2c, callTimeout)},
+		{server: rawConnect, protocol: connectJSON, http: h2c, deadline: "none", start: startRawConnect(h2c, 0, connecthttp.WithProtoJSON())},
+		{server: rawConnect, protocol: grpcWebProto, http: h2c, deadline: "none", start: startRawConnect(h2c, 0, connecthttp.WithGRPCWeb())},
+		{server: rawConnect, protocol: grpcProto, http: h2c, deadline: "none", start: startRawConnect(h2c, 0, connecthttp.WithGRPC())},
+		{server: grpcGo, protocol: grpcProto, http: h2c, deadline: "none", start: startGRPC},
+		{server: concord, protocol: connectProto, http: http1, variant: defaultClient, deadline: "2s", start: startConcord()},
+		{server: concord, protocol: connectProto, http: http1, variant: defaultClient + ", " + limitsOn, deadline: "2s", start: startConcordWith(withLimits)},
+		{server: concord, protocol: connectJSON, http: http1, variant: defaultClient, deadline: "2s", start: startConcord(rpc.WithJSON())},
+		{server: concord, protocol: grpcProto, http: h2c, variant: defaultClient, deadline: "2s", start: startConcord(rpc.WithProtocol(rpc.ProtocolGRPC))},
+		{server: concord, protocol: connectProto, http: h2c, deadline: "2s", start: startConcord(h2)},
+		{server: concord, protocol: connectJSON, http: h2c, deadline: "2s", start: startConcord(rpc.WithJSON(), h2)},
 	}
 }
 
@@ -104,9 +121,10 @@ func connectCall(client greeterv1connect.GreeterServiceClient) func(context.Cont
 
 // startRawConnect serves the greeter on plain connect-go (compression off)
 // and calls it through a connect-go client whose HTTP client has the
-// settings of Concord's default one. If timeout is positive, each call gets
-// a deadline of timeout, as Concord's client sets from the method's timeout.
-func startRawConnect(timeout time.Duration, opts ...connecthttp.Option) func() (*instance, error) {
+// settings of Concord's default one for httpVersion (http1 or h2c). If
+// timeout is positive, each call gets a deadline of timeout, as Concord's
+// client sets from the method's timeout.
+func startRawConnect(httpVersion string, timeout time.Duration, opts ...connecthttp.Option) func() (*instance, error) {
 	return func() (*instance, error) {
 		ln, err := listen()
 		if err != nil {
@@ -116,6 +134,9 @@ func startRawConnect(timeout time.Duration, opts ...connecthttp.Option) func() (
 		served := make(chan error, 1)
 		go func() { served <- hs.Serve(ln) }()
 		hc := baseline.NewHTTPClient()
+		if httpVersion == http1 {
+			hc = baseline.NewHTTP1Client()
+		}
 		client := greeterv1connect.NewGreeterServiceClient(connect.NewClient(
 			connecthttp.NewTransport(hc, "http://"+ln.Addr().String(), opts...)))
 		call := connectCall(client)
@@ -184,7 +205,7 @@ func startGRPC() (*instance, error) {
 
 // startConcord serves the greeter on a Concord server with the full default
 // chain and a Warn-level logger, and calls it through an rpc.NewConn client
-// with Concord's default HTTP client.
+// with opts (none: Concord's default HTTP clients and version choice).
 func startConcord(opts ...rpc.ClientOption) func() (*instance, error) {
 	return startConcordWith(nil, opts...)
 }

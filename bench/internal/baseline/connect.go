@@ -29,11 +29,11 @@ func NewHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{Handler: h, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
 }
 
-// NewHTTPClient returns an HTTP client with the settings of the default
-// client of Concord's rpc.NewConn (rpc/client.go, defaultHTTPClient):
+// NewHTTPClient returns an HTTP/2 client with the settings of the HTTP/2
+// client of Concord's rpc.NewConn (rpc/transport.go, newHTTP2Client):
 // HTTP/2 over TLS and h2c with prior knowledge over cleartext, so every
-// cleartext call is h2c. The raw connect-go rows use it so that they differ
-// from the Concord rows only in what Concord adds.
+// cleartext call is h2c on one connection. The raw connect-go h2c rows use
+// it so that they differ from the Concord h2c rows only in what Concord adds.
 func NewHTTPClient() *http.Client {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP2(true)
@@ -43,5 +43,25 @@ func NewHTTPClient() *http.Client {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
+	}}
+}
+
+// MaxConnsPerHost is rpc.DefaultMaxConnsPerHost, the bound of Concord's
+// HTTP/1.1 pool per host.
+const MaxConnsPerHost = 128
+
+// NewHTTP1Client returns an HTTP/1.1-only client with the settings of the
+// HTTP/1.1 keep-alive pool of Concord's rpc.NewConn (rpc/transport.go,
+// newHTTP1Client): one connection per call in flight, up to
+// MaxConnsPerHost, idle ones kept for reuse. The raw connect-go HTTP/1.1
+// rows use it.
+func NewHTTP1Client() *http.Client {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	return &http.Client{Transport: &http.Transport{
+		Protocols:           protocols,
+		MaxConnsPerHost:     MaxConnsPerHost,
+		MaxIdleConnsPerHost: MaxConnsPerHost,
+		IdleConnTimeout:     90 * time.Second,
 	}}
 }
