@@ -22,6 +22,7 @@ run: ## Build and start the greeter example on ADDR (127.0.0.1:8080), its node's
 test: conformance ## Run every test, with -race
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(GO) -C deploy test ./...
 
 # Each fuzz target of caller input (request bodies, fencing headers, limit
 # keys, registry keys, TCC headers) for FUZZTIME; CI runs them briefly.
@@ -30,7 +31,7 @@ test: conformance ## Run every test, with -race
 # exceeded" when its workers are slow at the deadline (golang/go#75804),
 # which failed CI once on a loaded machine with no crasher.
 FUZZTIME ?= 100000x
-FUZZ_TARGETS := ./rpc:FuzzRequestDecoding ./rpc:FuzzParseFencing ./coord:FuzzLimitKey ./coord/registry:FuzzEscapeToken ./coord/registry:FuzzDecodeRegistration ./tcc:FuzzParseHeaders ./coord/txlog:FuzzDecode ./msg:FuzzDecodeEnvelope ./coord/config:FuzzDecodeEnvelope ./internal/admincreds:FuzzParse
+FUZZ_TARGETS := ./rpc:FuzzRequestDecoding ./rpc:FuzzParseFencing ./coord:FuzzLimitKey ./coord/registry:FuzzEscapeToken ./coord/registry:FuzzDecodeRegistration ./tcc:FuzzParseHeaders ./coord/txlog:FuzzDecode ./msg:FuzzDecodeEnvelope ./coord/config:FuzzDecodeEnvelope ./internal/admincreds:FuzzParse ./lambdafn:FuzzDecodeEvent
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME executions (default 100000x) each

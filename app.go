@@ -115,6 +115,7 @@ func New(opts ...Option) *App {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
+	cfg.addr = cfg.listenAddr() // read PORT once, at New
 	a := &App{cfg: cfg, adminReady: make(chan struct{}), changed: make(chan struct{})}
 	a.guard = &appGuard{app: a}
 	serverOpts := append([]rpc.ServerOption{

@@ -2,6 +2,7 @@ package concord
 
 import (
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/concordrpc/concord/coord"
@@ -9,8 +10,14 @@ import (
 	"github.com/concordrpc/concord/tcc"
 )
 
-// DefaultAddr is where an App serves RPCs by default.
+// DefaultAddr is where an App serves RPCs by default, unless the PORT
+// environment variable is set (see WithAddr).
 const DefaultAddr = "127.0.0.1:8080"
+
+// PortEnv is the environment variable through which container platforms
+// (Cloud Run, Knative, Heroku-style hosts) give a process the port to
+// serve on. An App honours it when WithAddr was not called.
+const PortEnv = "PORT"
 
 // DefaultAdminAddr is where an App serves its admin endpoints (status) by
 // default: loopback only, apart from the RPC port.
@@ -24,7 +31,8 @@ type optionFunc func(*appConfig)
 func (f optionFunc) apply(c *appConfig) { f(c) }
 
 type appConfig struct {
-	addr       string
+	addr       string // WithAddr's; see listenAddr
+	addrSet    bool   // WithAddr was called
 	adminAddr  string
 	adminCreds string // "" → AdminCredentialsFile in dataDir, created when missing
 	dataDir    string
@@ -52,7 +60,7 @@ const DefaultDrainDelay = time.Second
 
 func defaultAppConfig() appConfig {
 	return appConfig{
-		addr: DefaultAddr, adminAddr: DefaultAdminAddr, dataDir: coord.DefaultDataDir,
+		adminAddr: DefaultAdminAddr, dataDir: coord.DefaultDataDir,
 		logger: slog.Default(), drainDelay: DefaultDrainDelay,
 	}
 }
@@ -71,9 +79,25 @@ func WithSignalHandling() Option {
 	return optionFunc(func(c *appConfig) { c.signals = true })
 }
 
-// WithAddr sets the address RPCs are served on. Default: DefaultAddr.
+// WithAddr sets the address RPCs are served on. Default: all interfaces
+// at the port in the PORT environment variable (":"+$PORT), as container
+// platforms expect, when it is set; else DefaultAddr. Either way the
+// registered URL follows WithAdvertiseURL's default: an unspecified IP is
+// replaced by the host name.
 func WithAddr(addr string) Option {
-	return optionFunc(func(c *appConfig) { c.addr = addr })
+	return optionFunc(func(c *appConfig) { c.addr = addr; c.addrSet = true })
+}
+
+// listenAddr returns the address to serve on: WithAddr's, else ":"+$PORT
+// when PORT is set, else DefaultAddr.
+func (c *appConfig) listenAddr() string {
+	if c.addrSet {
+		return c.addr
+	}
+	if port := os.Getenv(PortEnv); port != "" {
+		return ":" + port
+	}
+	return DefaultAddr
 }
 
 // WithAdminAddr sets the address of the admin listener, which serves

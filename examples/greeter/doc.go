@@ -3,7 +3,16 @@
 //
 //	greeter [-addr 127.0.0.1:8080] [-admin 127.0.0.1:9080] [-data data] [-name concord]
 //	        [-cluster 127.0.0.1:6222 -peers host:port,host:port,...]
-//	        [-nats nats://host:4222]
+//	        [-nats nats://host:4222] [-advertise URL]
+//	        [-log-format text|json] [-drain-timeout 15s]
+//
+// Without -addr it serves on all interfaces at $PORT when PORT is set (as
+// Cloud Run and Knative set it), else on 127.0.0.1:8080. -log-format json
+// (or CONCORD_LOG_FORMAT=json) writes one JSON object per log line.
+// -advertise (or CONCORD_ADVERTISE_URL) is the URL other instances call it
+// at, for hosts whose name does not resolve (a Kubernetes Deployment's
+// pods); -nats can come from CONCORD_NATS_URL. examples/greeter/Dockerfile
+// builds its image (README, Deploy).
 //
 // It serves GreeterService and WelcomeService; WelcomeService calls
 // GreeterService by its discovery name, through the registry. By default it

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,5 +79,63 @@ func TestBinary(t *testing.T) {
 	}
 	if logs := <-rest; !strings.Contains(logs, "draining") {
 		t.Errorf("greeter did not drain on SIGTERM; logs:\n%s", logs)
+	}
+
+	// CONCORD_LOG_FORMAT=json: every log line is one JSON object, from the
+	// first to the last of a start and a drain.
+	cmd = exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0", "-admin", "", "-data", t.TempDir())
+	cmd.Env = append(cmd.Environ(), "CONCORD_LOG_FORMAT=json")
+	if stderr, err = cmd.StderrPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines = bufio.NewScanner(stderr)
+	var jsonLogs []string
+	for lines.Scan() {
+		jsonLogs = append(jsonLogs, lines.Text())
+		if strings.Contains(lines.Text(), `"msg":"rpc: serving"`) {
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("greeter -log-format json exited with %v; logs:\n%s", err, strings.Join(jsonLogs, "\n"))
+	}
+	if !slices.ContainsFunc(jsonLogs, func(l string) bool { return strings.Contains(l, `"msg":"rpc: draining"`) }) {
+		t.Errorf("no JSON line for the drain; logs:\n%s", strings.Join(jsonLogs, "\n"))
+	}
+	for _, l := range jsonLogs {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["level"] == nil || m["msg"] == nil || m["time"] == nil {
+			t.Errorf("log line is not a JSON log record (%v): %s", err, l)
+		}
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var buf bytes.Buffer
+	logger, err := newLogger(&buf, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger.Info("hello", "addr", "127.0.0.1:8080")
+	logger.Debug("hidden")
+	var rec struct{ Level, Msg, Addr string }
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil || rec != (struct{ Level, Msg, Addr string }{"INFO", "hello", "127.0.0.1:8080"}) {
+		t.Fatalf("json logger wrote %q (%v)", buf.String(), err)
+	}
+	buf.Reset()
+	if logger, err = newLogger(&buf, "text"); err != nil {
+		t.Fatal(err)
+	}
+	logger.Info("hello")
+	if !strings.HasPrefix(buf.String(), "time=") || !strings.Contains(buf.String(), "msg=hello") {
+		t.Fatalf("text logger wrote %q", buf.String())
+	}
+	if _, err := newLogger(&buf, "yaml"); err == nil {
+		t.Fatal("-log-format yaml accepted")
 	}
 }
