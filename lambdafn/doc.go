@@ -8,13 +8,17 @@
 //	func main() {
 //		srv := rpc.NewServer()
 //		greeterv1concord.RegisterGreeterService(srv, &greeter{})
-//		lambda.Start(lambdafn.New(srv.Handler())) // never returns
+//		h, err := srv.ServeHandler() // reports a failed registration; health says SERVING
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		lambda.Start(lambdafn.New(h)) // never returns
 //	}
 //
 // The package takes no process-wide resource: lambda.Start, which owns the
-// process (it exits when the Runtime API fails), is main's call. For an App,
-// pass app.Server().Handler(); the App's coordination does not run in
-// function mode yet (see below).
+// process (it exits when the Runtime API fails), is main's call. An App's
+// coordination does not run in function mode yet (see below): serve an
+// rpc.Server.
 //
 // # What is served
 //

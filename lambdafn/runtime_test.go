@@ -41,7 +41,12 @@ func maybeRunFunction() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	srv := rpc.NewServer(rpc.WithLogger(logger))
 	concordtestv1concord.RegisterTestService(srv, &echoService{})
-	lambda.Start(lambdafn.New(srv.Handler(), lambdafn.WithLogger(logger)))
+	h, err := srv.ServeHandler()
+	if err != nil {
+		logger.Error("registration", slog.Any("error", err))
+		os.Exit(1)
+	}
+	lambda.Start(lambdafn.New(h, lambdafn.WithLogger(logger)))
 }
 
 // runtimeAPI is a local implementation of the Lambda Runtime API

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,4 +94,41 @@ func TestReadinessGates(t *testing.T) {
 	expect("both ready", "")
 	srv.SetReady("no-such-gate")
 	expect("an unknown gate reported ready", "")
+}
+
+// TestServeHandler: a host that serves the handler itself (a function
+// runtime) gets a server that says it is serving, without Serve; a failed
+// registration is reported instead of a handler, and Serve afterwards is
+// refused.
+func TestServeHandler(t *testing.T) {
+	srv := quietServer()
+	greeterv1concord.RegisterGreeterService(srv, &testGreeter{})
+	if ready, why := srv.Ready(); ready {
+		t.Fatalf("ready before ServeHandler: %q", why)
+	}
+	h, err := srv.ServeHandler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ready, why := srv.Ready(); !ready {
+		t.Fatalf("not ready after ServeHandler: %q", why)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/readyz through the handler: %d %s", rec.Code, rec.Body)
+	}
+	if _, err := srv.ServeHandler(); err == nil {
+		t.Fatal("a second ServeHandler succeeded")
+	}
+	if err := srv.Serve(t.Context(), listen(t)); err == nil {
+		t.Fatal("Serve after ServeHandler succeeded")
+	}
+
+	twice := quietServer()
+	greeterv1concord.RegisterGreeterService(twice, &testGreeter{})
+	greeterv1concord.RegisterGreeterService(twice, &testGreeter{})
+	if h, err := twice.ServeHandler(); err == nil || h != nil || !strings.Contains(err.Error(), "registered twice") {
+		t.Fatalf("ServeHandler after a double registration: %v, %v", h, err)
+	}
 }

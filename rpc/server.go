@@ -153,6 +153,31 @@ func (s *Server) Handler() http.Handler {
 	return s.handlerLocked()
 }
 
+// ServeHandler is Serve for a host that serves the handler itself, such as
+// a function runtime (package lambdafn) or another http.Server: it ends
+// registration like Handler, returns the error Serve would return for a
+// failed registration (a service registered twice or after the server
+// started), and marks the server serving, so that its gRPC health check
+// says SERVING and /readyz follows the readiness gates, as under Serve.
+// Call it once, instead of Serve; a later Serve, or a second ServeHandler,
+// is an error. There is no drain: the host stops the handler.
+func (s *Server) ServeHandler() (http.Handler, error) {
+	s.mu.Lock()
+	if s.serving {
+		s.mu.Unlock()
+		return nil, errors.New("rpc: the server is already serving")
+	}
+	if err := errors.Join(s.errs...); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.serving = true
+	h := s.handlerLocked()
+	s.mu.Unlock()
+	s.ready.update(func() { s.ready.serving = true })
+	return h, nil
+}
+
 func (s *Server) handlerLocked() http.Handler {
 	if s.handler != nil {
 		return s.handler
