@@ -12,7 +12,6 @@ import (
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
-	"connectrpc.com/grpcreflect/v2"
 )
 
 // ErrDrainTimeout is returned by Serve when calls were still in flight at
@@ -81,7 +80,7 @@ func NewServer(opts ...ServerOption) *Server {
 	s.connect = connect.NewServer(s.chain()...)
 	s.connect.Register(s.ready.healthMethods(s.done)...)
 	if cfg.reflection {
-		grpcreflect.Register(s.connect)
+		registerReflection(s.connect) // descriptors are built on the first reflection call (reflect.go)
 	}
 	return s
 }

@@ -1,13 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -94,22 +102,56 @@ var (
 )
 
 const (
-	rawGreeterName = "raw connect-go (bench/cmd/rawgreeter)"
-	greeterName    = "Concord embedded (examples/greeter)"
+	rawGreeterName    = "raw connect-go (bench/cmd/rawgreeter)"
+	greeterName       = "Concord embedded (examples/greeter)"
+	greeterClientName = "Concord client mode (examples/greeter -nats)"
 )
 
-func startRows() []startRow {
+// greeterClientProgram is the greeter in client mode: it connects to the
+// `concord node` at natsURL (started before the rows) instead of starting
+// a node of its own. Each start gets its own name, as replicas do.
+func greeterClientProgram(natsURL string) *program {
+	return &program{name: greeterProgram.name, dir: greeterProgram.dir, pkg: greeterProgram.pkg,
+		args: func(addr, dataDir string) []string {
+			return []string{"-addr", addr, "-data", dataDir, "-nats", natsURL, "-name", "bench-" + filepath.Base(dataDir)}
+		},
+		env: []string{"CONCORD_NATS_PASSWORD=" + nodePassword}}
+}
+
+func startRows(client *program) []startRow {
 	return []startRow{
 		{name: rawGreeterName, program: rawGreeterProgram, probe: firstGreet, baseline: true},
 		{name: greeterName, program: greeterProgram, probe: firstGreet, target: 10 * time.Millisecond, targetNo: 3},
+		{name: greeterClientName, program: client, probe: firstGreet, target: 10 * time.Millisecond, targetNo: 3},
 		{name: greeterName, program: greeterProgram, probe: coordReady, target: 50 * time.Millisecond, targetNo: 4},
+		{name: greeterClientName, program: client, probe: coordReady, target: 50 * time.Millisecond, targetNo: 4},
 		{name: rawGreeterName, program: rawGreeterProgram, probe: listening, baseline: true},
 		{name: greeterName, program: greeterProgram, probe: listening},
+		{name: greeterClientName, program: client, probe: listening},
 	}
 }
 
 func runColdStart(cfg config, tmp string, bins map[*program]string, out io.Writer) error {
-	rows := startRows()
+	// Client mode: one `concord node` for all its starts, running before
+	// the first, so that only the service's own start is timed.
+	nodeBins, err := buildPrograms(cfg.repo, tmp, concordProgram)
+	if err != nil {
+		return err
+	}
+	nd, err := startNode(tmp, nodeBins[concordProgram])
+	if err != nil {
+		return err
+	}
+	defer nd.stop()
+	client := greeterClientProgram(nd.url)
+	bins[client] = bins[greeterProgram]
+	// One unmeasured start creates the node's buckets and streams, which
+	// every later instance finds in place, as in a running cluster.
+	if _, err := startOnce(tmp, bins[client], client, coordReady); err != nil {
+		return fmt.Errorf("cold start, client-mode warm-up: %w", err)
+	}
+
+	rows := startRows(client)
 	times := make([][]time.Duration, len(rows))
 	// Interleave the rows so that a burst of other load on the machine
 	// hits them alike.
@@ -122,8 +164,14 @@ func runColdStart(cfg config, tmp string, bins map[*program]string, out io.Write
 			times[i] = append(times[i], d)
 		}
 	}
+	inits, err := measureInit(cfg.coldRuns, map[string]string{
+		rawGreeterName: bins[rawGreeterProgram], greeterName: bins[greeterProgram],
+	})
+	if err != nil {
+		return err
+	}
 
-	fmt.Fprintf(out, "\nCold start: time from exec to the probe succeeding, %d runs per row (each with a fresh data dir), interleaved; polled every %v\n",
+	fmt.Fprintf(out, "\nCold start: time from exec to the probe succeeding, %d runs per row (each with a fresh data dir), interleaved; polled every %v; client mode against a concord node started before the rows\n",
 		cfg.coldRuns, pollEvery)
 	refs := map[string]time.Duration{} // baseline median by probe
 	for i, r := range rows {
@@ -151,17 +199,124 @@ func runColdStart(cfg config, tmp string, bins map[*program]string, out io.Write
 		return err
 	}
 
-	fmt.Fprintln(out, "\nTargets (cold start, embedded mode; the verdict is on the median)")
+	// The breakdown: medians of the rows above, and of the init runs.
+	med := func(name string, pr probe) (time.Duration, bool) { return rowMedian(rows, times, name, pr) }
+	fmt.Fprintf(out, "\nStart-up breakdown (medians; package init: sum of GODEBUG=inittrace=1 over %d runs of `<binary> -h`, which exits at flag parsing; exec->exit is the same runs' wall time)\n", cfg.coldRuns)
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "binary\tpackage init\texec->exit at -h\texec->listener up\tlistener up->first Greet\texec->first Greet\texec->coordination ready\t")
+	for _, name := range []string{rawGreeterName, greeterName, greeterClientName} {
+		in := inits[name]
+		if name == greeterClientName {
+			in = inits[greeterName] // the same binary
+		}
+		tcp, _ := med(name, listening)
+		first, _ := med(name, firstGreet)
+		coord := "-"
+		if d, ok := med(name, coordReady); ok {
+			coord = millis(d)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, millis(in.init), millis(in.exit),
+			millis(tcp), millis(first-tcp), millis(first), coord)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(out, "\nTargets (cold start, embedded and client mode; the verdict is on the median)")
 	for i, r := range rows {
 		if r.target <= 0 {
 			continue
 		}
 		ts := times[i]
 		med, p90 := nearestRank(ts, 0.5), nearestRank(ts, 0.9)
-		fmt.Fprintf(out, "  %d. %s within %s of exec\n", r.targetNo, r.probe.name, millis(r.target))
+		fmt.Fprintf(out, "  %d. %s: %s within %s of exec\n", r.targetNo, r.name, r.probe.name, millis(r.target))
 		fmt.Fprintf(out, "     median %s, p90 %s: %s\n", millis(med), millis(p90), durationVerdict(med, p90, r.target))
+		if r.probe.name == firstGreet.name && med > r.target {
+			ref := refs[r.probe.name]
+			tcp, _ := rowMedian(rows, times, r.name, listening)
+			rawTCP, _ := rowMedian(rows, times, rawGreeterName, listening)
+			fmt.Fprintf(out, "     why: Concord adds %s to raw connect-go's %s in this run (%.2fx): package init %s (raw %s), exec->listener %s (raw %s), listener->first Greet %s (raw %s)\n",
+				millis(med-ref), millis(ref), float64(med)/float64(ref), millis(inits[greeterName].init), millis(inits[rawGreeterName].init),
+				millis(tcp), millis(rawTCP), millis(med-tcp), millis(ref-rawTCP))
+			if ref > r.target {
+				fmt.Fprintf(out, "     raw connect-go alone misses the target by %s on this machine now: the ratio and the breakdown, not the absolute time, show Concord's share\n", millis(ref-r.target))
+			}
+		}
 	}
 	return nil
+}
+
+// rowMedian returns the median of the row of binary name with probe pr.
+func rowMedian(rows []startRow, times [][]time.Duration, name string, pr probe) (time.Duration, bool) {
+	for i, r := range rows {
+		if r.name == name && r.probe.name == pr.name {
+			return nearestRank(times[i], 0.5), true
+		}
+	}
+	return 0, false
+}
+
+// initTimes are the medians of a binary's init runs.
+type initTimes struct {
+	init time.Duration // package initialisation, summed from GODEBUG=inittrace=1
+	exit time.Duration // exec to exit
+}
+
+// measureInit runs each binary runs times (interleaved) with -h, which
+// exits at flag parsing, under GODEBUG=inittrace=1, and returns, by name,
+// the median sum of the reported init times and the median wall time.
+func measureInit(runs int, bins map[string]string) (map[string]initTimes, error) {
+	names := slices.Sorted(maps.Keys(bins))
+	inits := map[string][]time.Duration{}
+	exits := map[string][]time.Duration{}
+	for range runs {
+		for _, name := range names {
+			cmd := exec.Command(bins[name], "-h")
+			cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				return nil, fmt.Errorf("%s -h: %w", bins[name], err)
+			}
+			exits[name] = append(exits[name], time.Since(start))
+			d, err := sumInitTrace(stderr.String())
+			if err != nil {
+				return nil, fmt.Errorf("%s -h: %w", bins[name], err)
+			}
+			inits[name] = append(inits[name], d)
+		}
+	}
+	res := map[string]initTimes{}
+	for _, name := range names {
+		slices.Sort(inits[name])
+		slices.Sort(exits[name])
+		res[name] = initTimes{init: nearestRank(inits[name], 0.5), exit: nearestRank(exits[name], 0.5)}
+	}
+	return res, nil
+}
+
+// sumInitTrace adds up the clock times of GODEBUG=inittrace=1 lines:
+// "init <pkg> @<t> ms, <clock> ms clock, <bytes> bytes, <allocs> allocs".
+func sumInitTrace(trace string) (time.Duration, error) {
+	var sum float64
+	n := 0
+	for line := range strings.Lines(trace) {
+		f := strings.Fields(line)
+		if len(f) < 7 || f[0] != "init" || f[6] != "clock," {
+			continue
+		}
+		ms, err := strconv.ParseFloat(f[4], 64)
+		if err != nil {
+			return 0, fmt.Errorf("inittrace line %q: %w", line, err)
+		}
+		sum += ms
+		n++
+	}
+	if n == 0 {
+		return 0, errors.New("no inittrace lines")
+	}
+	return time.Duration(sum * float64(time.Millisecond)), nil
 }
 
 // durationVerdict judges a median against target and says how p90 fares.

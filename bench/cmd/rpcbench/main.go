@@ -12,10 +12,12 @@
 // the same cores; running them in one process keeps the rows comparable
 // and lets one CPU profile show both.
 //
-// Cold start: it builds the greeter example (embedded mode) and
-// cmd/rawgreeter, then starts each binary repeatedly, each time with a fresh
-// data directory, and measures the time from exec to the first successful
-// Greet and, for the greeter, to coordination ready (GET /readyz 200).
+// Cold start: it builds the greeter example and cmd/rawgreeter, then starts
+// each binary repeatedly, each time with a fresh data directory, and
+// measures the time from exec to the first successful Greet and, for the
+// greeter, to coordination ready (GET /readyz 200). The greeter runs in
+// embedded mode and in client mode, against a `concord node` started before
+// the rows; a breakdown table adds package init (GODEBUG=inittrace=1).
 //
 // Idle RSS: it starts each binary, waits until it is ready, makes a few
 // calls, lets it idle and reads VmRSS from /proc/<pid>/status.

@@ -25,17 +25,24 @@ type program struct {
 	// args returns the arguments for serving on addr with dataDir, a fresh
 	// empty directory per start (also the working directory).
 	args func(addr, dataDir string) []string
+	env  []string // added to the environment, if any
 }
 
 // buildPrograms compiles every program in ps into dir and returns the
-// binaries' paths.
+// binaries' paths. Programs with the same name share one binary.
 func buildPrograms(repo, dir string, ps ...*program) (map[*program]string, error) {
 	bins := map[*program]string{}
+	byName := map[string]string{}
 	for _, p := range ps {
 		if _, ok := bins[p]; ok {
 			continue
 		}
 		bin := filepath.Join(dir, p.name)
+		if b, ok := byName[p.name]; ok {
+			bins[p] = b
+			continue
+		}
+		byName[p.name] = bin
 		cmd := exec.Command("go", "build", "-o", bin, p.pkg)
 		cmd.Dir = filepath.Join(repo, p.dir)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -67,6 +74,9 @@ func startProcess(tmp, bin string, p *program, addr string) (*process, error) {
 	}
 	cmd := exec.Command(bin, p.args(addr, dataDir)...) // output goes to /dev/null
 	cmd.Dir = dataDir
+	if p.env != nil {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	pr := &process{bin: bin, addr: addr, dataDir: dataDir, cmd: cmd, exited: make(chan error, 1)}
 	pr.start = time.Now()
 	if err := cmd.Start(); err != nil {
