@@ -81,6 +81,8 @@ type App struct {
 	tcc      *tcc.Coordinator
 	barrier  *tcc.BadgerBarrier // WithTCCLocalBarrier's, or nil
 
+	metrics *appMetrics // nil with WithoutMetrics
+
 	configTypes sync.Map // config name → protoreflect.MessageType, recorded by Config for the admin routes
 
 	adminReady chan struct{} // closed when adminAddr is set (nil without one)
@@ -118,12 +120,13 @@ func New(opts ...Option) *App {
 	cfg.addr = cfg.listenAddr() // read PORT once, at New
 	a := &App{cfg: cfg, adminReady: make(chan struct{}), changed: make(chan struct{})}
 	a.guard = &appGuard{app: a}
+	metricsServerOpts, metricsTCCOpts := a.setupMetrics() // before cfg's options, which may replace the hooks
 	serverOpts := append([]rpc.ServerOption{
 		rpc.WithLogger(cfg.logger),
 		rpc.WithAdmissionOptions(rpc.WithLimiterStore(&limiterStore{app: a}), rpc.WithInstanceCount(a.instanceCount)),
 		rpc.WithReadinessGates(readinessGate),
 		rpc.WithFencingGuard(a.guard),
-	}, cfg.serverOpts...)
+	}, append(metricsServerOpts, cfg.serverOpts...)...)
 	if len(cfg.tccLocal) > 0 {
 		a.barrier = tcc.NewBadgerBarrierFrom(a, append([]tcc.Option{tcc.WithLogger(cfg.logger)}, cfg.tccBarrier...)...)
 		serverOpts = append([]rpc.ServerOption{rpc.WithTCCParticipant(tcc.NewInterceptor(a.barrier, cfg.tccLocal...))}, serverOpts...)
@@ -135,7 +138,7 @@ func New(opts ...Option) *App {
 	host, _ := os.Hostname()
 	a.tcc = tcc.NewCoordinator(a, a, a.resolver, append([]tcc.CoordinatorOption{
 		tcc.WithCoordinatorLogger(cfg.logger), tcc.WithName(fmt.Sprintf("%s/%d", cmp.Or(host, "app"), os.Getpid())),
-	}, cfg.tccOpts...)...)
+	}, append(metricsTCCOpts, cfg.tccOpts...)...)...)
 	return a
 }
 
@@ -397,6 +400,11 @@ func (a *App) serveAdmin() (stop func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+StatusPath, a.serveStatus)
 	a.mountConfigAdmin(mux)
+	logAttrs := []any{slog.String("admin", ln.Addr().String()), slog.String("status", StatusPath)}
+	if h := a.metricsHandler(); h != nil {
+		mux.Handle("GET "+MetricsPath, h)
+		logAttrs = append(logAttrs, slog.String("metrics", "http://"+ln.Addr().String()+MetricsPath))
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
@@ -405,7 +413,7 @@ func (a *App) serveAdmin() (stop func()) {
 	}()
 	a.adminAddr = ln.Addr()
 	close(a.adminReady)
-	a.cfg.logger.Info("concord: admin listening", slog.String("admin", ln.Addr().String()), slog.String("status", StatusPath))
+	a.cfg.logger.Info("concord: admin listening", logAttrs...)
 	return func() {
 		_ = hs.Close()
 		<-done

@@ -5,6 +5,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/rpc"
 	"github.com/concordrpc/concord/tcc"
@@ -49,6 +51,8 @@ type appConfig struct {
 	noRecovery bool
 	tccLocal   []*rpc.ServicePolicy
 	tccBarrier []tcc.Option
+	metricsReg *prometheus.Registry // WithMetricsRegistry's; nil → the App's own
+	noMetrics  bool
 }
 
 // DefaultDrainDelay is how long a stopping App keeps serving after it left
@@ -104,8 +108,10 @@ func (c *appConfig) listenAddr() string {
 // StatusPath (the coordination status and every service instance's URL,
 // for `concord status`) to anyone who reaches it, and ConfigPath (dynamic
 // configuration, `concord config`) only to holders of an admin credential
-// (WithAdminCredentials). Keep it on loopback or a private network. ""
-// disables it; a port in use is logged and the App runs without it.
+// (WithAdminCredentials). It also serves MetricsPath (Prometheus metrics;
+// WithMetricsRegistry, WithoutMetrics) to anyone who reaches it. Keep it
+// on loopback or a private network. "" disables it; a port in use is
+// logged and the App runs without it.
 // Default: DefaultAdminAddr.
 func WithAdminAddr(addr string) Option {
 	return optionFunc(func(c *appConfig) { c.adminAddr = addr })
@@ -206,4 +212,22 @@ func WithTCCLocalBarrier(services []*rpc.ServicePolicy, opts ...tcc.Option) Opti
 		c.tccLocal = append(c.tccLocal, services...)
 		c.tccBarrier = append(c.tccBarrier, opts...)
 	})
+}
+
+// WithMetricsRegistry makes the App register its metrics (see package
+// metrics) with reg, and serve reg, with whatever else it holds, at
+// MetricsPath on the admin listener. Register your own metrics there to
+// serve them beside the App's. One registry holds one App's metrics: a
+// second App's are refused and logged. Default: a registry of the App's
+// own, with the Go runtime and process collectors.
+func WithMetricsRegistry(reg *prometheus.Registry) Option {
+	return optionFunc(func(c *appConfig) { c.metricsReg = reg })
+}
+
+// WithoutMetrics turns the App's metrics off: no hooks on the server or
+// the TCC coordinator, and no MetricsPath. Default: metrics on. An
+// rpc.WithMetrics given with WithServerOptions, or a tcc.WithPhaseHook with
+// WithTCCOptions, replaces the App's hook either way.
+func WithoutMetrics() Option {
+	return optionFunc(func(c *appConfig) { c.noMetrics = true })
 }
