@@ -9,12 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect/v2"
-
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
-	"github.com/concordrpc/concord/examples/greeter/greeter"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -72,24 +69,5 @@ func TestAppFencingRefusesForgedTokens(t *testing.T) {
 // its coordination is ready. It stops at cleanup.
 func servePolicy(ctx context.Context, t *testing.T, policy *rpc.ServicePolicy) (*concord.App, string) {
 	t.Helper()
-	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithDataDir(t.TempDir()),
-		concord.WithLogger(slog.New(slog.DiscardHandler)))
-	app.RegisterService(policy, func(s *connect.Server) { greeterv1connect.RegisterGreeterServiceHandler(s, greeter.Service{}) })
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	if _, err := app.Node(ctx); err != nil {
-		t.Fatal(err)
-	}
-	addr, err := app.Server().Addr(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return app, "http://" + addr.String()
+	return serveLogged(ctx, t, policy, slog.New(slog.DiscardHandler))
 }

@@ -133,10 +133,10 @@ func TestHostileLimitKeys(t *testing.T) {
 	}
 }
 
-// serveLogged is servePolicy with the App's logger.
+// serveLogged is servePolicy with the App's logger (and no admin listener).
 func serveLogged(ctx context.Context, t *testing.T, policy *rpc.ServicePolicy, logger *slog.Logger) (*concord.App, string) {
 	t.Helper()
-	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithDataDir(t.TempDir()), concord.WithLogger(logger))
+	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr(""), concord.WithDataDir(t.TempDir()), concord.WithLogger(logger))
 	app.RegisterService(policy, func(s *connect.Server) { greeterv1connect.RegisterGreeterServiceHandler(s, greeter.Service{}) })
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
