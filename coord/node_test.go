@@ -1,7 +1,6 @@
 package coord_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/internal/clustertest"
 	"github.com/concordrpc/concord/internal/nodetest"
+	"github.com/concordrpc/concord/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -209,28 +208,10 @@ func TestClientMode(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestInsecureOptOutsAreLogged: an opt-out of authentication says so at
 // Warn on every Open; a node with credentials says nothing of the kind.
 func TestInsecureOptOutsAreLogged(t *testing.T) {
-	var open, closed syncBuffer
+	var open, closed syncbuf.Buffer
 	n := nodetest.Open(t, coord.WithListen("127.0.0.1:-1"), coord.WithInsecureListenNoAuth(),
 		coord.WithLogger(slog.New(slog.NewTextHandler(&open, nil))))
 	_ = n.Close()

@@ -1,11 +1,9 @@
 package rpc_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,27 +11,9 @@ import (
 
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+	"github.com/concordrpc/concord/internal/syncbuf"
 	"github.com/concordrpc/concord/rpc"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a server goroutine to write while
-// the test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // callLine is the part of a JSON "rpc call" log line the tests check.
 type callLine struct {
@@ -42,7 +22,7 @@ type callLine struct {
 }
 
 // callLines returns the "rpc call" lines written to buf so far.
-func callLines(t *testing.T, buf *lockedBuffer) []callLine {
+func callLines(t *testing.T, buf *syncbuf.Buffer) []callLine {
 	t.Helper()
 	var lines []callLine
 	for _, raw := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -97,7 +77,7 @@ func TestCallLogging(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			buf := new(lockedBuffer)
+			buf := new(syncbuf.Buffer)
 			logger := slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			g := &testGreeter{}
 			ts := startServer(t, rpc.NewServer(append([]rpc.ServerOption{rpc.WithLogger(logger)}, tc.opts...)...), g)

@@ -1,7 +1,6 @@
 package rpc_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
+	"github.com/concordrpc/concord/internal/syncbuf"
 	"github.com/concordrpc/concord/rpc"
 	"github.com/concordrpc/concord/rpc/internal/healthv1"
 )
@@ -97,7 +97,7 @@ func TestValidationError(t *testing.T) {
 }
 
 func TestPanicRecovery(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	srv := rpc.NewServer(rpc.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	ts := startServer(t, srv, &testGreeter{})
 	conn := rpc.NewConn(ts.url)
@@ -417,23 +417,6 @@ func TestResolvingConn(t *testing.T) {
 
 func greetSpec() connect.Spec {
 	return connect.Spec{Procedure: "/greeter.v1.GreeterService/Greet", StreamType: connect.StreamTypeUnary}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitStatus(t *testing.T, url string, want int) string {

@@ -11,10 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/concordrpc/concord/internal/syncbuf"
 	concordv1 "github.com/concordrpc/concord/proto/concord/v1"
 )
 
@@ -67,7 +67,7 @@ func TestNodeAndStatus(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	httpAddr := freeAddr(t)
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"node", "-data", t.TempDir(), "-name", "n1", "-listen", "127.0.0.1:-1", "-password", "node-secret", "-http", httpAddr}, out, io.Discard)
@@ -140,23 +140,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // writeFile creates an empty regular file and returns its path.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/internal/syncbuf"
 )
 
 // asConcordEnv makes the test binary run as `concord` (main) instead of
@@ -266,7 +267,7 @@ func get(t *testing.T, url string) (int, string) {
 func TestNodeFlags(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"node", "-data", t.TempDir(), "-listen", "127.0.0.1:-1", "-password", "p", "-http", "",
