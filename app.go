@@ -745,14 +745,25 @@ func (r *appResolver) Resolve(ctx context.Context, service string) ([]rpc.Instan
 // serveStatus serves the status of the current node, or at once why
 // there is none (coordination starting, unavailable or stopped).
 func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
+	g, err := a.statusGen()
+	if err != nil {
+		coord.WriteStatusError(w, err)
+		return
+	}
+	registry.StatusHandler(g.node, g.resolver).ServeHTTP(w, r)
+}
+
+// statusGen returns the current generation for a status read (the status
+// of a node that is reconnecting reports what it can), or at once why
+// there is none: coordination starting, unavailable or stopped.
+func (a *App) statusGen() (*coordGen, error) {
 	a.mu.Lock()
 	g, err, down := a.gen, a.err, a.down
 	a.mu.Unlock()
 	if g == nil {
-		coord.WriteStatusError(w, cmp.Or(err, down, errStarting))
-		return
+		return nil, cmp.Or(err, down, errStarting)
 	}
-	registry.StatusHandler(g.node, g.resolver).ServeHTTP(w, r)
+	return g, nil
 }
 
 // limiterStore is the App's rpc.LimiterStore: the current node's

@@ -1,7 +1,6 @@
 package concord
 
 import (
-	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -70,11 +69,9 @@ func (a *App) metricsHandler() http.Handler {
 // readStatus reads the current node's status for the coordination
 // metrics, or fails at once while there is no node.
 func (a *App) readStatus(ctx context.Context) (*registry.Status, error) {
-	a.mu.Lock()
-	g, err, down := a.gen, a.err, a.down
-	a.mu.Unlock()
-	if g == nil {
-		return nil, cmp.Or(err, down, errStarting)
+	g, err := a.statusGen()
+	if err != nil {
+		return nil, err
 	}
 	return registry.ReadStatus(ctx, g.node, g.resolver)
 }
