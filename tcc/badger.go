@@ -54,9 +54,7 @@ type BadgerBarrier struct {
 
 // LocalStore hands out a local store, waiting for it if it is still
 // opening. *concord.App implements it.
-type LocalStore interface {
-	Local(ctx context.Context) (*localstore.Store, error)
-}
+type LocalStore = localstore.Source
 
 type openStore struct{ s *localstore.Store }
 

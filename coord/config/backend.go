@@ -20,11 +20,7 @@ func FromNode(n *coord.Node) Backend { return lock.FromNode(n) }
 // Local gives a Handle the local store where it keeps the last known
 // value, waiting for it if it is still opening. *concord.App implements
 // it; FromStore adapts an open store.
-type Local interface {
-	// Local returns the open local store, or an error if it cannot be had
-	// before ctx ends.
-	Local(ctx context.Context) (*localstore.Store, error)
-}
+type Local = localstore.Source
 
 // FromStore returns a Local for an open store.
 func FromStore(s *localstore.Store) Local { return storeLocal{s} }

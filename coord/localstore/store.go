@@ -1,6 +1,7 @@
 package localstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -273,4 +274,13 @@ func (s *Store) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return s.cfg.logger
+}
+
+// Source hands out a local store, waiting for it if it is still opening:
+// what a component needs that is made before its store is open.
+// *concord.App implements it.
+type Source interface {
+	// Local returns the open store, or an error if it cannot be had
+	// before ctx ends.
+	Local(ctx context.Context) (*Store, error)
 }

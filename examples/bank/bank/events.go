@@ -28,7 +28,7 @@ const StatementConsumer = "statement"
 // App is what Events needs of a *concord.App: its local Badger store and
 // its coordination node.
 type App interface {
-	Local(ctx context.Context) (*localstore.Store, error)
+	localstore.Source
 	Node(ctx context.Context) (*coord.Node, error)
 }
 
