@@ -10,6 +10,8 @@ import (
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Protocol is the wire protocol a client speaks.
@@ -49,6 +51,8 @@ type clientConfig struct {
 	balancing       Balancing
 	zone            string
 	probation       time.Duration
+	tracer          trace.TracerProvider
+	propagator      propagation.TextMapPropagator
 }
 
 // WithHTTPClient sets the HTTP client of every call, replacing the default
@@ -115,7 +119,8 @@ func WithTransportOptions(opts ...connecthttp.Option) ClientOption {
 
 // Conn reaches services over HTTP, either at one fixed base URL or at the
 // instances a Resolver finds, and builds clients that apply the services'
-// policies. The client chain, outermost first, is: WithClientInterceptors,
+// policies. The client chain, outermost first, is: tracing, when
+// configured (WithClientTracing), WithClientInterceptors,
 // the method timeout (NewClientDeadlineInterceptor), retries and fallback
 // (RetryPolicy, under the retry budget; WithFallback), the breaker slot
 // (WithBreaker), then instance selection: round robin over the instances
@@ -145,7 +150,8 @@ type Conn struct {
 	clients  httpClients
 	opts     []connecthttp.Option
 
-	budget *retryBudget
+	budget  *retryBudget
+	tracing connect.ClientInterceptor // nil without WithClientTracing
 
 	mu        sync.Mutex
 	endpoints map[string]*endpoint // by base URL: those some answer names
@@ -177,6 +183,9 @@ func newConn(baseURL string, r Resolver, opts []ClientOption) *Conn {
 		answers:   map[string]answer{},
 	}
 	c.clients = newHTTPClients(&cfg)
+	if cfg.tracer != nil {
+		c.tracing = NewClientTracingInterceptor(cfg.tracer, cfg.propagator, cfg.protocol)
+	}
 	switch cfg.protocol {
 	case ProtocolGRPC:
 		c.opts = append(c.opts, connecthttp.WithGRPC())
@@ -200,7 +209,11 @@ func (c *Conn) Client(policy *ServicePolicy) *connect.Client {
 	if c.resolver == nil && !hasBreaker(policy) {
 		transport = c.fixed.endpoints[0].transport // one instance, nothing to track
 	}
-	chain := append([]connect.ClientInterceptor{}, c.cfg.interceptors...)
+	var chain []connect.ClientInterceptor
+	if c.tracing != nil {
+		chain = append(chain, c.tracing)
+	}
+	chain = append(chain, c.cfg.interceptors...)
 	chain = append(chain, NewClientDeadlineInterceptor(policy.Method), newRetryInterceptor(policy.Method, c.budget, c.cfg.fallback))
 	if c.cfg.breaker != nil {
 		chain = append(chain, c.cfg.breaker)

@@ -8,6 +8,8 @@ import (
 
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect/v2"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Server defaults.
@@ -41,6 +43,8 @@ type serverConfig struct {
 	logCalls          bool
 	recovery          bool
 	metrics           MetricsHook
+	tracer            trace.TracerProvider
+	propagator        propagation.TextMapPropagator
 	validator         protovalidate.Validator
 	validation        bool
 	admission         connect.ServerInterceptor

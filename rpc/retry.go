@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -152,6 +154,10 @@ func (s *retryStream) attempts(res any) error {
 		if !s.budget.withdraw() {
 			return err
 		}
+		// The call's span (WithClientTracing) shows each retry; without
+		// one this is a no-op span.
+		trace.SpanFromContext(s.ctx).AddEvent("rpc.retry", trace.WithAttributes(
+			attribute.Int("rpc.attempt", attempt+1), attribute.String("rpc.retry.after_code", connect.CodeOf(err).String())))
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -29,17 +29,20 @@ var ErrDrainTimeout = errors.New("rpc: drain deadline passed with calls in fligh
 // Every call runs through this chain, outermost first; each link is
 // configured by an option and built by an exported constructor:
 //
-//  1. request logging (NewLoggingInterceptor; WithCallLogLevel, WithoutCallLogging)
-//  2. metrics (NewMetricsInterceptor; WithMetrics)
-//  3. panic recovery (NewRecoverInterceptor; WithoutRecovery)
-//  4. deadline from the method's timeout (NewDeadlineInterceptor)
-//  5. admission: load shedding and rate limits (NewAdmissionInterceptor; WithAdmissionOptions, WithAdmission)
-//  6. protovalidate request validation (NewValidateInterceptor; WithValidator, WithoutValidation)
-//  7. TCC participant slot (WithTCCParticipant)
-//  8. user interceptors (WithInterceptors)
+//  1. tracing, only when configured (NewTracingInterceptor; WithTracing)
+//  2. request logging (NewLoggingInterceptor; WithCallLogLevel, WithoutCallLogging)
+//  3. metrics (NewMetricsInterceptor; WithMetrics)
+//  4. panic recovery (NewRecoverInterceptor; WithoutRecovery)
+//  5. deadline from the method's timeout (NewDeadlineInterceptor)
+//  6. admission: load shedding and rate limits (NewAdmissionInterceptor; WithAdmissionOptions, WithAdmission)
+//  7. protovalidate request validation (NewValidateInterceptor; WithValidator, WithoutValidation)
+//  8. TCC participant slot (WithTCCParticipant)
+//  9. fencing (NewFencingInterceptor; WithFencingGuard)
+//  10. user interceptors (WithInterceptors)
 //
-// Logging and metrics sit outside recovery so that they see panics as the
-// internal errors that callers get. Admission runs before validation so that
+// Tracing, logging and metrics sit outside recovery so that they see
+// panics as the internal errors that callers get; tracing is outermost so
+// that the call's span is in the context the others log and measure with. Admission runs before validation so that
 // rejected floods cost no decoding work beyond the first message.
 //
 // # Lifecycle
@@ -88,6 +91,9 @@ func NewServer(opts ...ServerOption) *Server {
 func (s *Server) chain() []connect.ServerInterceptor {
 	c := s.cfg
 	var chain []connect.ServerInterceptor
+	if c.tracer != nil {
+		chain = append(chain, NewTracingInterceptor(c.tracer, c.propagator))
+	}
 	if c.logCalls {
 		chain = append(chain, NewLoggingInterceptor(c.logger, c.callLogLevel))
 	}

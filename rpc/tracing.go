@@ -1,0 +1,263 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+
+	"connectrpc.com/connect/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// tracerName is the instrumentation scope of rpc's spans.
+const tracerName = "github.com/concordrpc/concord/rpc"
+
+// Attribute keys of the OpenTelemetry RPC semantic conventions.
+const (
+	attrRPCSystem       = attribute.Key("rpc.system")
+	attrRPCService      = attribute.Key("rpc.service")
+	attrRPCMethod       = attribute.Key("rpc.method")
+	attrGRPCStatusCode  = attribute.Key("rpc.grpc.status_code")
+	attrConnectErrorKey = attribute.Key("rpc.connect_rpc.error_code")
+)
+
+// maxStatusText bounds the error text a span's status carries, in bytes:
+// a peer's error message is the peer's to choose.
+const maxStatusText = 256
+
+// WithTracing makes the server start a span for every call
+// (NewTracingInterceptor), as the outermost link of the chain, continuing
+// the caller's trace from the request headers with prop. A nil tp means
+// no tracing; a nil prop means propagation.TraceContext (W3C traceparent
+// and tracestate). Default: no tracing, and no interceptor at all.
+func WithTracing(tp trace.TracerProvider, prop propagation.TextMapPropagator) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.tracer, c.propagator = tp, prop })
+}
+
+// WithClientTracing makes every call of the Conn's clients start a client
+// span (NewClientTracingInterceptor), outside every other client
+// interceptor, and send its context to the server in the request headers
+// with prop. A nil tp means no tracing; a nil prop means
+// propagation.TraceContext (W3C traceparent and tracestate). Default: no
+// tracing, and no interceptor at all.
+func WithClientTracing(tp trace.TracerProvider, prop propagation.TextMapPropagator) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.tracer, c.propagator = tp, prop })
+}
+
+// NewTracingInterceptor returns a server interceptor that starts a server
+// span for every call, named after the procedure ("package.Service/Method")
+// with the RPC semantic conventions' attributes: rpc.system ("connect_rpc"
+// for the Connect protocol, "grpc" for gRPC and gRPC-Web), rpc.service,
+// rpc.method and the status (rpc.grpc.status_code, or
+// rpc.connect_rpc.error_code on failure). The span continues the trace
+// that prop extracts from the request headers; a header that does not
+// parse is ignored (the call starts a new trace). Following the
+// conventions, a server span's status is an error only for codes that say
+// the server failed: unknown, deadline_exceeded, unimplemented, internal,
+// unavailable and data_loss. Health checks (grpc.health.v1) and
+// reflection are not traced. The handler's context carries the span, so
+// calls it makes through a traced Conn are its children. NewServer puts
+// it first in the chain (WithTracing), so the span covers logging,
+// metrics and recovery, and a panic shows as internal. A nil prop means
+// propagation.TraceContext.
+func NewTracingInterceptor(tp trace.TracerProvider, prop propagation.TextMapPropagator) connect.ServerInterceptor {
+	if prop == nil {
+		prop = propagation.TraceContext{}
+	}
+	tracer := tp.Tracer(tracerName, trace.WithInstrumentationVersion(Version))
+	var names procNames
+	return func(next connect.ServerFunc) connect.ServerFunc {
+		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
+			if untraced(spec.Procedure) {
+				return next(ctx, spec, stream)
+			}
+			protocol := ""
+			if info, ok := connect.CallInfoForServerContext(ctx); ok {
+				protocol = info.Protocol
+				ctx = prop.Extract(ctx, headerCarrier{info.RequestHeader()})
+			}
+			n := names.get(spec.Procedure)
+			ctx, span := tracer.Start(ctx, n.span, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(systemAttr(protocol), attrRPCService.String(n.service), attrRPCMethod.String(n.method)))
+			err := next(ctx, spec, stream)
+			endSpan(span, protocol, err, serverFault)
+			return err
+		}
+	}
+}
+
+// NewClientTracingInterceptor returns a client interceptor that starts a
+// client span for every call, named and described like the server's spans
+// (see NewTracingInterceptor), and injects its context into the request
+// headers with prop, for every protocol. The span ends when the call
+// does: when Receive reports the end of the stream or an error, or at
+// Close. Any failure sets the span's status to error. A Conn with
+// WithClientTracing puts it outside every other client interceptor, so one
+// span covers the retries of a call; each retry adds an "rpc.retry" event
+// to it. A nil prop means propagation.TraceContext.
+func NewClientTracingInterceptor(tp trace.TracerProvider, prop propagation.TextMapPropagator, protocol Protocol) connect.ClientInterceptor {
+	if prop == nil {
+		prop = propagation.TraceContext{}
+	}
+	tracer := tp.Tracer(tracerName, trace.WithInstrumentationVersion(Version))
+	proto := connect.ProtocolNameConnect
+	switch protocol {
+	case ProtocolGRPC:
+		proto = connect.ProtocolNameGRPC
+	case ProtocolGRPCWeb:
+		proto = connect.ProtocolNameGRPCWeb
+	}
+	var names procNames
+	return func(next connect.ClientFunc) connect.ClientFunc {
+		return func(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
+			n := names.get(spec.Procedure)
+			ctx, span := tracer.Start(ctx, n.span, trace.WithSpanKind(trace.SpanKindClient),
+				trace.WithAttributes(systemAttr(proto), attrRPCService.String(n.service), attrRPCMethod.String(n.method)))
+			if info, ok := connect.CallInfoForClientContext(ctx); ok {
+				prop.Inject(ctx, headerCarrier{info.RequestHeader()})
+			}
+			stream, err := next(ctx, spec)
+			if err != nil {
+				endSpan(span, proto, err, anyFault)
+				return nil, err
+			}
+			return &tracedStream{ClientStream: stream, span: span, protocol: proto}, nil
+		}
+	}
+}
+
+// untraced reports whether procedure is a health check or reflection,
+// which probes call often and which say nothing about the application.
+func untraced(procedure string) bool {
+	return strings.HasPrefix(procedure, "/grpc.health.v1.") || strings.HasPrefix(procedure, "/grpc.reflection.")
+}
+
+// procName is a procedure's span name, service and method.
+type procName struct{ span, service, method string }
+
+// procNames caches the names of procedures: only registered (server) or
+// generated (client) procedures reach an interceptor, so it stays small.
+type procNames struct{ m sync.Map }
+
+func (p *procNames) get(procedure string) procName {
+	if v, ok := p.m.Load(procedure); ok {
+		return v.(procName)
+	}
+	name := strings.TrimPrefix(procedure, "/")
+	n := procName{span: name, service: name}
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		n.service, n.method = name[:i], name[i+1:]
+	}
+	p.m.Store(procedure, n)
+	return n
+}
+
+// systemAttr returns rpc.system for a connect protocol name.
+func systemAttr(protocol string) attribute.KeyValue {
+	if protocol == connect.ProtocolNameConnect {
+		return attrRPCSystem.String("connect_rpc")
+	}
+	return attrRPCSystem.String("grpc") // gRPC-Web carries gRPC's semantics
+}
+
+// serverFault reports whether code says the server failed, which makes a
+// server span's status an error (the RPC semantic conventions).
+func serverFault(code connect.Code) bool {
+	switch code {
+	case connect.CodeUnknown, connect.CodeDeadlineExceeded, connect.CodeUnimplemented,
+		connect.CodeInternal, connect.CodeUnavailable, connect.CodeDataLoss:
+		return true
+	}
+	return false
+}
+
+func anyFault(connect.Code) bool { return true }
+
+// endSpan records err's status on span and ends it.
+func endSpan(span trace.Span, protocol string, err error, isError func(connect.Code) bool) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	var code connect.Code // 0: OK
+	if err != nil && !errors.Is(err, io.EOF) {
+		code = connect.CodeOf(err)
+	}
+	if protocol == connect.ProtocolNameConnect {
+		if code != 0 {
+			span.SetAttributes(attrConnectErrorKey.String(connectErrorCode(code)))
+		}
+	} else {
+		span.SetAttributes(attrGRPCStatusCode.Int(int(code)))
+	}
+	if code != 0 && isError(code) {
+		span.SetStatus(codes.Error, truncate(err.Error(), maxStatusText))
+	}
+	span.End()
+}
+
+// connectErrorCode is the conventions' name of code, which spells
+// canceled as "cancelled".
+func connectErrorCode(code connect.Code) string {
+	if code == connect.CodeCanceled {
+		return "cancelled"
+	}
+	return code.String()
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// tracedStream ends its call's span when the call ends: at the first
+// error (io.EOF is success) from Receive, Send's failure to reach the
+// server aside, or at Close.
+type tracedStream struct {
+	connect.ClientStream
+	span     trace.Span
+	protocol string
+	once     sync.Once
+}
+
+func (s *tracedStream) end(err error) {
+	s.once.Do(func() { endSpan(s.span, s.protocol, err, anyFault) })
+}
+
+func (s *tracedStream) Receive(msg any) error {
+	err := s.ClientStream.Receive(msg)
+	if err != nil {
+		s.end(err)
+	}
+	return err
+}
+
+func (s *tracedStream) Close() error {
+	err := s.ClientStream.Close()
+	s.end(nil)
+	return err
+}
+
+// headerCarrier adapts a connect.Header to a propagation.TextMapCarrier.
+type headerCarrier struct{ h *connect.Header }
+
+func (c headerCarrier) Get(key string) string { return c.h.Get(key) }
+func (c headerCarrier) Set(key, value string) { c.h.Set(key, value) }
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, 0, c.h.Len())
+	for k := range c.h.All() {
+		keys = append(keys, k)
+	}
+	return keys
+}
