@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,6 +83,7 @@ type App struct {
 	barrier  *tcc.BadgerBarrier // WithTCCLocalBarrier's, or nil
 
 	metrics *appMetrics // nil with WithoutMetrics
+	tracing *appTracing // nil while tracing is off
 
 	configTypes sync.Map // config name → protoreflect.MessageType, recorded by Config for the admin routes
 
@@ -121,12 +123,13 @@ func New(opts ...Option) *App {
 	a := &App{cfg: cfg, adminReady: make(chan struct{}), changed: make(chan struct{})}
 	a.guard = &appGuard{app: a}
 	metricsServerOpts, metricsTCCOpts := a.setupMetrics() // before cfg's options, which may replace the hooks
+	tracingServerOpts, tracingClientOpts, tracingTCCOpts := a.setupTracing() // likewise
 	serverOpts := append([]rpc.ServerOption{
 		rpc.WithLogger(cfg.logger),
 		rpc.WithAdmissionOptions(rpc.WithLimiterStore(&limiterStore{app: a}), rpc.WithInstanceCount(a.instanceCount)),
 		rpc.WithReadinessGates(readinessGate),
 		rpc.WithFencingGuard(a.guard),
-	}, append(metricsServerOpts, cfg.serverOpts...)...)
+	}, slices.Concat(tracingServerOpts, metricsServerOpts, cfg.serverOpts)...)
 	if len(cfg.tccLocal) > 0 {
 		a.barrier = tcc.NewBadgerBarrierFrom(a, append([]tcc.Option{tcc.WithLogger(cfg.logger)}, cfg.tccBarrier...)...)
 		serverOpts = append([]rpc.ServerOption{rpc.WithTCCParticipant(tcc.NewInterceptor(a.barrier, cfg.tccLocal...))}, serverOpts...)
@@ -134,11 +137,11 @@ func New(opts ...Option) *App {
 	a.server = rpc.NewServer(serverOpts...)
 	a.server.SetNotReady(readinessGate, "coordination starting")
 	a.resolver = &appResolver{app: a}
-	a.conn = rpc.NewResolvingConn(a.resolver, append([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, cfg.clientOpts...)...)
+	a.conn = rpc.NewResolvingConn(a.resolver, slices.Concat([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, tracingClientOpts, cfg.clientOpts)...)
 	host, _ := os.Hostname()
 	a.tcc = tcc.NewCoordinator(a, a, a.resolver, append([]tcc.CoordinatorOption{
 		tcc.WithCoordinatorLogger(cfg.logger), tcc.WithName(fmt.Sprintf("%s/%d", cmp.Or(host, "app"), os.Getpid())),
-	}, append(metricsTCCOpts, cfg.tccOpts...)...)...)
+	}, slices.Concat(tracingTCCOpts, metricsTCCOpts, cfg.tccOpts)...)...)
 	return a
 }
 
@@ -841,14 +844,14 @@ func (g *appGuard) Admit(ctx context.Context, resource string, token uint64) (bo
 // default each grant has its own lease of lock.DefaultTTL; opts can change
 // that.
 func (a *App) Mutex(name string, opts ...lock.Option) *lock.Mutex {
-	return lock.NewMutex(a, name, opts...)
+	return lock.NewMutex(a, name, a.lockOptions(opts)...)
 }
 
 // Election returns a candidate in the leader election named name on the
 // App's coordination node (see package coord/lock). Like Mutex, it does no
 // I/O and its methods wait for the node.
 func (a *App) Election(name string, opts ...lock.Option) *lock.Election {
-	return lock.NewElection(a, name, opts...)
+	return lock.NewElection(a, name, a.lockOptions(opts)...)
 }
 
 // instanceCount returns how many ready instances serve procedure's service,

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/rpc"
@@ -53,6 +55,8 @@ type appConfig struct {
 	tccBarrier []tcc.Option
 	metricsReg *prometheus.Registry // WithMetricsRegistry's; nil → the App's own
 	noMetrics  bool
+	tracer     trace.TracerProvider          // WithTracerProvider's; nil → the OTEL_* environment's, if any
+	propagator propagation.TextMapPropagator // WithPropagator's
 }
 
 // DefaultDrainDelay is how long a stopping App keeps serving after it left
@@ -230,4 +234,26 @@ func WithMetricsRegistry(reg *prometheus.Registry) Option {
 // WithTCCOptions, replaces the App's hook either way.
 func WithoutMetrics() Option {
 	return optionFunc(func(c *appConfig) { c.noMetrics = true })
+}
+
+// WithTracerProvider traces the App with tp: a server span for every call
+// it serves and a client span for every call through App.Client (both
+// with W3C trace context in the request headers, for every protocol), and
+// spans for its lock waits (App.Mutex, App.Election) and its TCC
+// transactions and their phases. The App does not shut tp down. Default:
+// a provider built from the OTEL_* environment variables when they
+// configure an exporter (see package tracing), which the App flushes and
+// shuts down when Run ends; else no tracing, and no tracing code on any
+// call path.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *appConfig) { c.tracer = tp })
+}
+
+// WithPropagator sets how the App's traced calls carry trace context in
+// headers. Default: with WithTracerProvider, the global propagator
+// (otel.SetTextMapPropagator) when one is set, else W3C Trace Context;
+// with the environment's provider, the one OTEL_PROPAGATORS names
+// (tracing.Propagator).
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return optionFunc(func(c *appConfig) { c.propagator = p })
 }

@@ -1,0 +1,98 @@
+package concord
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/concordrpc/concord/coord/lock"
+	"github.com/concordrpc/concord/rpc"
+	"github.com/concordrpc/concord/tcc"
+	"github.com/concordrpc/concord/tracing"
+)
+
+// tracingShutdownTimeout bounds the flush of an App-built exporter at the
+// end of Run.
+const tracingShutdownTimeout = 5 * time.Second
+
+// appTracing is the App's tracing: the provider and propagator its
+// server, clients, locks and TCC coordinator use.
+type appTracing struct {
+	tp   trace.TracerProvider
+	prop propagation.TextMapPropagator
+}
+
+// setupTracing decides the App's tracing (WithTracerProvider, else the
+// OTEL_* environment, else none) and returns the server, client and TCC
+// options that install it; nothing when tracing is off, so that an
+// untraced App runs no tracing code at all. A provider the App built from
+// the environment is flushed and shut down when Run ends.
+func (a *App) setupTracing() ([]rpc.ServerOption, []rpc.ClientOption, []tcc.CoordinatorOption) {
+	tp, prop := a.cfg.tracer, a.cfg.propagator
+	if tp == nil {
+		built, err := tracing.FromEnv(context.Background())
+		if err != nil {
+			a.cfg.logger.Error("concord: tracing not configured; running without it", slog.Any("error", err))
+			return nil, nil, nil
+		}
+		if built == nil {
+			return nil, nil, nil
+		}
+		tp = built
+		a.onStop(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
+			defer cancel()
+			if err := built.Shutdown(ctx); err != nil {
+				a.cfg.logger.Warn("concord: tracing shutdown", slog.Any("error", err))
+			}
+		})
+		if prop == nil {
+			if prop, err = tracing.Propagator(); err != nil {
+				a.cfg.logger.Warn("concord: tracing propagator", slog.Any("error", err))
+			}
+		}
+	}
+	if prop == nil {
+		prop = propagation.TraceContext{}
+		if global := otel.GetTextMapPropagator(); len(global.Fields()) > 0 {
+			prop = global
+		}
+	}
+	a.tracing = &appTracing{tp: tp, prop: prop}
+	return []rpc.ServerOption{rpc.WithTracing(tp, prop)},
+		[]rpc.ClientOption{rpc.WithClientTracing(tp, prop)},
+		[]tcc.CoordinatorOption{tcc.WithTracerProvider(tp)}
+}
+
+// lockOptions returns the options that trace the App's locks and
+// elections, before the caller's.
+func (a *App) lockOptions(opts []lock.Option) []lock.Option {
+	if a.tracing == nil {
+		return opts
+	}
+	return append([]lock.Option{lock.WithTracerProvider(a.tracing.tp)}, opts...)
+}
+
+// TracerProvider returns the App's tracer provider (WithTracerProvider, or
+// the one built from the OTEL_* environment), or nil when tracing is off.
+// Pass it to what the App does not wire itself, such as
+// msg.WithTracing for an outbox and its consumers.
+func (a *App) TracerProvider() trace.TracerProvider {
+	if a.tracing == nil {
+		return nil
+	}
+	return a.tracing.tp
+}
+
+// Propagator returns the propagator the App's calls carry trace context
+// with, or nil when tracing is off.
+func (a *App) Propagator() propagation.TextMapPropagator {
+	if a.tracing == nil {
+		return nil
+	}
+	return a.tracing.prop
+}
