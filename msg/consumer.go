@@ -232,6 +232,7 @@ func (s *subscriber[Tx]) handleMsg(ctx context.Context, m jetstream.Msg) {
 		ID: e.ID, Topic: e.Topic, Key: e.Key, Payload: m.Data(), Deliveries: deliveries,
 		Written: e.Written, Sequence: meta.Sequence.Stream,
 	}
+	ctx, span := s.cfg.startProcess(ctx, m.Headers(), s.consumer, d)
 	stop := s.keepAlive(m)
 	start := time.Now()
 	dup, err := s.store.handle(ctx, s.consumer, e.ID, s.cfg.now(), s.cfg.retention, func(tx Tx) error {
@@ -241,6 +242,10 @@ func (s *subscriber[Tx]) handleMsg(ctx context.Context, m jetstream.Msg) {
 		return call(ctx, s.h, tx, d)
 	})
 	stop()
+	if span != nil {
+		span.SetAttributes(attrDuplicate.Bool(dup))
+		endSpan(span, err)
+	}
 	if err == nil || ctx.Err() == nil && !errors.Is(err, errExceeded) {
 		s.cfg.report(Event{Kind: EventHandle, Topic: e.Topic, ID: e.ID, Consumer: s.consumer, Deliveries: deliveries,
 			Duplicate: dup, Latency: time.Since(start), Err: err})

@@ -27,6 +27,7 @@ const maxErrorLen = 1024
 type envelope struct {
 	ID, Topic, Key string
 	Written        time.Time
+	trace          map[string]string // trace context headers to send; never decoded
 }
 
 // newMsg returns the NATS message of an outbox row, with dedupeID as its
@@ -42,6 +43,7 @@ func (e envelope) newMsg(payload []byte, dedupeID string) *nats.Msg {
 	if !e.Written.IsZero() {
 		m.Header.Set(hdrTime, e.Written.UTC().Format(time.RFC3339Nano))
 	}
+	setTraceHeaders(m.Header, e.trace)
 	return m
 }
 

@@ -4,6 +4,9 @@ import (
 	"database/sql"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of the options.
@@ -61,6 +64,8 @@ type config struct {
 	cleanEvery     time.Duration
 	txOpt          sql.TxOptions
 	metrics        func(Event)
+	tracer         trace.Tracer                  // WithTracing's; nil: no spans
+	propagator     propagation.TextMapPropagator // WithTracing's
 
 	// Test hooks (export_test.go).
 	afterCommit func(d *Delivery) bool // true: skip the ack, as a crash would

@@ -41,7 +41,14 @@ func (o *Outbox[Tx]) Add(ctx context.Context, tx Tx, m Message) (string, error) 
 		return "", err
 	}
 	r := row{ID: newID(), Topic: m.Topic, Key: m.Key, Payload: m.Payload, Written: o.now().UnixNano()}
-	if err := o.store.addRow(ctx, tx, &r); err != nil {
+	span, tc := o.cfg.startPublish(ctx, m.Topic)
+	r.Trace = tc
+	err := o.store.addRow(ctx, tx, &r)
+	if span != nil {
+		span.SetAttributes(attrMessageID.String(r.ID))
+		endSpan(span, err)
+	}
+	if err != nil {
 		return "", fmt.Errorf("msg: add to outbox: %w", err)
 	}
 	o.cfg.report(Event{Kind: EventPublish, Topic: m.Topic, ID: r.ID})

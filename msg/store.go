@@ -37,10 +37,13 @@ type row struct {
 	Key     string `json:"k,omitempty"`
 	Payload []byte `json:"p,omitempty"`
 	Written int64  `json:"w"` // Unix nanoseconds
-	seq     int64  // commit order (SQL) or stamp (Badger)
-	key     []byte // the Badger key
+	// Trace is the producer span's context (WithTracing), sent as
+	// headers; the SQL store does not keep it.
+	Trace map[string]string `json:"tc,omitempty"`
+	seq   int64             // commit order (SQL) or stamp (Badger)
+	key   []byte            // the Badger key
 }
 
 func (r row) envelope() envelope {
-	return envelope{ID: r.ID, Topic: r.Topic, Key: r.Key, Written: time.Unix(0, r.Written)}
+	return envelope{ID: r.ID, Topic: r.Topic, Key: r.Key, Written: time.Unix(0, r.Written), trace: r.Trace}
 }

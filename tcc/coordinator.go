@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/coord/txlog"
@@ -157,6 +158,19 @@ type Result struct {
 // and message, or deadline_exceeded for the timeout) or ErrUnknown
 // (unavailable).
 func (c *Coordinator) Run(ctx context.Context, fn func(tx *Tx) error, opts ...TxOption) (Result, error) {
+	if c.cfg.tracer == nil {
+		return c.run(ctx, fn, opts)
+	}
+	ctx, span := c.cfg.tracer.Start(ctx, "tcc.Transaction")
+	res, err := c.run(ctx, fn, opts)
+	if span.IsRecording() {
+		span.SetAttributes(attrTxID.String(res.ID), attrState.String(string(res.State)))
+	}
+	endSpan(span, err)
+	return res, err
+}
+
+func (c *Coordinator) run(ctx context.Context, fn func(tx *Tx) error, opts []TxOption) (Result, error) {
 	tc := txConfig{timeout: c.cfg.timeout}
 	for _, o := range opts {
 		o.applyTx(&tc)
@@ -198,7 +212,13 @@ func (c *Coordinator) Run(ctx context.Context, fn func(tx *Tx) error, opts ...Tx
 		// record that did land, as a null compensation.
 		return Result{}, codeError(connect.CodeUnavailable, fmt.Errorf("tcc: log transaction: %w", err))
 	}
+	trySpan := noSpan
+	if c.cfg.tracer != nil {
+		trace.SpanFromContext(ctx).SetAttributes(attrTxID.String(rec.ID), attrBranches.Int(len(rec.Branches)))
+		tctx, trySpan = c.startPhase(tctx, PhaseTry, rec.ID)
+	}
 	refusal := c.tryAll(tctx, rec)
+	endSpan(trySpan, refusal)
 	commit := refusal == nil
 	// The decision is stored even when the caller has gone.
 	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -330,7 +350,11 @@ func (c *Coordinator) driveWithin(ctx context.Context, rec *txlog.Record) (txlog
 		defer c.wg.Done()
 		// done hears of the end as soon as every branch's phase
 		// succeeded; the end's log write follows without the caller.
-		if _, err := c.drive(c.ctx, rec, func(end txlog.State) { done <- end }); err != nil {
+		dctx := c.ctx
+		if c.cfg.tracer != nil { // the phase's span goes under the transaction's
+			dctx = trace.ContextWithSpan(dctx, trace.SpanFromContext(ctx))
+		}
+		if _, err := c.drive(dctx, rec, func(end txlog.State) { done <- end }); err != nil {
 			close(done)
 		}
 	}()
@@ -350,11 +374,13 @@ func (c *Coordinator) driveWithin(ctx context.Context, rec *txlog.Record) (txlog
 // backoff. It stops when ctx ends or another writer changed the record in
 // a way that leaves nothing to do. A finish that is not logged leaves the
 // transaction to recovery, which repeats the (idempotent) phase.
-func (c *Coordinator) drive(ctx context.Context, rec *txlog.Record, phased func(txlog.State)) (txlog.State, error) {
+func (c *Coordinator) drive(ctx context.Context, rec *txlog.Record, phased func(txlog.State)) (_ txlog.State, err error) {
 	phase, end := PhaseConfirm, txlog.StateConfirmed
 	if rec.State == txlog.StateCancelling {
 		phase, end = PhaseCancel, txlog.StateCancelled
 	}
+	ctx, span := c.startPhase(ctx, phase, rec.ID)
+	defer func() { endSpan(span, err) }()
 	node, err := c.backend.Node(ctx)
 	if err != nil {
 		return "", err

@@ -3,8 +3,10 @@ package tcc
 import (
 	"log/slog"
 
-	"connectrpc.com/connect/v2"
 	"time"
+
+	"connectrpc.com/connect/v2"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // CoordinatorOption tunes a Coordinator.
@@ -21,6 +23,7 @@ type coordConfig struct {
 	retention  time.Duration
 	logger     *slog.Logger
 	hook       func(PhaseReport)
+	tracer     trace.Tracer // WithTracerProvider's; nil: no spans
 }
 
 // PhaseReport describes one call of a phase that a coordinator (or its

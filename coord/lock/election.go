@@ -47,7 +47,7 @@ func NewElection(b Backend, name string, opts ...Option) *Election {
 // once when leadership is confirmed, and a term only for a live
 // leadership (else ErrLeaseLost); it returns the same errors.
 func (e *Election) Campaign(ctx context.Context, value string) (uint64, error) {
-	return e.h.acquire(ctx, []byte(value), true)
+	return e.h.tracedAcquire(ctx, "lock.Campaign", "election", []byte(value), true)
 }
 
 // Resign gives up leadership, conditionally on still having it, so that

@@ -13,6 +13,7 @@ import (
 type holder struct {
 	b      Backend
 	key    string
+	name   string // the Mutex's or Election's name, for spans
 	cfg    config
 	err    error                   // invalid name or options
 	bucket func(*Session) *kvStore // the key's bucket
@@ -25,7 +26,7 @@ type holder struct {
 }
 
 func newHolder(b Backend, name, key string, bucket func(*Session) *kvStore, opts []Option) *holder {
-	h := &holder{b: b, key: key, cfg: newConfig(opts), bucket: bucket, sem: make(chan struct{}, 1), closed: make(chan struct{})}
+	h := &holder{b: b, key: key, name: name, cfg: newConfig(opts), bucket: bucket, sem: make(chan struct{}, 1), closed: make(chan struct{})}
 	close(h.closed)
 	switch {
 	case !validName(name):

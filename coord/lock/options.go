@@ -3,6 +3,8 @@ package lock
 import (
 	"fmt"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults.
@@ -30,7 +32,8 @@ type config struct {
 	ttl       time.Duration
 	opTimeout time.Duration
 	session   *Session
-	hooks     *testHooks // nil outside tests
+	tracer    trace.Tracer // WithTracerProvider's; nil: no spans
+	hooks     *testHooks   // nil outside tests
 }
 
 // testHooks let tests act at moments no real fault reaches on cue. Only
