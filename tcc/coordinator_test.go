@@ -96,15 +96,15 @@ func (p *participant) has(t *testing.T, phase, tx string) bool {
 	return err == nil
 }
 
-func startTestParticipant(t *testing.T) *participant {
+func startTestParticipant(t *testing.T, opts ...rpc.ServerOption) *participant {
 	t.Helper()
 	store, err := localstore.Open(t.TempDir(), localstore.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &participant{store: store}
-	srv := rpc.NewServer(rpc.WithLogger(slog.New(slog.DiscardHandler)),
-		rpc.WithTCCParticipant(tcc.NewInterceptor(tcc.NewBadgerBarrier(store), concordtestv1concord.TestServicePolicy())))
+	srv := rpc.NewServer(append([]rpc.ServerOption{rpc.WithLogger(slog.New(slog.DiscardHandler)),
+		rpc.WithTCCParticipant(tcc.NewInterceptor(tcc.NewBadgerBarrier(store), concordtestv1concord.TestServicePolicy()))}, opts...)...)
 	concordtestv1concord.RegisterTestService(srv, p)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
