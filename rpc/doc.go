@@ -1,8 +1,8 @@
 // Package rpc is Concord's RPC runtime, the code that generated code calls.
 //
 // A Server serves protobuf services over Connect, gRPC and gRPC-Web on one
-// port, with health, reflection and a default interceptor chain (logging,
-// metrics, panic recovery, deadlines, admission, protovalidate validation,
+// port, with health, reflection and a default interceptor chain (tracing
+// when configured, logging, metrics, panic recovery, deadlines, admission, protovalidate validation,
 // TCC, fencing) driven by the method policies that protoc-gen-concord builds from the
 // (concord.v1.*) options. A Conn builds clients that reach a service at a
 // fixed URL or through a Resolver, and apply the client side of the same

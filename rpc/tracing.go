@@ -81,9 +81,11 @@ func NewTracingInterceptor(tp trace.TracerProvider, prop propagation.TextMapProp
 				protocol = info.Protocol
 				ctx = prop.Extract(ctx, headerCarrier{info.RequestHeader()})
 			}
-			n := names.get(spec.Procedure)
-			ctx, span := tracer.Start(ctx, n.span, trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(systemAttr(protocol), attrRPCService.String(n.service), attrRPCMethod.String(n.method)))
+			n := names.get(spec.Procedure, trace.SpanKindServer)
+			ctx, span := tracer.Start(ctx, n.span, n.kind)
+			if span.IsRecording() {
+				span.SetAttributes(n.attrs(protocol)...)
+			}
 			err := next(ctx, spec, stream)
 			endSpan(span, protocol, err, serverFault)
 			return err
@@ -115,9 +117,11 @@ func NewClientTracingInterceptor(tp trace.TracerProvider, prop propagation.TextM
 	var names procNames
 	return func(next connect.ClientFunc) connect.ClientFunc {
 		return func(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
-			n := names.get(spec.Procedure)
-			ctx, span := tracer.Start(ctx, n.span, trace.WithSpanKind(trace.SpanKindClient),
-				trace.WithAttributes(systemAttr(proto), attrRPCService.String(n.service), attrRPCMethod.String(n.method)))
+			n := names.get(spec.Procedure, trace.SpanKindClient)
+			ctx, span := tracer.Start(ctx, n.span, n.kind)
+			if span.IsRecording() {
+				span.SetAttributes(n.attrs(proto)...)
+			}
 			if info, ok := connect.CallInfoForClientContext(ctx); ok {
 				prop.Inject(ctx, headerCarrier{info.RequestHeader()})
 			}
@@ -137,32 +141,44 @@ func untraced(procedure string) bool {
 	return strings.HasPrefix(procedure, "/grpc.health.v1.") || strings.HasPrefix(procedure, "/grpc.reflection.")
 }
 
-// procName is a procedure's span name, service and method.
-type procName struct{ span, service, method string }
-
-// procNames caches the names of procedures: only registered (server) or
-// generated (client) procedures reach an interceptor, so it stays small.
-type procNames struct{ m sync.Map }
-
-func (p *procNames) get(procedure string) procName {
-	if v, ok := p.m.Load(procedure); ok {
-		return v.(procName)
-	}
-	name := strings.TrimPrefix(procedure, "/")
-	n := procName{span: name, service: name}
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		n.service, n.method = name[:i], name[i+1:]
-	}
-	p.m.Store(procedure, n)
-	return n
+// procName is a procedure's span name, kind and attributes, built once.
+// The attributes are set once a span is known to record, not passed to
+// Start: no built-in sampler reads them, and an unsampled call (tracing
+// on, sampling off) then pays for none of them.
+type procName struct {
+	span          string
+	kind          trace.SpanStartOption
+	connect, grpc []attribute.KeyValue // rpc.system "connect_rpc" or "grpc"
 }
 
-// systemAttr returns rpc.system for a connect protocol name.
-func systemAttr(protocol string) attribute.KeyValue {
+// attrs returns the span attributes for a call over protocol.
+func (n *procName) attrs(protocol string) []attribute.KeyValue {
 	if protocol == connect.ProtocolNameConnect {
-		return attrRPCSystem.String("connect_rpc")
+		return n.connect
 	}
-	return attrRPCSystem.String("grpc") // gRPC-Web carries gRPC's semantics
+	return n.grpc // gRPC-Web carries gRPC's semantics
+}
+
+// procNames caches the procNames of procedures: only registered (server)
+// or generated (client) procedures reach an interceptor, so it stays
+// small.
+type procNames struct{ m sync.Map }
+
+func (p *procNames) get(procedure string, kind trace.SpanKind) *procName {
+	if v, ok := p.m.Load(procedure); ok {
+		return v.(*procName)
+	}
+	name := strings.TrimPrefix(procedure, "/")
+	service, method := name, ""
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		service, method = name[:i], name[i+1:]
+	}
+	attrs := func(system string) []attribute.KeyValue {
+		return []attribute.KeyValue{attrRPCSystem.String(system), attrRPCService.String(service), attrRPCMethod.String(method)}
+	}
+	n := &procName{span: name, kind: trace.WithSpanKind(kind), connect: attrs("connect_rpc"), grpc: attrs("grpc")}
+	v, _ := p.m.LoadOrStore(procedure, n)
+	return v.(*procName)
 }
 
 // serverFault reports whether code says the server failed, which makes a
@@ -252,12 +268,27 @@ func (s *tracedStream) Close() error {
 // headerCarrier adapts a connect.Header to a propagation.TextMapCarrier.
 type headerCarrier struct{ h *connect.Header }
 
-func (c headerCarrier) Get(key string) string { return c.h.Get(key) }
-func (c headerCarrier) Set(key, value string) { c.h.Set(key, value) }
+func (c headerCarrier) Get(key string) string { return c.h.Get(canonicalKey(key)) }
+func (c headerCarrier) Set(key, value string) { c.h.Set(canonicalKey(key), value) }
 func (c headerCarrier) Keys() []string {
 	keys := make([]string, 0, c.h.Len())
 	for k := range c.h.All() {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// canonicalKey returns the canonical form of the W3C headers without the
+// allocation that canonicalising a lowercase key costs on every call;
+// other keys pass as they are (connect.Header canonicalises them).
+func canonicalKey(key string) string {
+	switch key {
+	case "traceparent":
+		return "Traceparent"
+	case "tracestate":
+		return "Tracestate"
+	case "baggage":
+		return "Baggage"
+	}
+	return key
 }
