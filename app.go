@@ -123,7 +123,8 @@ func New(opts ...Option) *App {
 	a := &App{cfg: cfg, adminReady: make(chan struct{}), changed: make(chan struct{})}
 	a.guard = &appGuard{app: a}
 	metricsServerOpts, metricsTCCOpts := a.setupMetrics() // before cfg's options, which may replace the hooks
-	tracingServerOpts, tracingClientOpts, tracingTCCOpts := a.setupTracing() // likewise
+	// Tracing too comes before cfg's options; nothing when it is off.
+	tracingServerOpts, tracingClientOpts, tracingTCCOpts := a.setupTracing()
 	serverOpts := append([]rpc.ServerOption{
 		rpc.WithLogger(cfg.logger),
 		rpc.WithAdmissionOptions(rpc.WithLimiterStore(&limiterStore{app: a}), rpc.WithInstanceCount(a.instanceCount)),

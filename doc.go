@@ -14,6 +14,18 @@
 // default), which `concord status` prints; the RPC port serves RPCs,
 // reflection and the health probes only.
 //
+// # Observability
+//
+// Tracing is off unless configured: WithTracerProvider, or the standard
+// OTEL_* environment variables (OTEL_EXPORTER_OTLP_ENDPOINT,
+// OTEL_TRACES_EXPORTER=otlp; see package tracing), which make the App
+// build an OTLP exporter and flush it when Run ends. A traced App records
+// a server span for every call it serves and a client span for every call
+// through App.Client, carrying W3C trace context in request headers over
+// Connect, gRPC and gRPC-Web, and spans for lock waits (App.Mutex,
+// App.Election) and TCC transactions and their phases (App.TCC). Untraced,
+// no tracing code runs on any call path.
+//
 // Teams that use fx get the same through package concordfx; nothing here
 // needs fx.
 package concord

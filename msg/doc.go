@@ -26,7 +26,10 @@
 // ordering key, "u" without one. Headers: Nats-Msg-Id (the publish's
 // dedupe ID: the message ID when relayed), Concord-Id (the message ID, 32
 // lowercase hex digits of randomness), Concord-Key (the key in unpadded
-// base64url), Concord-Time (when the outbox row was written). Topics are
+// base64url), Concord-Time (when the outbox row was written), and, with
+// WithTracing, the producer span's trace context (traceparent and
+// tracestate, W3C Trace Context by default), kept in the outbox row (Badger
+// only) and read by the consumer without trust. Topics are
 // dot-separated tokens of [a-z0-9_-] (CheckTopic) and consumer names
 // [a-z0-9-] (CheckConsumerName); keys are any UTF-8 without NUL bytes, up
 // to MaxKeyLen, and reach headers only encoded. Nothing else reaches a

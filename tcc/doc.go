@@ -21,6 +21,11 @@
 // nor the store. IDs reach the database only as bound SQL parameters and
 // Badger keys only as a 128-bit SHA-256 digest.
 //
+// With WithTracerProvider the coordinator records a span per transaction
+// with its phases (Try, then Confirm or Cancel) as children, and the
+// participants' server spans (rpc.WithTracing) join that trace through the
+// calls' headers.
+//
 // # Guarantees
 //
 // For each branch (transaction ID, branch ID) the barrier keeps at most two

@@ -130,4 +130,3 @@ func one(t *testing.T, spans tracetest.SpanStubs, name string, kind trace.SpanKi
 	}
 	return found[0]
 }
-

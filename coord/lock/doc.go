@@ -162,6 +162,12 @@
 // it (ErrLeaseLost); a reconnecting connection keeps sessions until their
 // deadlines.
 //
+// # Tracing
+//
+// With WithTracerProvider, Lock, TryLock and Campaign record a span over
+// the whole acquisition, waits included, with the lock's name and the
+// granted token.
+//
 // # Concurrency
 //
 // Session, Mutex, Election and Guard are safe for concurrent use. A Mutex
