@@ -17,7 +17,12 @@ import (
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+	"github.com/concordrpc/concord/metrics"
 	"github.com/concordrpc/concord/rpc"
+	"github.com/concordrpc/concord/tracing"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -75,6 +80,13 @@ const (
 	// withDeadline is the variant of the raw connect-go row whose client
 	// sets callTimeout on each call, as Concord's does.
 	withDeadline = "2s deadline"
+	// observed is the variant of the Concord row with what an App adds to
+	// see its calls: Prometheus metrics (package metrics, as the App
+	// installs them) and OpenTelemetry tracing on both sides, with an OTLP
+	// exporter configured through the OTEL_* environment (package
+	// tracing) but sampling off, so every call pays for its spans'
+	// decisions and context propagation, and nothing is exported.
+	observed = "metrics + tracing, sampling off"
 	// defaultClient is the variant of the Concord rows that use rpc.NewConn's
 	// default HTTP version choice (rpc.HTTPVersionAuto); the Concord rows
 	// without it force h2c with rpc.WithHTTPVersion(rpc.HTTPVersion2).
@@ -100,6 +112,7 @@ func systems() []system {
 		{server: grpcGo, protocol: grpcProto, http: h2c, deadline: "none", start: startGRPC},
 		{server: concord, protocol: connectProto, http: http1, variant: defaultClient, deadline: "2s", start: startConcord()},
 		{server: concord, protocol: connectProto, http: http1, variant: defaultClient + ", " + limitsOn, deadline: "2s", start: startConcordWith(withLimits)},
+		{server: concord, protocol: connectProto, http: http1, variant: defaultClient + ", " + observed, deadline: "2s", start: startConcordObserved},
 		{server: concord, protocol: connectJSON, http: http1, variant: defaultClient, deadline: "2s", start: startConcord(rpc.WithJSON())},
 		{server: concord, protocol: grpcProto, http: h2c, variant: defaultClient, deadline: "2s", start: startConcord(rpc.WithProtocol(rpc.ProtocolGRPC))},
 		{server: concord, protocol: connectProto, http: h2c, deadline: "2s", start: startConcord(h2)},
@@ -220,13 +233,51 @@ func withLimits(p *rpc.ServicePolicy) {
 // startConcordWith is startConcord with the greeter's policy edited by edit
 // (nil: as generated from greeter.proto).
 func startConcordWith(edit func(*rpc.ServicePolicy), opts ...rpc.ClientOption) func() (*instance, error) {
+	return startConcordServer(edit, nil, nil, opts...)
+}
+
+// startConcordObserved is startConcord with metrics and tracing on (see
+// observed): a tracer provider built by tracing.FromEnv from an OTLP
+// endpoint on loopback (never reached) and OTEL_TRACES_SAMPLER=always_off.
+func startConcordObserved() (*instance, error) {
+	for k, v := range map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+		"OTEL_TRACES_SAMPLER":         "always_off",
+	} {
+		if err := os.Setenv(k, v); err != nil {
+			return nil, err
+		}
+	}
+	tp, err := tracing.FromEnv(context.Background())
+	if err != nil || tp == nil {
+		return nil, fmt.Errorf("tracing from the environment: %v, %w", tp, err)
+	}
+	ms, err := metrics.NewServer(prometheus.NewRegistry(), func(string) bool { return true })
+	if err != nil {
+		return nil, errors.Join(err, tp.Shutdown(context.Background()))
+	}
+	prop := propagation.TraceContext{}
+	inst, err := startConcordServer(nil,
+		[]rpc.ServerOption{rpc.WithTracing(tp, prop), rpc.WithMetrics(ms.Observe), rpc.WithInterceptors(ms.Interceptor())},
+		tp, rpc.WithClientTracing(tp, prop))()
+	if err != nil {
+		return nil, errors.Join(err, tp.Shutdown(context.Background()))
+	}
+	return inst, nil
+}
+
+// startConcordServer serves the greeter, its policy edited by edit (if
+// not nil), on a Concord server with the full default chain, a Warn-level
+// logger and serverOpts, and calls it through an rpc.NewConn client with
+// opts. Closing it shuts tp down, if given.
+func startConcordServer(edit func(*rpc.ServicePolicy), serverOpts []rpc.ServerOption, tp *sdktrace.TracerProvider, opts ...rpc.ClientOption) func() (*instance, error) {
 	return func() (*instance, error) {
 		ln, err := listen()
 		if err != nil {
 			return nil, err
 		}
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		srv := rpc.NewServer(rpc.WithLogger(logger))
+		srv := rpc.NewServer(append([]rpc.ServerOption{rpc.WithLogger(logger)}, serverOpts...)...)
 		policy := greeterv1concord.GreeterServicePolicy()
 		if edit != nil {
 			edit(policy)
@@ -244,6 +295,9 @@ func startConcordWith(edit func(*rpc.ServicePolicy), opts ...rpc.ClientOption) f
 				cancel()
 				if serr := <-served; serr != nil {
 					err = errors.Join(err, fmt.Errorf("concord serve: %w", serr))
+				}
+				if tp != nil {
+					err = errors.Join(err, tp.Shutdown(context.Background()))
 				}
 				return err
 			},

@@ -199,6 +199,8 @@ const (
 	refGRPC = grpcGo + " " + grpcProto + " " + h2c
 	// concordDefault is Concord's Connect+proto row on its default client.
 	concordDefault = concord + " " + connectProto + " " + http1 + " " + defaultClient
+	// concordObserved is concordDefault with metrics and tracing on.
+	concordObserved = concordDefault + ", " + observed
 	// concordH2C is the same forced onto h2c.
 	concordH2C = concord + " " + connectProto + " " + h2c
 )
@@ -317,6 +319,21 @@ func printTargets(out io.Writer, sums []summary) {
 		fmt.Fprintf(out, "     conc %-3d >= %.2f: %.0f vs %.0f req/s: ratio %.3f: %s%s; CPU/call %s vs %s\n",
 			t.conc, t.target, s.rps, ref.rps, r, verdict(r, t.target), noisy(*s, *ref), micros(s.cpu), micros(ref.cpu))
 	}
+	fmt.Fprintln(out, "  3. Metrics and tracing (OTLP exporter configured, sampling off) cost at most 3% CPU per call over the")
+	fmt.Fprintln(out, "     full-chain row (Concord Connect+proto, default client)")
+	for _, s := range sums {
+		if s.sys.key() != concordObserved {
+			continue
+		}
+		ref := find(sums, concordDefault, s.conc)
+		if ref == nil || ref.cpu == 0 {
+			fmt.Fprintf(out, "     conc %d: not measured (full-chain row skipped)\n", s.conc)
+			continue
+		}
+		d := float64(s.cpu)/float64(ref.cpu) - 1
+		fmt.Fprintf(out, "     conc %-3d CPU/call %s vs %s: %+.1f%%: %s; req/s %.0f vs %.0f (%+.1f%%)%s\n",
+			s.conc, micros(s.cpu), micros(ref.cpu), d*100, costVerdict(d, 0.03), s.rps, ref.rps, (s.rps/ref.rps-1)*100, noisy(s, *ref))
+	}
 }
 
 // costLine compares s with ref on req/s, the target's measure, and on CPU
@@ -342,6 +359,15 @@ func noisy(rows ...summary) string {
 		return ""
 	}
 	return fmt.Sprintf(" (UNRELIABLE: req/s spread up to %.0f%%)", worst*100)
+}
+
+// costVerdict judges a relative cost d (0.02 is 2% more) against a
+// budget.
+func costVerdict(d, budget float64) string {
+	if d <= budget {
+		return "MET"
+	}
+	return fmt.Sprintf("MISSED by %.1f points (budget %.0f%%)", (d-budget)*100, budget*100)
 }
 
 func verdict(ratio, target float64) string {
