@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"connectrpc.com/connect/v2"
 	"go.opentelemetry.io/otel/attribute"
@@ -126,6 +127,13 @@ func NewClientTracingInterceptor(tp trace.TracerProvider, prop propagation.TextM
 				prop.Inject(ctx, headerCarrier{info.RequestHeader()})
 			}
 			stream, err := next(ctx, spec)
+			if !span.IsRecording() {
+				// Unsampled: its context went out in the headers, and
+				// there is nothing to record, so there is no end to
+				// watch for either.
+				span.End()
+				return stream, err
+			}
 			if err != nil {
 				endSpan(span, proto, err, anyFault)
 				return nil, err
@@ -159,15 +167,35 @@ func (n *procName) attrs(protocol string) []attribute.KeyValue {
 	return n.grpc // gRPC-Web carries gRPC's semantics
 }
 
-// procNames caches the procNames of procedures: only registered (server)
-// or generated (client) procedures reach an interceptor, so it stays
-// small.
-type procNames struct{ m sync.Map }
+// procNames caches the procNames of procedures. Only registered (server)
+// or generated (client) procedures reach an interceptor that Server or
+// Conn installs; the cache is bounded anyway (maxProcNames, and names up
+// to maxProcNameLen bytes), for an interceptor that a user puts before an
+// unknown-procedure handler, where callers choose the path.
+type procNames struct {
+	m sync.Map
+	n atomic.Int64
+}
+
+// Bounds of procNames.
+const (
+	maxProcNames   = 4096
+	maxProcNameLen = 256
+)
 
 func (p *procNames) get(procedure string, kind trace.SpanKind) *procName {
 	if v, ok := p.m.Load(procedure); ok {
 		return v.(*procName)
 	}
+	n := newProcName(truncate(procedure, maxProcNameLen), kind)
+	if len(procedure) > maxProcNameLen || p.n.Add(1) > maxProcNames {
+		return n
+	}
+	v, _ := p.m.LoadOrStore(procedure, n)
+	return v.(*procName)
+}
+
+func newProcName(procedure string, kind trace.SpanKind) *procName {
 	name := strings.TrimPrefix(procedure, "/")
 	service, method := name, ""
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
@@ -176,9 +204,7 @@ func (p *procNames) get(procedure string, kind trace.SpanKind) *procName {
 	attrs := func(system string) []attribute.KeyValue {
 		return []attribute.KeyValue{attrRPCSystem.String(system), attrRPCService.String(service), attrRPCMethod.String(method)}
 	}
-	n := &procName{span: name, kind: trace.WithSpanKind(kind), connect: attrs("connect_rpc"), grpc: attrs("grpc")}
-	v, _ := p.m.LoadOrStore(procedure, n)
-	return v.(*procName)
+	return &procName{span: name, kind: trace.WithSpanKind(kind), connect: attrs("connect_rpc"), grpc: attrs("grpc")}
 }
 
 // serverFault reports whether code says the server failed, which makes a

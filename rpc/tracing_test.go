@@ -367,3 +367,22 @@ func FuzzTracingHeaders(f *testing.F) {
 		exp.Reset()
 	})
 }
+
+// TestTracingBoundsCallerChosenNames: behind an unknown-procedure handler
+// callers choose the procedure; its span name is cut to 256 bytes.
+func TestTracingBoundsCallerChosenNames(t *testing.T) {
+	rec := newRecorder(t)
+	s := connect.NewServer(rpc.NewTracingInterceptor(rec.tp, nil))
+	s.SetUnknownHandler(func(context.Context, connect.Spec, connect.ServerStream) error { return nil })
+	long := "/x.v1.S/" + strings.Repeat("m", 10_000)
+	for i := range 3 {
+		if err := s.Call(context.Background(), long+strings.Repeat("n", i), &connect.CallInfo{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sp := range rec.wait(t, 3) {
+		if len(sp.Name) > 256 {
+			t.Fatalf("span name of %d bytes", len(sp.Name))
+		}
+	}
+}
