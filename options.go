@@ -243,8 +243,12 @@ func WithoutMetrics() Option {
 // transactions and their phases. The App does not shut tp down. Default:
 // a provider built from the OTEL_* environment variables when they
 // configure an exporter (see package tracing), which the App flushes and
-// shuts down when Run ends; else no tracing, and no tracing code on any
-// call path.
+// shuts down when Run ends (an App that is never run leaves it to the
+// process's exit); else no tracing, and no tracing code on any call path.
+// A configuration the App cannot build (an unsupported exporter or
+// protocol) is logged at Error and the App runs untraced. Messages
+// (package msg) are not wired by the App: pass App.TracerProvider to
+// msg.WithTracing.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c *appConfig) { c.tracer = tp })
 }
