@@ -86,7 +86,8 @@ func tracedClientApp(t *testing.T, url string, tp trace.TracerProvider, opts ...
 // retries included), over each protocol. A traced client calls A. The
 // test asserts that the client's span, A's server span, A's client span
 // for the downstream call and B's server span form one trace, each the
-// child of the one before, the server spans with remote parents.
+// child of the one before, the server spans with remote parents. B's
+// App.Mutex records its lock wait too.
 func TestAppTracingAcrossApps(t *testing.T) {
 	node := listeningNode(t, t.TempDir(), freeAddr(t))
 	defer node.Close()
@@ -96,6 +97,22 @@ func TestAppTracingAcrossApps(t *testing.T) {
 	greeterv1concord.RegisterGreeterService(appB, greeter.Service{})
 	urlB, _ := startApp(t, appB)
 	waitReadyz(t, urlB, http.StatusOK, 20*time.Second)
+
+	// The App traces its locks too (App.Mutex).
+	lctx, lcancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer lcancel()
+	mu := appB.Mutex("traced/app")
+	token, err := mu.Lock(lctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = mu.Unlock(lctx)
+	lockSpan := recB.span(t, "lock.Lock", trace.SpanKindInternal)
+	for _, kv := range lockSpan.Attributes {
+		if kv.Key == "concord.lock.token" && uint64(kv.Value.AsInt64()) != token {
+			t.Errorf("lock.Lock span's token %d, want %d", kv.Value.AsInt64(), token)
+		}
+	}
 
 	for _, pc := range []struct {
 		name string
