@@ -43,6 +43,7 @@ func (a *App) setupTracing() ([]rpc.ServerOption, []rpc.ClientOption, []tcc.Coor
 			return nil, nil, nil
 		}
 		tp = built
+		a.cfg.logger.Info("concord: tracing on: exporting spans with OTLP as the OTEL_* environment configures")
 		a.onStop(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
 			defer cancel()
