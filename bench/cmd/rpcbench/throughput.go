@@ -28,6 +28,7 @@ type summary struct {
 	spread   float64 // (max-min)/median of req/s over the rounds
 	p50, p99 time.Duration
 	cpu      time.Duration
+	cpus     []time.Duration // CPU/call of each round, in round order
 	errors   int
 	firstErr error
 }
@@ -155,6 +156,9 @@ func summarize(s system, conc int, rs []*result) summary {
 	sum.p50 = time.Duration(median(rs, func(r *result) float64 { return float64(r.quantile(0.50)) }))
 	sum.p99 = time.Duration(median(rs, func(r *result) float64 { return float64(r.quantile(0.99)) }))
 	sum.cpu = time.Duration(median(rs, func(r *result) float64 { return float64(r.cpuPerCall()) }))
+	for _, r := range rs {
+		sum.cpus = append(sum.cpus, r.cpuPerCall())
+	}
 	for _, r := range rs {
 		sum.errors += r.errors
 		if sum.firstErr == nil {
@@ -333,6 +337,12 @@ func printTargets(out io.Writer, sums []summary) {
 		d := float64(s.cpu)/float64(ref.cpu) - 1
 		fmt.Fprintf(out, "     conc %-3d CPU/call %s vs %s: %+.1f%%: %s; req/s %.0f vs %.0f (%+.1f%%)%s\n",
 			s.conc, micros(s.cpu), micros(ref.cpu), d*100, costVerdict(d, 0.03), s.rps, ref.rps, (s.rps/ref.rps-1)*100, noisy(s, *ref))
+		// The two rows run next to each other in every round, so the
+		// ratio within a round cancels most of the drift in the machine's
+		// load between rounds.
+		if pd, per, ok := pairedDelta(s.cpus, ref.cpus); ok {
+			fmt.Fprintf(out, "              paired by round: median %+.1f%% (rounds: %s)\n", pd*100, per)
+		}
 	}
 }
 
@@ -359,6 +369,29 @@ func noisy(rows ...summary) string {
 		return ""
 	}
 	return fmt.Sprintf(" (UNRELIABLE: req/s spread up to %.0f%%)", worst*100)
+}
+
+// pairedDelta returns the median over rounds of a/b-1, and each round's,
+// when both rows have the same rounds.
+func pairedDelta(a, b []time.Duration) (float64, string, bool) {
+	if len(a) != len(b) || len(a) == 0 {
+		return 0, "", false
+	}
+	ds := make([]float64, len(a))
+	var per []string
+	for i := range a {
+		if b[i] == 0 {
+			return 0, "", false
+		}
+		ds[i] = float64(a[i])/float64(b[i]) - 1
+		per = append(per, fmt.Sprintf("%+.1f%%", ds[i]*100))
+	}
+	slices.Sort(ds)
+	m := ds[len(ds)/2]
+	if len(ds)%2 == 0 {
+		m = (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
+	}
+	return m, strings.Join(per, " "), true
 }
 
 // costVerdict judges a relative cost d (0.02 is 2% more) against a
