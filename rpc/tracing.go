@@ -264,8 +264,9 @@ func truncate(s string, n int) string {
 }
 
 // tracedStream ends its call's span when the call ends: at the first
-// error (io.EOF is success) from Receive, Send's failure to reach the
-// server aside, or at Close.
+// error from Send or CloseSend (but io.EOF from Send, after which Receive
+// has the answer) or from Receive (where io.EOF is success), or at
+// Close.
 type tracedStream struct {
 	connect.ClientStream
 	span     trace.Span
@@ -275,6 +276,22 @@ type tracedStream struct {
 
 func (s *tracedStream) end(err error) {
 	s.once.Do(func() { endSpan(s.span, s.protocol, err, anyFault) })
+}
+
+func (s *tracedStream) Send(msg any) error {
+	err := s.ClientStream.Send(msg)
+	if err != nil && !errors.Is(err, io.EOF) { // io.EOF: the answer comes from Receive
+		s.end(err)
+	}
+	return err
+}
+
+func (s *tracedStream) CloseSend() error {
+	err := s.ClientStream.CloseSend()
+	if err != nil {
+		s.end(err)
+	}
+	return err
 }
 
 func (s *tracedStream) Receive(msg any) error {

@@ -386,3 +386,23 @@ func TestTracingBoundsCallerChosenNames(t *testing.T) {
 		}
 	}
 }
+
+// TestTracingUnreachableServer: a call that never reaches a server still
+// ends its client span, as an error with the code the caller got.
+func TestTracingUnreachableServer(t *testing.T) {
+	ln := listen(t)
+	url := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	client := newRecorder(t)
+	conn := rpc.NewConn(url, rpc.WithClientTracing(client.tp, nil))
+	defer conn.Close()
+	_, err := greeterv1concord.NewGreeterServiceClient(conn).Shout(t.Context(), &greeterv1.ShoutRequest{Name: "x"})
+	if err == nil {
+		t.Fatal("call to a closed port succeeded")
+	}
+	cs := only(t, client.wait(t, 1), trace.SpanKindClient)
+	if cs.Status.Code != codes.Error {
+		t.Errorf("client span status %v, want error", cs.Status)
+	}
+	wantAttr(t, cs, "rpc.connect_rpc.error_code", connect.CodeOf(err).String())
+}
