@@ -96,6 +96,7 @@ type App struct {
 	changed chan struct{}     // closed and replaced when gen, local or err change
 
 	runOnce sync.Once
+	fn      functionState // RunFunction's
 
 	// Stop hooks (onStop): what was built on the App and ends with it.
 	stopHooks []func() // guarded by mu
@@ -119,6 +120,7 @@ func New(opts ...Option) *App {
 	}
 	cfg.addr = cfg.listenAddr() // read PORT once, at New
 	a := &App{cfg: cfg, adminReady: make(chan struct{}), changed: make(chan struct{})}
+	a.fn.wanted, a.fn.born = make(chan struct{}), time.Now()
 	a.guard = &appGuard{app: a}
 	metricsServerOpts, metricsTCCOpts := a.setupMetrics() // before cfg's options, which may replace the hooks
 	serverOpts := append([]rpc.ServerOption{
@@ -186,6 +188,7 @@ func (a *App) update(f func()) {
 // why coordination is known to be unavailable (wrapping
 // coord.ErrUnavailable), or ctx's error.
 func (a *App) currentGen(ctx context.Context) (*coordGen, error) {
+	a.fn.want() // function mode opens coordination on first use
 	for {
 		a.mu.Lock()
 		g, err, down, changed := a.gen, a.err, a.down, a.changed
@@ -216,7 +219,8 @@ func (a *App) currentGen(ctx context.Context) (*coordGen, error) {
 // error. A node whose connection closed for good is replaced: call Node
 // again rather than keeping the result. Locks, elections, cluster-scoped
 // limits and discovery through the App get their node here, so they too
-// fail fast during an outage.
+// fail fast during an outage. In function mode (RunFunction) the first
+// call opens the connection.
 func (a *App) Node(ctx context.Context) (*coord.Node, error) {
 	g, err := a.currentGen(ctx)
 	if err != nil {
@@ -228,8 +232,12 @@ func (a *App) Node(ctx context.Context) (*coord.Node, error) {
 // Local waits until the App's local durable store (Badger, under
 // <data dir>/local) is open and returns it. It does not need coordination.
 // Errors: ErrNotReady (wrapped with the cause) if it cannot be opened or
-// the App stopped, or ctx's error.
+// the App stopped, or ctx's error. An App in function mode (RunFunction)
+// has no local store: Local fails at once with ErrNotReady.
 func (a *App) Local(ctx context.Context) (*localstore.Store, error) {
+	if a.fn.on.Load() {
+		return nil, errNoLocalInFunction
+	}
 	for {
 		_, local, err, changed := a.current()
 		switch {
@@ -547,8 +555,8 @@ func (a *App) openGen(ctx context.Context, addr net.Addr) (*coordGen, error) {
 		return nil, err
 	}
 	g := &coordGen{node: node, resolver: registry.NewResolver(node, registry.ResolverLogger(a.cfg.logger))}
-	if g.limits, err = node.LimitStore(ctx); err == nil {
-		err = a.register(ctx, g, addr)
+	if g.limits, err = node.LimitStore(ctx); err == nil && addr != nil {
+		err = a.register(ctx, g, addr) // nil in function mode: no registration
 	}
 	if err != nil {
 		_ = g.close()
