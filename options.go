@@ -53,6 +53,7 @@ type appConfig struct {
 	tccBarrier []tcc.Option
 	metricsReg *prometheus.Registry // WithMetricsRegistry's; nil → the App's own
 	noMetrics  bool
+	noConsole  bool
 }
 
 // DefaultDrainDelay is how long a stopping App keeps serving after it left
@@ -230,4 +231,11 @@ func WithMetricsRegistry(reg *prometheus.Registry) Option {
 // WithTCCOptions, replaces the App's hook either way.
 func WithoutMetrics() Option {
 	return optionFunc(func(c *appConfig) { c.noMetrics = true })
+}
+
+// WithoutConsole leaves the web console (package console) off the admin
+// listener. Default: the admin listener serves it at console.Path, beside
+// the status it reads.
+func WithoutConsole() Option {
+	return optionFunc(func(c *appConfig) { c.noConsole = true })
 }
