@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"embed"
+	"fmt"
 	"html/template"
 	"net/http"
 	"strconv"
@@ -77,27 +78,7 @@ func Handler(opts ...Option) http.Handler {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	files := map[string]asset{}
-	for name, typ := range map[string]string{
-		"console.css": "text/css; charset=utf-8",
-		"console.js":  "text/javascript; charset=utf-8",
-		"favicon.svg": "image/svg+xml",
-	} {
-		b, err := assets.ReadFile("assets/" + name)
-		if err != nil {
-			panic("console: embedded asset missing: " + name) // a broken build, not bad input
-		}
-		files[Path+name] = asset{b, typ}
-	}
-	page := template.Must(template.ParseFS(assets, "assets/index.html"))
-	var buf bytes.Buffer
-	if err := page.Execute(&buf, map[string]string{
-		"StatusPath": cfg.statusPath,
-		"RefreshMs":  strconv.FormatInt(cfg.refresh.Milliseconds(), 10),
-	}); err != nil {
-		panic("console: embedded page: " + err.Error()) // a broken build, not bad input
-	}
-	files[Path] = asset{buf.Bytes(), "text/html; charset=utf-8"}
+	files, err := load(cfg)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", securityPolicy)
@@ -108,6 +89,10 @@ func Handler(opts ...Option) http.Handler {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			h.Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		if r.URL.Path == strings.TrimSuffix(Path, "/") {
@@ -126,4 +111,35 @@ func Handler(opts ...Option) http.Handler {
 		}
 		_, _ = w.Write(a.body)
 	})
+}
+
+// load reads the embedded assets and renders the page for cfg. An error
+// means a broken build (an asset missing from the embedded files), which
+// the package's tests catch.
+func load(cfg config) (map[string]asset, error) {
+	files := map[string]asset{}
+	for name, typ := range map[string]string{
+		"console.css": "text/css; charset=utf-8",
+		"console.js":  "text/javascript; charset=utf-8",
+		"favicon.svg": "image/svg+xml",
+	} {
+		b, err := assets.ReadFile("assets/" + name)
+		if err != nil {
+			return nil, fmt.Errorf("console: embedded asset: %w", err)
+		}
+		files[Path+name] = asset{b, typ}
+	}
+	page, err := template.ParseFS(assets, "assets/index.html")
+	if err != nil {
+		return nil, fmt.Errorf("console: embedded page: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := page.Execute(&buf, map[string]string{
+		"StatusPath": cfg.statusPath,
+		"RefreshMs":  strconv.FormatInt(cfg.refresh.Milliseconds(), 10),
+	}); err != nil {
+		return nil, fmt.Errorf("console: embedded page: %w", err)
+	}
+	files[Path] = asset{buf.Bytes(), "text/html; charset=utf-8"}
+	return files, nil
 }

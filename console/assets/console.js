@@ -367,26 +367,26 @@
     });
   }
 
+  // showState shows whether the data is current, and the banner while
+  // reads fail. Only the reason sits in the alert region, and it changes
+  // only with the reason: the ages below it move on every second.
   function showState() {
     var now = Date.now();
     var banner = document.getElementById("banner");
     var next = Math.max(nextAt - now, 0);
     if (failure === null) {
       banner.hidden = true;
-      clear(banner);
+      text("banner-reason", "");
       body.classList.remove("stale");
       if (last) text("updated", "Updated at " + fmtClock(last.at) + " (" + fmtMs(now - last.at) + " ago).");
       return;
     }
     body.classList.toggle("stale", last !== null);
-    clear(banner);
-    append(banner, [
-      el("p", null, "Coordination status unavailable"),
-      el("p", { className: "reason", id: "banner-reason" }, failure.reason),
-      el("p", { className: "sub" }, (last ?
-        "Showing the last good data, read at " + fmtClock(last.at) + " (" + fmtMs(now - last.at) + " ago), greyed out. " :
-        "No status has been read yet. ") + "Next try in " + fmtMs(next) + ".")
-    ]);
+    var reason = document.getElementById("banner-reason");
+    if (reason.textContent !== failure.reason) reason.textContent = failure.reason;
+    text("banner-sub", (last ?
+      "Showing the last good data, read at " + fmtClock(last.at) + " (" + fmtMs(now - last.at) + " ago), greyed out. " :
+      "No status has been read yet. ") + "Next try in " + fmtMs(next) + ".");
     banner.hidden = false;
     text("updated", last ? "Stale: last read at " + fmtClock(last.at) + " (" + fmtMs(now - last.at) + " ago)." : "No status yet.");
   }
