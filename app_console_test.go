@@ -39,6 +39,9 @@ const chromiumEnv = "CONCORD_TEST_CHROMIUM"
 // full-page screenshot of the console (docs/console.png is one).
 const screenshotEnv = "CONCORD_CONSOLE_SCREENSHOT"
 
+// testClient bounds each request of the console tests.
+var testClient = &http.Client{Timeout: 10 * time.Second}
+
 // TestAppConsole: the admin listener serves the console beside the status
 // and names its URL in the "admin listening" log line; WithoutConsole
 // leaves it off.
@@ -62,7 +65,7 @@ func TestAppConsole(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := http.Get("http://" + admin.String() + "/console/")
+			res, err := testClient.Get("http://" + admin.String() + "/console/")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +111,7 @@ type consoleStatus struct {
 // readConsoleStatus reads the status at url; an answer other than 200 is
 // an error.
 func readConsoleStatus(url string) (*consoleStatus, error) {
-	res, err := http.Get(url)
+	res, err := testClient.Get(url)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +193,7 @@ func TestConsoleInChromium(t *testing.T) {
 	defer func() { _ = mu.Unlock(context.Background()) }()
 	refused := 0
 	for range 10 {
-		res, err := http.Post(rpcURL+"/greeter.v1.GreeterService/Shout", "application/json", strings.NewReader(`{"name":"Ada"}`))
+		res, err := testClient.Post(rpcURL+"/greeter.v1.GreeterService/Shout", "application/json", strings.NewReader(`{"name":"Ada"}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,7 +313,7 @@ func TestConsoleInChromium(t *testing.T) {
 				coord.WriteStatusError(w, errors.New(reason))
 				return
 			}
-			res, err := http.Get(adminURL + concord.StatusPath)
+			res, err := testClient.Get(adminURL + concord.StatusPath)
 			if err != nil {
 				coord.WriteStatusError(w, err)
 				return
