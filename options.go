@@ -110,7 +110,8 @@ func (c *appConfig) listenAddr() string {
 // for `concord status`) to anyone who reaches it, and ConfigPath (dynamic
 // configuration, `concord config`) only to holders of an admin credential
 // (WithAdminCredentials). It also serves MetricsPath (Prometheus metrics;
-// WithMetricsRegistry, WithoutMetrics) to anyone who reaches it. Keep it
+// WithMetricsRegistry, WithoutMetrics) and the web console over the status
+// (console.Path; WithoutConsole) to anyone who reaches it. Keep it
 // on loopback or a private network. "" disables it; a port in use is
 // logged and the App runs without it.
 // Default: DefaultAdminAddr.
