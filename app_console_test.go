@@ -224,6 +224,9 @@ func TestConsoleInChromium(t *testing.T) {
 		if got := tab.text(t, "#fact-leader"); got != st.Node {
 			t.Errorf("meta leader %q, want %q", got, st.Node)
 		}
+		if row := tab.row(t, "peers-table", st.Node); len(row) != 4 || !strings.HasPrefix(row[1], "meta leader, leads ") || row[2] != "current" {
+			t.Errorf("peers table row %q, want %s as the current meta leader leading the streams", row, st.Node)
+		}
 		row := tab.row(t, "services-table", svc.Name)
 		if want := []string{svc.Name, inst.ID, "ready", inst.BaseURL}; len(row) < 4 || !slices.Equal(row[:4], want) {
 			t.Errorf("services table row %q, want it to start with %q", row, want)
@@ -370,7 +373,8 @@ func TestConsoleInChromium(t *testing.T) {
 			table, first string
 			want         []string
 		}{
-			{"peers-table", "n2", []string{"n2", "offline", "n1 last heard from it 7s ago"}},
+			{"peers-table", "n1", []string{"n1", "leads 1 stream", "current", ""}},
+			{"peers-table", "n2", []string{"n2", "—", "offline", "n1 last heard from it 7s ago"}},
 			{"buckets-table", "CONCORD_TXLOG", []string{"CONCORD_TXLOG", "stream", "?", "none", "?", "no answer within 1s"}},
 			{"services-table", hostile, []string{hostile, "i-1", "not ready", "http://127.0.0.1:8081", "eu-1", "v2"}},
 			{"locks-held", "demo", []string{"demo", "greeter-1/7f3a", "42", "8.1 s"}},

@@ -152,6 +152,18 @@
     append(e, nodes);
   }
 
+  // role says what a server leads: the meta group, and how many of
+  // Concord's buckets and streams.
+  function role(s, name) {
+    var roles = [];
+    if (name !== "" && s.meta_leader === name) roles.push("meta leader");
+    var n = arr(s.buckets).filter(function (b) {
+      return b.leader === name;
+    }).length;
+    if (n > 0) roles.push("leads " + plural(n, "stream"));
+    return roles.length > 0 ? roles.join(", ") : "—";
+  }
+
   function renderCluster(s) {
     var out = [];
     var leader = s.meta_leader ? s.meta_leader : [badge("unknown", "warn"), " ", str(s.meta_leader_unknown)];
@@ -164,10 +176,10 @@
     if (peers.length === 0) {
       out.push(note("No peers reported (a client-mode node sees only the servers that lead or host Concord's streams)."));
     } else {
-      out.push(table("peers-table", "Peers (" + peers.length + ")", [["Peer"], ["State"], ["Reason", "wide"]],
+      out.push(table("peers-table", "Peers (" + peers.length + ")", [["Peer"], ["Role"], ["State"], ["Reason", "wide"]],
         peers.map(function (p) {
           var st = str(p.state);
-          return [{ v: str(p.name), c: "id" }, badge(st.replace("_", " "), peerKinds[st]), str(p.reason)];
+          return [{ v: str(p.name), c: "id" }, role(s, str(p.name)), badge(st.replace("_", " "), peerKinds[st]), str(p.reason)];
         })));
     }
     var buckets = arr(s.buckets);
