@@ -21,6 +21,7 @@ import (
 	"connectrpc.com/connect/v2"
 	"github.com/nats-io/nats.go"
 
+	"github.com/concordrpc/concord/console"
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/localstore"
 	"github.com/concordrpc/concord/coord/lock"
@@ -409,6 +410,10 @@ func (a *App) serveAdmin() (stop func()) {
 	mux.HandleFunc("GET "+StatusPath, a.serveStatus)
 	a.mountConfigAdmin(mux)
 	logAttrs := []any{slog.String("admin", ln.Addr().String()), slog.String("status", StatusPath)}
+	if !a.cfg.noConsole {
+		mux.Handle("GET "+console.Path, console.Handler(console.WithStatusPath(StatusPath)))
+		logAttrs = append(logAttrs, slog.String("console", "http://"+ln.Addr().String()+console.Path))
+	}
 	if h := a.metricsHandler(); h != nil {
 		mux.Handle("GET "+MetricsPath, h)
 		logAttrs = append(logAttrs, slog.String("metrics", "http://"+ln.Addr().String()+MetricsPath))
