@@ -400,6 +400,7 @@ func (a *App) serveAdmin() (stop func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+StatusPath, a.serveStatus)
 	a.mountConfigAdmin(mux)
+	a.mountLockAdmin(mux)
 	logAttrs := []any{slog.String("admin", ln.Addr().String()), slog.String("status", StatusPath)}
 	if h := a.metricsHandler(); h != nil {
 		mux.Handle("GET "+MetricsPath, h)
@@ -750,7 +751,7 @@ func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
 		coord.WriteStatusError(w, err)
 		return
 	}
-	registry.StatusHandler(g.node, g.resolver).ServeHTTP(w, r)
+	a.writeAppStatus(w, r, g)
 }
 
 // statusGen returns the current generation for a status read (the status
@@ -838,10 +839,10 @@ func (g *appGuard) Admit(ctx context.Context, resource string, token uint64) (bo
 // Mutex returns a distributed lock named name on the App's coordination
 // node, with a fencing token per grant (see package coord/lock). It does no
 // I/O: its methods wait for the node (Node) until their context ends. By
-// default each grant has its own lease of lock.DefaultTTL; opts can change
-// that.
+// default each grant has its own lease of lock.DefaultTTL and names this
+// process (host/pid) as its holder in the status; opts can change that.
 func (a *App) Mutex(name string, opts ...lock.Option) *lock.Mutex {
-	return lock.NewMutex(a, name, opts...)
+	return lock.NewMutex(a, name, append([]lock.Option{lock.WithHolder(processName())}, opts...)...)
 }
 
 // Election returns a candidate in the leader election named name on the
