@@ -33,6 +33,7 @@ type config struct {
 	opTimeout time.Duration
 	session   *Session
 	holder    string
+	events    func(Event)
 	hooks     *testHooks // nil outside tests
 }
 
@@ -109,4 +110,14 @@ func WithHolder(name string) Option {
 		}
 		c.holder = name
 	})
+}
+
+// WithEvents has f called with each grant and each lost lease, for
+// metrics (package metrics counts them). f runs on the goroutine that
+// acquired the grant or ran the keepalive, so it must be fast and safe for
+// concurrent use. A lost lease is reported by the Session that held it:
+// pass WithEvents to NewSession for grants under WithSession. Applies to
+// NewMutex, NewElection and NewSession. Default: none.
+func WithEvents(f func(Event)) Option {
+	return optionFunc(func(c *config) { c.events = f })
 }
