@@ -134,7 +134,7 @@ func New(opts ...Option) *App {
 	a.server = rpc.NewServer(serverOpts...)
 	a.server.SetNotReady(readinessGate, "coordination starting")
 	a.resolver = &appResolver{app: a}
-	a.conn = rpc.NewResolvingConn(a.resolver, append([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, cfg.clientOpts...)...)
+	a.conn = rpc.NewResolvingConn(a.resolver, append(append([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, a.metricsClientOptions()...), cfg.clientOpts...)...)
 	host, _ := os.Hostname()
 	a.tcc = tcc.NewCoordinator(a, a, a.resolver, append([]tcc.CoordinatorOption{
 		tcc.WithCoordinatorLogger(cfg.logger), tcc.WithName(fmt.Sprintf("%s/%d", cmp.Or(host, "app"), os.Getpid())),
@@ -842,14 +842,14 @@ func (g *appGuard) Admit(ctx context.Context, resource string, token uint64) (bo
 // default each grant has its own lease of lock.DefaultTTL and names this
 // process (host/pid) as its holder in the status; opts can change that.
 func (a *App) Mutex(name string, opts ...lock.Option) *lock.Mutex {
-	return lock.NewMutex(a, name, append([]lock.Option{lock.WithHolder(processName())}, opts...)...)
+	return lock.NewMutex(a, name, append(a.lockOptions(), opts...)...)
 }
 
 // Election returns a candidate in the leader election named name on the
 // App's coordination node (see package coord/lock). Like Mutex, it does no
 // I/O and its methods wait for the node.
 func (a *App) Election(name string, opts ...lock.Option) *lock.Election {
-	return lock.NewElection(a, name, opts...)
+	return lock.NewElection(a, name, append(a.lockOptions(), opts...)...)
 }
 
 // instanceCount returns how many ready instances serve procedure's service,

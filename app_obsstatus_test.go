@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord/lock"
@@ -83,7 +85,8 @@ func keys(t *testing.T, v any) []string {
 // one: the status JSON lists the lock (name, holder, token, time left),
 // the limit (policy, admitted and refused counts, saturation) and both
 // instances' breakers (the stopped one open), under the field names the
-// console reads.
+// console reads; /metrics shows the same (lock grants and waits, limit
+// counts, breaker states, client calls) and passes promlint.
 func TestAppStatusLocksLimitsBreakers(t *testing.T) {
 	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(t.TempDir()),
 		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0),
@@ -136,11 +139,13 @@ func TestAppStatusLocksLimitsBreakers(t *testing.T) {
 	m.Retry = nil
 	m.CircuitBreaker = &rpc.BreakerPolicy{FailureRatio: 0.5, MinRequests: 3, Window: 10 * time.Second, OpenFor: time.Minute, HalfOpenProbes: 1}
 	greet := greeterv1connect.NewGreeterServiceClient(app.Client(policy))
+	greets := 0
 	for i := 0; ; i++ {
 		if i == 200 {
 			t.Fatal("the stopped instance's breaker did not open in 200 calls")
 		}
 		_, _ = greet.Greet(ctx, &greeterv1.GreetRequest{Name: "x"})
+		greets++
 		st, _ := getStatus(t, admin)
 		if i := slices.IndexFunc(st.Breakers, func(b rpc.BreakerStatus) bool { return b.Instance == "stopped-1" }); i >= 0 && st.Breakers[i].State == "open" {
 			break
@@ -205,5 +210,41 @@ func TestAppStatusLocksLimitsBreakers(t *testing.T) {
 		case b.State != "closed" || b.Failures != 0:
 			t.Errorf("live instance %+v, want closed", b)
 		}
+	}
+
+	// The same, as metrics: lock grants and waits, the limit's counts,
+	// the breakers' states, the client's calls; all passing promlint.
+	body := scrape(t, "http://"+admin.String()+concord.MetricsPath)
+	families := parseMetrics(t, body)
+	mutex := map[string]string{"kind": "mutex"}
+	if got := value(families["concord_lock_grants_total"], mutex); got != 1 {
+		t.Errorf("mutex grants %v, want 1", got)
+	}
+	if got := histogramCount(families["concord_lock_wait_duration_seconds"], mutex); got != 1 {
+		t.Errorf("mutex wait observations %v, want 1", got)
+	}
+	shoutLabels := map[string]string{"procedure": greeterv1connect.GreeterServiceShoutProcedure}
+	if got := value(families["concord_rpc_limit_refused_calls_total"], shoutLabels); got != float64(refused) {
+		t.Errorf("refused calls %v, want %d", got, refused)
+	}
+	if got := value(families["concord_rpc_limit_admitted_calls_total"], shoutLabels); got != float64(8-refused) {
+		t.Errorf("admitted calls %v, want %d", got, 8-refused)
+	}
+	if got := value(families["concord_rpc_client_breaker_state"], map[string]string{"instance": "stopped-1"}); got != 2 {
+		t.Errorf("stopped instance's breaker state %v, want 2 (open)", got)
+	}
+	service := map[string]string{"service": greeterv1concord.GreeterServiceDiscoveryName}
+	if got := value(families["concord_rpc_client_calls_total"], service); got != float64(greets) {
+		t.Errorf("client calls %v, want %d", got, greets)
+	}
+	if got := histogramCount(families["concord_rpc_client_call_duration_seconds"], service); got != uint64(greets) {
+		t.Errorf("client call durations %v, want %d", got, greets)
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }
