@@ -37,8 +37,8 @@ const readinessGate = "coordination"
 const stoppingGate = "lifecycle"
 
 // StatusPath is where an App's admin listener (WithAdminAddr) serves its
-// coordination status as JSON, for `concord status`. The RPC port does not
-// serve it.
+// status as JSON (Status: coordination, locks, limits, breakers), for
+// `concord status` and the console. The RPC port does not serve it.
 const StatusPath = "/concord/status"
 
 // ErrNotReady is returned (wrapped with the cause) by Node, Local and what

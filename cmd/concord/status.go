@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -104,6 +105,10 @@ func watchStatus(ctx context.Context, stdout io.Writer, render func(io.Writer) e
 			fmt.Fprintf(&frame, "%s (every %v; Ctrl-C to stop)\n\n", time.Now().Format(time.TimeOnly), interval)
 		}
 		if err := render(&frame); err != nil {
+			var usage usageError
+			if errors.As(err, &usage) {
+				return err // a bad -addr: no later read can succeed
+			}
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -54,8 +54,11 @@ type HeldLock struct {
 	// Token is the grant's fencing token.
 	Token uint64 `json:"token"`
 	// ExpiresInMillis is how long the holder's last keepalive keeps the
-	// lease, by the server's clock as read then: about the TTL right
-	// after a keepalive, which refreshes it every TTL/3.
+	// key: its message's expiry (the server's timestamp plus its TTL)
+	// less this process's clock at the read, so clock offsets between
+	// the two skew it. It is about the TTL right after a keepalive, which
+	// refreshes the key every TTL/3; -1 for a message without a TTL (not
+	// written by this package).
 	ExpiresInMillis int64 `json:"expires_in_ms"`
 }
 
