@@ -86,7 +86,7 @@ func ReadStatus(ctx context.Context, node *coord.Node, timeout time.Duration) *S
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	st := &Status{Held: []HeldLock{}, Elections: []ElectedLeader{}}
-	var held, elected []ElectedLeader
+	var held, elected []liveKey
 	var heldErr, electedErr error
 	var heldCut, electedCut bool
 	var wg sync.WaitGroup
@@ -102,21 +102,31 @@ func ReadStatus(ctx context.Context, node *coord.Node, timeout time.Duration) *S
 		st.Truncated = errors.Is(err, condkv.ErrTooMany)
 		return st
 	}
-	for _, h := range held {
-		st.Held = append(st.Held, HeldLock{Name: h.Name, Holder: h.Leader, Token: h.Token, ExpiresInMillis: h.ExpiresInMillis})
+	for _, k := range held {
+		st.Held = append(st.Held, HeldLock{Name: k.name, Holder: k.value, Token: k.token, ExpiresInMillis: k.left})
 	}
-	st.Elections = append(st.Elections, elected...)
+	for _, k := range elected {
+		st.Elections = append(st.Elections, ElectedLeader{Name: k.name, Leader: k.value, Token: k.token, ExpiresInMillis: k.left})
+	}
 	st.Truncated = heldCut || electedCut
 	return st
 }
 
+// liveKey is a held key as a status read found it.
+type liveKey struct {
+	name, value string
+	token       uint64
+	left        int64 // ms until it expires; -1 without a TTL
+}
+
 // readLive reads the live keys of bucket that start with prefix (which
-// is cut from the names), sorted and cut at MaxStatusEntries.
-func readLive(ctx context.Context, node *coord.Node, bucket, prefix string) ([]ElectedLeader, bool, error) {
+// is cut from the names), sorted by name and cut at MaxStatusEntries;
+// cut reports whether there were more.
+func readLive(ctx context.Context, node *coord.Node, bucket, prefix string) (keys []liveKey, cut bool, err error) {
 	b := condkv.New(node.JetStream(), node.Conn(), bucket)
 	now := time.Now()
-	var out []ElectedLeader
-	err := b.LastAll(ctx, prefix+">", func(key string, e condkv.Entry) {
+	var out []liveKey
+	err = b.LastAll(ctx, prefix+">", func(key string, e condkv.Entry) {
 		name, ok := strings.CutPrefix(key, prefix)
 		if !ok || name == "" {
 			return
@@ -127,13 +137,13 @@ func readLive(ctx context.Context, node *coord.Node, bucket, prefix string) ([]E
 				return // expired: the server removes it shortly
 			}
 		}
-		out = append(out, ElectedLeader{Name: name, Leader: holderOf(e), Token: tokenOf(e), ExpiresInMillis: left})
+		out = append(out, liveKey{name: name, value: holderOf(e), token: tokenOf(e), left: left})
 	})
 	if err != nil {
 		return nil, false, err
 	}
-	slices.SortFunc(out, func(x, y ElectedLeader) int { return strings.Compare(x.Name, y.Name) })
-	cut := len(out) > MaxStatusEntries
+	slices.SortFunc(out, func(x, y liveKey) int { return strings.Compare(x.name, y.name) })
+	cut = len(out) > MaxStatusEntries
 	if cut {
 		out = out[:MaxStatusEntries]
 	}
