@@ -22,6 +22,7 @@ const (
 // Event is what WithEvents reports. It names no lock: names can come from
 // data (one per order, per tenant), and metrics must stay bounded.
 type Event struct {
+	// Kind is what happened.
 	Kind EventKind
 	// Lock is "mutex" or "election".
 	Lock string
