@@ -38,8 +38,8 @@ const readinessGate = "coordination"
 const stoppingGate = "lifecycle"
 
 // StatusPath is where an App's admin listener (WithAdminAddr) serves its
-// coordination status as JSON, for `concord status`. The RPC port does not
-// serve it.
+// status as JSON (Status: coordination, locks, limits, breakers), for
+// `concord status` and the console. The RPC port does not serve it.
 const StatusPath = "/concord/status"
 
 // ErrNotReady is returned (wrapped with the cause) by Node, Local and what
@@ -137,7 +137,7 @@ func New(opts ...Option) *App {
 	a.server = rpc.NewServer(serverOpts...)
 	a.server.SetNotReady(readinessGate, "coordination starting")
 	a.resolver = &appResolver{app: a}
-	a.conn = rpc.NewResolvingConn(a.resolver, append([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, cfg.clientOpts...)...)
+	a.conn = rpc.NewResolvingConn(a.resolver, append(append([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, a.metricsClientOptions()...), cfg.clientOpts...)...)
 	host, _ := os.Hostname()
 	a.tcc = tcc.NewCoordinator(a, a, a.resolver, append([]tcc.CoordinatorOption{
 		tcc.WithCoordinatorLogger(cfg.logger), tcc.WithName(fmt.Sprintf("%s/%d", cmp.Or(host, "app"), os.Getpid())),
@@ -409,6 +409,7 @@ func (a *App) serveAdmin() (stop func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+StatusPath, a.serveStatus)
 	a.mountConfigAdmin(mux)
+	a.mountLockAdmin(mux)
 	logAttrs := []any{slog.String("admin", ln.Addr().String()), slog.String("status", StatusPath)}
 	if !a.cfg.noConsole {
 		mux.Handle("GET "+console.Path, console.Handler(console.WithStatusPath(StatusPath)))
@@ -763,7 +764,7 @@ func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
 		coord.WriteStatusError(w, err)
 		return
 	}
-	registry.StatusHandler(g.node, g.resolver).ServeHTTP(w, r)
+	a.writeAppStatus(w, r, g)
 }
 
 // statusGen returns the current generation for a status read (the status
@@ -851,17 +852,17 @@ func (g *appGuard) Admit(ctx context.Context, resource string, token uint64) (bo
 // Mutex returns a distributed lock named name on the App's coordination
 // node, with a fencing token per grant (see package coord/lock). It does no
 // I/O: its methods wait for the node (Node) until their context ends. By
-// default each grant has its own lease of lock.DefaultTTL; opts can change
-// that.
+// default each grant has its own lease of lock.DefaultTTL and names this
+// process (host/pid) as its holder in the status; opts can change that.
 func (a *App) Mutex(name string, opts ...lock.Option) *lock.Mutex {
-	return lock.NewMutex(a, name, opts...)
+	return lock.NewMutex(a, name, append(a.lockOptions(), opts...)...)
 }
 
 // Election returns a candidate in the leader election named name on the
 // App's coordination node (see package coord/lock). Like Mutex, it does no
 // I/O and its methods wait for the node.
 func (a *App) Election(name string, opts ...lock.Option) *lock.Election {
-	return lock.NewElection(a, name, opts...)
+	return lock.NewElection(a, name, append(a.lockOptions(), opts...)...)
 }
 
 // instanceCount returns how many ready instances serve procedure's service,

@@ -49,6 +49,7 @@ type clientConfig struct {
 	balancing       Balancing
 	zone            string
 	probation       time.Duration
+	metrics         ClientMetricsHook
 }
 
 // WithHTTPClient sets the HTTP client of every call, replacing the default
@@ -115,7 +116,8 @@ func WithTransportOptions(opts ...connecthttp.Option) ClientOption {
 
 // Conn reaches services over HTTP, either at one fixed base URL or at the
 // instances a Resolver finds, and builds clients that apply the services'
-// policies. The client chain, outermost first, is: WithClientInterceptors,
+// policies. The client chain, outermost first, is: the metrics hook
+// (WithClientMetrics), WithClientInterceptors,
 // the method timeout (NewClientDeadlineInterceptor), retries and fallback
 // (RetryPolicy, under the retry budget; WithFallback), the breaker slot
 // (WithBreaker), then instance selection: round robin over the instances
@@ -200,7 +202,11 @@ func (c *Conn) Client(policy *ServicePolicy) *connect.Client {
 	if c.resolver == nil && !hasBreaker(policy) {
 		transport = c.fixed.endpoints[0].transport // one instance, nothing to track
 	}
-	chain := append([]connect.ClientInterceptor{}, c.cfg.interceptors...)
+	var chain []connect.ClientInterceptor
+	if c.cfg.metrics != nil {
+		chain = append(chain, newClientMetricsInterceptor(policy.DiscoveryName, c.cfg.metrics))
+	}
+	chain = append(chain, c.cfg.interceptors...)
 	chain = append(chain, NewClientDeadlineInterceptor(policy.Method), newRetryInterceptor(policy.Method, c.budget, c.cfg.fallback))
 	if c.cfg.breaker != nil {
 		chain = append(chain, c.cfg.breaker)

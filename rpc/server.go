@@ -59,6 +59,9 @@ type Server struct {
 	warming  sync.WaitGroup
 	ready    *readiness
 	done     chan struct{} // closed when shutdown starts
+	// admission is the default admission interceptor's state (nil with
+	// WithAdmission), read by LimitStatus and ShedCalls.
+	admission *admission
 
 	mu        sync.Mutex
 	handler   http.Handler // built on first use
@@ -105,8 +108,8 @@ func (s *Server) chain() []connect.ServerInterceptor {
 	if c.admission != nil {
 		chain = append(chain, c.admission)
 	} else {
-		chain = append(chain, NewAdmissionInterceptor(s.lookup,
-			append([]AdmissionOption{WithAdmissionLogger(c.logger)}, c.admissionOpts...)...))
+		s.admission = newAdmission(s.lookup, append([]AdmissionOption{WithAdmissionLogger(c.logger)}, c.admissionOpts...))
+		chain = append(chain, s.admission.interceptor())
 	}
 	if c.validation {
 		s.validate = newValidation(c.validator, c.logger)
