@@ -22,6 +22,7 @@ import (
 	"connectrpc.com/connect/v2"
 	"github.com/nats-io/nats.go"
 
+	"github.com/concordrpc/concord/console"
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/localstore"
 	"github.com/concordrpc/concord/coord/lock"
@@ -38,8 +39,8 @@ const readinessGate = "coordination"
 const stoppingGate = "lifecycle"
 
 // StatusPath is where an App's admin listener (WithAdminAddr) serves its
-// coordination status as JSON, for `concord status`. The RPC port does not
-// serve it.
+// status as JSON (Status: coordination, locks, limits, breakers), for
+// `concord status` and the console. The RPC port does not serve it.
 const StatusPath = "/concord/status"
 
 // ErrNotReady is returned (wrapped with the cause) by Node, Local and what
@@ -98,6 +99,7 @@ type App struct {
 	changed chan struct{}     // closed and replaced when gen, local or err change
 
 	runOnce sync.Once
+	fn      functionState // RunFunction's
 
 	// Stop hooks (onStop): what was built on the App and ends with it.
 	stopHooks []func() // guarded by mu
@@ -121,6 +123,7 @@ func New(opts ...Option) *App {
 	}
 	cfg.addr = cfg.listenAddr() // read PORT once, at New
 	a := &App{cfg: cfg, adminReady: make(chan struct{}), changed: make(chan struct{})}
+	a.fn.wanted, a.fn.born = make(chan struct{}), time.Now()
 	a.guard = &appGuard{app: a}
 	metricsServerOpts, metricsTCCOpts := a.setupMetrics() // before cfg's options, which may replace the hooks
 	// Tracing too comes before cfg's options; nothing when it is off.
@@ -138,7 +141,7 @@ func New(opts ...Option) *App {
 	a.server = rpc.NewServer(serverOpts...)
 	a.server.SetNotReady(readinessGate, "coordination starting")
 	a.resolver = &appResolver{app: a}
-	a.conn = rpc.NewResolvingConn(a.resolver, slices.Concat([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, tracingClientOpts, cfg.clientOpts)...)
+	a.conn = rpc.NewResolvingConn(a.resolver, slices.Concat([]rpc.ClientOption{rpc.WithZone(cfg.zone)}, tracingClientOpts, a.metricsClientOptions(), cfg.clientOpts)...)
 	host, _ := os.Hostname()
 	a.tcc = tcc.NewCoordinator(a, a, a.resolver, append([]tcc.CoordinatorOption{
 		tcc.WithCoordinatorLogger(cfg.logger), tcc.WithName(fmt.Sprintf("%s/%d", cmp.Or(host, "app"), os.Getpid())),
@@ -190,6 +193,7 @@ func (a *App) update(f func()) {
 // why coordination is known to be unavailable (wrapping
 // coord.ErrUnavailable), or ctx's error.
 func (a *App) currentGen(ctx context.Context) (*coordGen, error) {
+	a.fn.want() // function mode opens coordination on first use
 	for {
 		a.mu.Lock()
 		g, err, down, changed := a.gen, a.err, a.down, a.changed
@@ -220,7 +224,8 @@ func (a *App) currentGen(ctx context.Context) (*coordGen, error) {
 // error. A node whose connection closed for good is replaced: call Node
 // again rather than keeping the result. Locks, elections, cluster-scoped
 // limits and discovery through the App get their node here, so they too
-// fail fast during an outage.
+// fail fast during an outage. In function mode (RunFunction) the first
+// call opens the connection.
 func (a *App) Node(ctx context.Context) (*coord.Node, error) {
 	g, err := a.currentGen(ctx)
 	if err != nil {
@@ -232,8 +237,12 @@ func (a *App) Node(ctx context.Context) (*coord.Node, error) {
 // Local waits until the App's local durable store (Badger, under
 // <data dir>/local) is open and returns it. It does not need coordination.
 // Errors: ErrNotReady (wrapped with the cause) if it cannot be opened or
-// the App stopped, or ctx's error.
+// the App stopped, or ctx's error. An App in function mode (RunFunction)
+// has no local store: Local fails at once with ErrNotReady.
 func (a *App) Local(ctx context.Context) (*localstore.Store, error) {
+	if a.fn.on.Load() {
+		return nil, errNoLocalInFunction
+	}
 	for {
 		_, local, err, changed := a.current()
 		switch {
@@ -404,7 +413,12 @@ func (a *App) serveAdmin() (stop func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+StatusPath, a.serveStatus)
 	a.mountConfigAdmin(mux)
+	a.mountLockAdmin(mux)
 	logAttrs := []any{slog.String("admin", ln.Addr().String()), slog.String("status", StatusPath)}
+	if !a.cfg.noConsole {
+		mux.Handle("GET "+console.Path, console.Handler(console.WithStatusPath(StatusPath)))
+		logAttrs = append(logAttrs, slog.String("console", "http://"+ln.Addr().String()+console.Path))
+	}
 	if h := a.metricsHandler(); h != nil {
 		mux.Handle("GET "+MetricsPath, h)
 		logAttrs = append(logAttrs, slog.String("metrics", "http://"+ln.Addr().String()+MetricsPath))
@@ -551,8 +565,8 @@ func (a *App) openGen(ctx context.Context, addr net.Addr) (*coordGen, error) {
 		return nil, err
 	}
 	g := &coordGen{node: node, resolver: registry.NewResolver(node, registry.ResolverLogger(a.cfg.logger))}
-	if g.limits, err = node.LimitStore(ctx); err == nil {
-		err = a.register(ctx, g, addr)
+	if g.limits, err = node.LimitStore(ctx); err == nil && addr != nil {
+		err = a.register(ctx, g, addr) // nil in function mode: no registration
 	}
 	if err != nil {
 		_ = g.close()
@@ -754,7 +768,7 @@ func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
 		coord.WriteStatusError(w, err)
 		return
 	}
-	registry.StatusHandler(g.node, g.resolver).ServeHTTP(w, r)
+	a.writeAppStatus(w, r, g)
 }
 
 // statusGen returns the current generation for a status read (the status
@@ -842,17 +856,17 @@ func (g *appGuard) Admit(ctx context.Context, resource string, token uint64) (bo
 // Mutex returns a distributed lock named name on the App's coordination
 // node, with a fencing token per grant (see package coord/lock). It does no
 // I/O: its methods wait for the node (Node) until their context ends. By
-// default each grant has its own lease of lock.DefaultTTL; opts can change
-// that.
+// default each grant has its own lease of lock.DefaultTTL and names this
+// process (host/pid) as its holder in the status; opts can change that.
 func (a *App) Mutex(name string, opts ...lock.Option) *lock.Mutex {
-	return lock.NewMutex(a, name, a.lockOptions(opts)...)
+	return lock.NewMutex(a, name, slices.Concat(a.lockOptions(), a.tracingLockOptions(), opts)...)
 }
 
 // Election returns a candidate in the leader election named name on the
 // App's coordination node (see package coord/lock). Like Mutex, it does no
 // I/O and its methods wait for the node.
 func (a *App) Election(name string, opts ...lock.Option) *lock.Election {
-	return lock.NewElection(a, name, a.lockOptions(opts)...)
+	return lock.NewElection(a, name, slices.Concat(a.lockOptions(), a.tracingLockOptions(), opts)...)
 }
 
 // instanceCount returns how many ready instances serve procedure's service,

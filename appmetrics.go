@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/coord/registry"
 	"github.com/concordrpc/concord/metrics"
 	"github.com/concordrpc/concord/rpc"
@@ -21,7 +22,9 @@ const MetricsPath = "/metrics"
 
 // appMetrics is what an App exports to Prometheus.
 type appMetrics struct {
-	reg *prometheus.Registry
+	reg    *prometheus.Registry
+	client *metrics.Client // nil if the registry refused it
+	locks  *metrics.Locks  // nil if the registry refused it
 }
 
 // setupMetrics builds the App's metrics on its registry and returns the
@@ -54,7 +57,42 @@ func (a *App) setupMetrics() ([]rpc.ServerOption, []tcc.CoordinatorOption) {
 	if err := reg.Register(metrics.NewCoord(a.readStatus)); err != nil {
 		a.cfg.logger.Error("concord: coordination metrics not exported", slog.Any("error", err))
 	}
+	var err error
+	if a.metrics.client, err = metrics.NewClient(reg); err != nil {
+		a.cfg.logger.Error("concord: client metrics not exported", slog.Any("error", err))
+	}
+	if a.metrics.locks, err = metrics.NewLocks(reg); err != nil {
+		a.cfg.logger.Error("concord: lock metrics not exported", slog.Any("error", err))
+	}
+	// Read at each scrape: the server and the client exist by then.
+	if err := reg.Register(metrics.NewGovernance(metrics.GovernanceSource{
+		Limits:   func() []rpc.LimitStatus { return a.server.LimitStatus() },
+		Shed:     func() uint64 { return a.server.ShedCalls() },
+		Breakers: func() []rpc.BreakerStatus { return a.conn.BreakerStatus() },
+	})); err != nil {
+		a.cfg.logger.Error("concord: governance metrics not exported", slog.Any("error", err))
+	}
 	return serverOpts, tccOpts
+}
+
+// metricsClientOptions returns the options that feed the client metrics
+// to the App's Conn; none without metrics.
+func (a *App) metricsClientOptions() []rpc.ClientOption {
+	if a.metrics == nil || a.metrics.client == nil {
+		return nil
+	}
+	return []rpc.ClientOption{rpc.WithClientMetrics(a.metrics.client.Observe)}
+}
+
+// lockOptions are the options of every Mutex and Election the App makes,
+// before the caller's: this process named as the holder, and the lock
+// metrics.
+func (a *App) lockOptions() []lock.Option {
+	opts := []lock.Option{lock.WithHolder(processName())}
+	if a.metrics != nil && a.metrics.locks != nil {
+		opts = append(opts, lock.WithEvents(a.metrics.locks.Observe))
+	}
+	return opts
 }
 
 // metricsHandler returns the handler of MetricsPath, or nil without

@@ -69,13 +69,13 @@ func (a *App) setupTracing() ([]rpc.ServerOption, []rpc.ClientOption, []tcc.Coor
 		[]tcc.CoordinatorOption{tcc.WithTracerProvider(tp)}
 }
 
-// lockOptions returns the options that trace the App's locks and
-// elections, before the caller's.
-func (a *App) lockOptions(opts []lock.Option) []lock.Option {
+// tracingLockOptions returns the options that trace the App's locks and
+// elections; none when tracing is off.
+func (a *App) tracingLockOptions() []lock.Option {
 	if a.tracing == nil {
-		return opts
+		return nil
 	}
-	return append([]lock.Option{lock.WithTracerProvider(a.tracing.tp)}, opts...)
+	return []lock.Option{lock.WithTracerProvider(a.tracing.tp)}
 }
 
 // TracerProvider returns the App's tracer provider (WithTracerProvider, or

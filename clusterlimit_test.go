@@ -42,6 +42,7 @@ func TestClusterScopedLimit(t *testing.T) {
 	limit := &rpc.RateLimitPolicy{Algorithm: rpc.TokenBucket, Rate: rate, Per: time.Second, Burst: burst, Scope: rpc.ScopeCluster}
 	var urls []string
 	var stops []func()
+	var apps []*concord.App
 	for i := 0; i < instances; i++ {
 		app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithDataDir(t.TempDir()), concord.WithLogger(quiet),
 			concord.WithCoordOptions(coord.WithClient([]string{node.ClientURL()}, nodetest.ClientAuth())))
@@ -57,6 +58,7 @@ func TestClusterScopedLimit(t *testing.T) {
 		}
 		addr, _ := app.Server().Addr(ctx)
 		urls = append(urls, "http://"+addr.String())
+		apps = append(apps, app)
 		stops = append(stops, func() {
 			acancel()
 			if err := <-done; err != nil {
@@ -70,7 +72,7 @@ func TestClusterScopedLimit(t *testing.T) {
 		}
 	}()
 
-	var admitted, rejected atomic.Int64
+	var admitted, rejected, failed atomic.Int64
 	client := &http.Client{}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -90,6 +92,7 @@ func TestClusterScopedLimit(t *testing.T) {
 				for i := 0; i < 20000 && more(); i++ {
 					res, err := client.Post(url+"/greeter.v1.GreeterService/Shout", "application/json", strings.NewReader(`{"name":"x"}`))
 					if err != nil {
+						failed.Add(1) // the server may have counted it
 						continue
 					}
 					res.Body.Close()
@@ -116,5 +119,21 @@ func TestClusterScopedLimit(t *testing.T) {
 	}
 	if rejected.Load() < admitted.Load() {
 		t.Fatalf("only %d rejections: the load did not exceed the limit", rejected.Load())
+	}
+	// The instances' limit status counts the same calls (and perhaps
+	// some whose answer the client lost), and every
+	// admitted call spent a token borrowed from the store.
+	var sAdmitted, sRefused, borrowed uint64
+	for _, app := range apps {
+		ls := app.Server().LimitStatus()
+		if len(ls) != 1 || ls[0].Scope != "cluster" {
+			t.Fatalf("limit status %+v", ls)
+		}
+		sAdmitted, sRefused, borrowed = sAdmitted+ls[0].Admitted, sRefused+ls[0].Refused, borrowed+ls[0].Borrowed
+	}
+	if sAdmitted < uint64(admitted.Load()) || sRefused < uint64(rejected.Load()) ||
+		sAdmitted+sRefused > uint64(admitted.Load()+rejected.Load()+failed.Load()) || borrowed < sAdmitted {
+		t.Fatalf("limit status: %d admitted, %d refused, %d tokens borrowed; the callers saw %d admitted, %d rejected",
+			sAdmitted, sRefused, borrowed, admitted.Load(), rejected.Load())
 	}
 }

@@ -83,9 +83,8 @@ type configErrorJSON struct {
 // here if missing; a credentials file that cannot be read is logged, and
 // every config route answers 503 until it can.
 func (a *App) mountConfigAdmin(mux *http.ServeMux) {
-	path := a.cfg.adminCreds
-	if path == "" {
-		path = filepath.Join(a.cfg.dataDir, AdminCredentialsFile)
+	path := a.adminCredsPath()
+	if a.cfg.adminCreds == "" {
 		created, err := admincreds.Ensure(path, defaultAdminName)
 		if created {
 			a.cfg.logger.Info("concord: created admin credentials for concord config", slog.String("file", path), slog.String("name", defaultAdminName))
@@ -97,17 +96,33 @@ func (a *App) mountConfigAdmin(mux *http.ServeMux) {
 	if _, err := admincreds.Read(path); err != nil {
 		a.cfg.logger.Error("concord: admin credentials unreadable; config routes answer 503 until they are", slog.String("file", path), slog.Any("error", err))
 	}
-	guard := func(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	guard := adminGuard(path)
+	mux.Handle("GET "+ConfigPath+"{name}", guard(a.serveConfigGet))
+	mux.Handle("GET "+ConfigPath+"{name}/history", guard(a.serveConfigHistory))
+	mux.Handle("PUT "+ConfigPath+"{name}", guard(a.serveConfigSet))
+	mux.Handle("POST "+ConfigPath+"{name}/rollback", guard(a.serveConfigRollback))
+}
+
+// adminCredsPath is the admin credentials file: WithAdminCredentials's,
+// else AdminCredentialsFile in the data directory.
+func (a *App) adminCredsPath() string {
+	if a.cfg.adminCreds != "" {
+		return a.cfg.adminCreds
+	}
+	return filepath.Join(a.cfg.dataDir, AdminCredentialsFile)
+}
+
+// adminGuard wraps admin handlers so that they run only for a request
+// with a valid admin credential (authorizeAdmin against the file at
+// path), and get the credential's name.
+func adminGuard(path string) func(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if name, ok := authorizeAdmin(w, r, path); ok {
 				h(w, r, name)
 			}
 		}
 	}
-	mux.Handle("GET "+ConfigPath+"{name}", guard(a.serveConfigGet))
-	mux.Handle("GET "+ConfigPath+"{name}/history", guard(a.serveConfigHistory))
-	mux.Handle("PUT "+ConfigPath+"{name}", guard(a.serveConfigSet))
-	mux.Handle("POST "+ConfigPath+"{name}/rollback", guard(a.serveConfigRollback))
 }
 
 // authorizeAdmin checks r's bearer token against the credentials file at

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
 
 	"github.com/concordrpc/concord"
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
@@ -42,5 +45,26 @@ func ExampleApp() {
 	fmt.Println(<-done)
 	// Output:
 	// Hello, Ada! embedded
+	// <nil>
+}
+
+// An App in function mode: RunFunction hands the App's handler to the
+// function runtime (on AWS Lambda, lambda.Start(lambdafn.New(h))), here
+// called directly; there is no listener and coordination would connect,
+// in client mode, only when a call first needs it.
+func ExampleApp_RunFunction() {
+	app := concord.New(concord.WithLogger(slog.New(slog.DiscardHandler)))
+	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
+	err := app.RunFunction(context.Background(), func(h http.Handler) error {
+		req := httptest.NewRequest(http.MethodPost, "/greeter.v1.GreeterService/Greet", strings.NewReader(`{"name":"Ada"}`))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		fmt.Println(rec.Code, rec.Body.String())
+		return nil // lambda.Start never returns
+	})
+	fmt.Println(err)
+	// Output:
+	// 200 {"greeting":"Hello, Ada!"}
 	// <nil>
 }

@@ -55,6 +55,7 @@ type appConfig struct {
 	tccBarrier []tcc.Option
 	metricsReg *prometheus.Registry // WithMetricsRegistry's; nil → the App's own
 	noMetrics  bool
+	noConsole  bool
 	tracer     trace.TracerProvider          // WithTracerProvider's; nil → the OTEL_* environment's, if any
 	propagator propagation.TextMapPropagator // WithPropagator's
 }
@@ -113,7 +114,8 @@ func (c *appConfig) listenAddr() string {
 // for `concord status`) to anyone who reaches it, and ConfigPath (dynamic
 // configuration, `concord config`) only to holders of an admin credential
 // (WithAdminCredentials). It also serves MetricsPath (Prometheus metrics;
-// WithMetricsRegistry, WithoutMetrics) to anyone who reaches it. Keep it
+// WithMetricsRegistry, WithoutMetrics) and the web console over the status
+// (console.Path; WithoutConsole) to anyone who reaches it. Keep it
 // on loopback or a private network. "" disables it; a port in use is
 // logged and the App runs without it.
 // Default: DefaultAdminAddr.
@@ -234,6 +236,13 @@ func WithMetricsRegistry(reg *prometheus.Registry) Option {
 // WithTCCOptions, replaces the App's hook either way.
 func WithoutMetrics() Option {
 	return optionFunc(func(c *appConfig) { c.noMetrics = true })
+}
+
+// WithoutConsole leaves the web console (package console) off the admin
+// listener. Default: the admin listener serves it at console.Path, beside
+// the status it reads.
+func WithoutConsole() Option {
+	return optionFunc(func(c *appConfig) { c.noConsole = true })
 }
 
 // WithTracerProvider traces the App with tp: a server span for every call

@@ -123,6 +123,17 @@ type config struct {
 	readyTimeout   time.Duration
 }
 
+// ModeOf returns the mode a node opened with opts runs in (ModeEmbedded
+// unless WithClient or WithCluster is among them, the last one winning),
+// without opening anything: for callers that accept only some modes.
+func ModeOf(opts ...Option) Mode {
+	var c config
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	return c.mode
+}
+
 func defaultConfig() config {
 	return config{
 		dataDir:      DefaultDataDir,

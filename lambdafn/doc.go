@@ -16,9 +16,8 @@
 //	}
 //
 // The package takes no process-wide resource: lambda.Start, which owns the
-// process (it exits when the Runtime API fails), is main's call. An App's
-// coordination does not run in function mode yet (see below): serve an
-// rpc.Server.
+// process (it exits when the Runtime API fails), is main's call. An App
+// serves the same way through App.RunFunction (see below).
 //
 // # What is served
 //
@@ -87,11 +86,24 @@
 // resource_exhausted for the limits above, unimplemented for streams,
 // deadline_exceeded as above, and internal when the handler panics.
 //
-// # Not yet in function mode
+// # An App in function mode
 //
-// This package serves RPCs only. An App in function mode would also need
-// client-mode coordination without an embedded node, no registry
-// registration, no Badger by default, and a coordination connection made
-// lazily and re-checked after the process is thawed, so that a function
-// frozen past its lease deadline knows its locks are gone before it writes.
+// An App (package concord) serves in function mode through
+// App.RunFunction, which hands its handler to lambda.Start:
+//
+//	app := concord.New(concord.WithCoordOptions(
+//		coord.WithClient([]string{os.Getenv("CONCORD_NATS_URL")}, auth)))
+//	greeterv1concord.RegisterGreeterService(app, &greeter{})
+//	err := app.RunFunction(context.Background(), func(h http.Handler) error {
+//		lambda.Start(lambdafn.New(h)) // never returns
+//		return nil
+//	})
+//
+// There the App opens no listener, registers no instance, keeps no local
+// store (Badger) and connects to coordination in client mode only, when a
+// call first needs it; a call that follows a pause (a freeze between
+// invocations) first makes sure the connection still works, and a lock
+// whose lease ended during the freeze says so through Valid before the
+// handler writes. See App.RunFunction. This package does not import the
+// App's: a function that serves an rpc.Server links no coordination code.
 package lambdafn

@@ -35,8 +35,11 @@ const functionARN = "arn:aws:lambda:eu-west-1:123456789012:function:concord-test
 // otherwise it returns at once. lambda.Start never returns: it exits the
 // process when the Runtime API goes away.
 func maybeRunFunction() {
-	if os.Getenv(functionEnv) == "" {
+	switch os.Getenv(functionEnv) {
+	case "":
 		return
+	case "app":
+		runAppFunction() // never returns
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	srv := rpc.NewServer(rpc.WithLogger(logger))
@@ -154,12 +157,14 @@ func (a *runtimeAPI) invoke(t *testing.T, id string, payload []byte, timeout tim
 }
 
 // startFunction runs the function in a child process (the test binary
-// again) whose AWS_LAMBDA_RUNTIME_API is api.
-func startFunction(t *testing.T, api *runtimeAPI) {
+// again) whose AWS_LAMBDA_RUNTIME_API is api: kind "1" serves an
+// rpc.Server, "app" an App (see runAppFunction); env is added to the
+// child's environment.
+func startFunction(t *testing.T, api *runtimeAPI, kind string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), functionEnv+"=1", "AWS_LAMBDA_RUNTIME_API="+api.addr(),
-		"AWS_LAMBDA_FUNCTION_NAME=concord-test", "AWS_LAMBDA_MAX_CONCURRENCY=")
+	cmd.Env = append(append(os.Environ(), functionEnv+"="+kind, "AWS_LAMBDA_RUNTIME_API="+api.addr(),
+		"AWS_LAMBDA_FUNCTION_NAME=concord-test", "AWS_LAMBDA_MAX_CONCURRENCY="), env...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
@@ -173,6 +178,7 @@ func startFunction(t *testing.T, api *runtimeAPI) {
 		}
 		api.close()
 	})
+	return cmd
 }
 
 // TestRuntimeLoop runs the function under the real aws-lambda-go runtime
@@ -184,7 +190,7 @@ func startFunction(t *testing.T, api *runtimeAPI) {
 func TestRuntimeLoop(t *testing.T) {
 	t.Parallel()
 	api := newRuntimeAPI(t)
-	startFunction(t, api)
+	startFunction(t, api, "1")
 
 	event := func(ev any) []byte { return mustJSON(t, ev) }
 	answer := func(o outcome) (int, map[string]string, []byte) {

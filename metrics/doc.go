@@ -14,6 +14,14 @@
 //     TCC.Observe).
 //   - NewCoord: a collector that reads the coordination status
 //     (registry.ReadStatus) when scraped, at most once per cache period.
+//   - NewClient: calls a Conn's clients make, per upstream service, with
+//     retries (rpc.WithClientMetrics, Client.Observe).
+//   - NewGovernance: a collector of rate limits (admitted, refused,
+//     borrowed tokens, saturation), shed calls and circuit breakers per
+//     upstream instance (at most MaxBreakerSeries), read from the server
+//     and the Conn when scraped.
+//   - NewLocks: lock and election grants, waits and lost leases
+//     (lock.WithEvents, Locks.Observe), by kind only.
 //
 // # Label policy
 //
@@ -22,7 +30,10 @@
 // registered (anything else is "unknown", so a client probing random paths
 // adds no series), protocol is connect, grpc, grpcweb or unknown, code is
 // "ok" or a Connect code name. Coordination labels are the names of nodes,
-// streams, registered services, consumers and topics.
+// streams, registered services, consumers and topics; client labels are
+// upstream services from generated policies and the instance IDs the
+// registry lists (bounded by MaxBreakerSeries); lock metrics carry only
+// the kind, since lock names may come from data.
 //
 // # Names
 //

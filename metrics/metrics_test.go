@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/coord/registry"
 	"github.com/concordrpc/concord/coord/txlog"
 	"github.com/concordrpc/concord/metrics"
@@ -72,7 +73,42 @@ func everything(t *testing.T) *prometheus.Registry {
 	}
 	tc.Observe(tcc.PhaseReport{Service: "bank", Procedure: "/bank.v1.Bank/Try", Phase: tcc.PhaseTry, Duration: time.Millisecond})
 	reg.MustRegister(metrics.NewCoord(func(context.Context) (*registry.Status, error) { return fullStatus(), nil }))
+	c, err := metrics.NewClient(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Observe(t.Context(), rpc.ClientCallReport{Service: "greeter", Procedure: greet, Code: connect.CodeUnavailable, Duration: time.Millisecond, Retries: 2})
+	reg.MustRegister(metrics.NewGovernance(fullGovernance(2)))
+	l, err := metrics.NewLocks(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Observe(lock.Event{Kind: lock.EventGranted, Lock: "mutex", Waited: true, Wait: 20 * time.Millisecond})
+	l.Observe(lock.Event{Kind: lock.EventLeaseLost, Lock: "election"})
 	return reg
+}
+
+// fullGovernance is a source with a local and a cluster limit, shed calls
+// and n breakers (instances i0, i1, ...: the first open, the second
+// half-open, the rest closed).
+func fullGovernance(n int) metrics.GovernanceSource {
+	return metrics.GovernanceSource{
+		Limits: func() []rpc.LimitStatus {
+			return []rpc.LimitStatus{
+				{Procedure: "/greeter.v1.GreeterService/Shout", Scope: "local", Admitted: 12, Refused: 3, Saturation: 0.2},
+				{Procedure: greet, Scope: "cluster", Admitted: 5, Borrowed: 40},
+			}
+		},
+		Shed: func() uint64 { return 7 },
+		Breakers: func() []rpc.BreakerStatus {
+			var bs []rpc.BreakerStatus
+			for i := range n {
+				state := []string{"open", "half_open", "closed"}[min(i, 2)]
+				bs = append(bs, rpc.BreakerStatus{Service: "greeter", Instance: fmt.Sprintf("i%d", i), Address: "http://x", State: state, Failures: 4 - min(i, 4)})
+			}
+			return bs
+		},
+	}
 }
 
 // TestPromlint runs client_golang's promlint (testutil.GatherAndLint)
@@ -218,5 +254,115 @@ func TestNewServerTwice(t *testing.T) {
 	var already prometheus.AlreadyRegisteredError
 	if _, err := metrics.NewServer(reg, known); !errors.As(err, &already) {
 		t.Fatalf("second NewServer: %v, want AlreadyRegisteredError", err)
+	}
+}
+
+// TestClientMetrics checks the client metrics of two calls.
+func TestClientMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := metrics.NewClient(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Observe(t.Context(), rpc.ClientCallReport{Service: "greeter", Procedure: greet, Duration: time.Millisecond})
+	c.Observe(t.Context(), rpc.ClientCallReport{Service: "greeter", Procedure: greet, Code: connect.CodeUnavailable, Duration: time.Second, Retries: 2})
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP concord_rpc_client_calls_total RPC calls made by the process's clients, by upstream service and code.
+# TYPE concord_rpc_client_calls_total counter
+concord_rpc_client_calls_total{code="ok",service="greeter"} 1
+concord_rpc_client_calls_total{code="unavailable",service="greeter"} 1
+# HELP concord_rpc_client_retries_total Attempts client calls made after their first, by upstream service.
+# TYPE concord_rpc_client_retries_total counter
+concord_rpc_client_retries_total{service="greeter"} 2
+`), "concord_rpc_client_calls_total", "concord_rpc_client_retries_total"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(reg, "concord_rpc_client_call_duration_seconds"); n != 2 {
+		t.Fatalf("%d duration series, want 2", n)
+	}
+}
+
+// TestGovernanceMetrics checks the limits, the shed calls and the
+// breakers, and that the breaker series stop at MaxBreakerSeries.
+func TestGovernanceMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewGovernance(fullGovernance(3)))
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP concord_rpc_limit_admitted_calls_total Calls a rate limit admitted since the process started.
+# TYPE concord_rpc_limit_admitted_calls_total counter
+concord_rpc_limit_admitted_calls_total{procedure="/greeter.v1.GreeterService/Greet"} 5
+concord_rpc_limit_admitted_calls_total{procedure="/greeter.v1.GreeterService/Shout"} 12
+# HELP concord_rpc_limit_refused_calls_total Calls a rate limit refused (resource_exhausted) since the process started.
+# TYPE concord_rpc_limit_refused_calls_total counter
+concord_rpc_limit_refused_calls_total{procedure="/greeter.v1.GreeterService/Greet"} 0
+concord_rpc_limit_refused_calls_total{procedure="/greeter.v1.GreeterService/Shout"} 3
+# HELP concord_rpc_limit_borrowed_tokens_total Tokens a cluster-scoped rate limit drew from the cluster's limiter store.
+# TYPE concord_rpc_limit_borrowed_tokens_total counter
+concord_rpc_limit_borrowed_tokens_total{procedure="/greeter.v1.GreeterService/Greet"} 40
+# HELP concord_rpc_limit_saturation_ratio Share of calls a rate limit refused over the last 10 to 20 seconds.
+# TYPE concord_rpc_limit_saturation_ratio gauge
+concord_rpc_limit_saturation_ratio{procedure="/greeter.v1.GreeterService/Greet"} 0
+concord_rpc_limit_saturation_ratio{procedure="/greeter.v1.GreeterService/Shout"} 0.2
+# HELP concord_rpc_server_shed_calls_total Calls refused with unavailable past the server's in-flight bound.
+# TYPE concord_rpc_server_shed_calls_total counter
+concord_rpc_server_shed_calls_total 7
+# HELP concord_rpc_client_breaker_state Circuit breaker state of an upstream instance: 0 closed, 1 half-open, 2 open.
+# TYPE concord_rpc_client_breaker_state gauge
+concord_rpc_client_breaker_state{instance="i0",service="greeter"} 2
+concord_rpc_client_breaker_state{instance="i1",service="greeter"} 1
+concord_rpc_client_breaker_state{instance="i2",service="greeter"} 0
+# HELP concord_rpc_client_breaker_failures Failed calls in a row to an upstream instance, as its breakers counted them.
+# TYPE concord_rpc_client_breaker_failures gauge
+concord_rpc_client_breaker_failures{instance="i0",service="greeter"} 4
+concord_rpc_client_breaker_failures{instance="i1",service="greeter"} 3
+concord_rpc_client_breaker_failures{instance="i2",service="greeter"} 2
+# HELP concord_rpc_client_breaker_instances_omitted Upstream instances left out of the breaker metrics past their series bound.
+# TYPE concord_rpc_client_breaker_instances_omitted gauge
+concord_rpc_client_breaker_instances_omitted 0
+`)); err != nil {
+		t.Fatal(err)
+	}
+
+	big := prometheus.NewRegistry()
+	big.MustRegister(metrics.NewGovernance(fullGovernance(metrics.MaxBreakerSeries + 10)))
+	if n := testutil.CollectAndCount(big, "concord_rpc_client_breaker_state"); n != metrics.MaxBreakerSeries {
+		t.Fatalf("%d breaker series, want %d", n, metrics.MaxBreakerSeries)
+	}
+	if err := testutil.GatherAndCompare(big, strings.NewReader(`
+# HELP concord_rpc_client_breaker_instances_omitted Upstream instances left out of the breaker metrics past their series bound.
+# TYPE concord_rpc_client_breaker_instances_omitted gauge
+concord_rpc_client_breaker_instances_omitted 10
+`), "concord_rpc_client_breaker_instances_omitted"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockMetrics checks the lock metrics of a few events.
+func TestLockMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	l, err := metrics.NewLocks(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Observe(lock.Event{Kind: lock.EventGranted, Lock: "mutex"})
+	l.Observe(lock.Event{Kind: lock.EventGranted, Lock: "mutex", Waited: true, Wait: 20 * time.Millisecond})
+	l.Observe(lock.Event{Kind: lock.EventGranted, Lock: "election", Wait: time.Millisecond / 2})
+	l.Observe(lock.Event{Kind: lock.EventLeaseLost, Lock: "mutex"})
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP concord_lock_grants_total Locks and leaderships granted, by kind (mutex or election).
+# TYPE concord_lock_grants_total counter
+concord_lock_grants_total{kind="election"} 1
+concord_lock_grants_total{kind="mutex"} 2
+# HELP concord_lock_waits_total Grants that had to wait for another holder, by kind.
+# TYPE concord_lock_waits_total counter
+concord_lock_waits_total{kind="mutex"} 1
+# HELP concord_lock_leases_lost_total Grants that ended because their lease was lost rather than released, by kind.
+# TYPE concord_lock_leases_lost_total counter
+concord_lock_leases_lost_total{kind="mutex"} 1
+`), "concord_lock_grants_total", "concord_lock_waits_total", "concord_lock_leases_lost_total"); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.CollectAndCount(reg, "concord_lock_wait_duration_seconds"); got != 2 {
+		t.Fatalf("%d wait histograms, want 2 (mutex, election)", got)
 	}
 }

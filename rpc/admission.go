@@ -107,16 +107,27 @@ func WithAdmissionLogger(l *slog.Logger) AdmissionOption {
 // Queue for leaky buckets). Without a store, or while it fails, they are
 // counted per instance (logged once).
 func NewAdmissionInterceptor(lookup PolicyLookup, opts ...AdmissionOption) connect.ServerInterceptor {
+	return newAdmission(lookup, opts).interceptor()
+}
+
+func newAdmission(lookup PolicyLookup, opts []AdmissionOption) *admission {
 	cfg := admissionConfig{logger: slog.Default()}
 	for _, o := range opts {
 		o.applyAdmission(&cfg)
 	}
-	a := &admission{cfg: cfg, lookup: lookup}
+	if cfg.clock == nil {
+		cfg.clock = ratelimit.RealClock() // one clock for the limiters and the status windows
+	}
+	return &admission{cfg: cfg, lookup: lookup}
+}
+
+func (a *admission) interceptor() connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			if a.cfg.maxInFlight > 0 {
 				if n := a.inFlight.Add(1); n > a.cfg.maxInFlight {
 					a.inFlight.Add(-1)
+					a.shed.Add(1)
 					return connect.NewError(connect.CodeUnavailable, fmt.Sprintf("server overloaded: %d calls in flight", n-1))
 				}
 				defer a.inFlight.Add(-1)
@@ -133,7 +144,8 @@ type admission struct {
 	cfg      admissionConfig
 	lookup   PolicyLookup
 	inFlight atomic.Int64
-	limits   sync.Map // procedure -> *methodLimit
+	shed     atomic.Uint64 // calls refused past maxInFlight
+	limits   sync.Map      // procedure -> *methodLimit
 	warnOnce sync.Once
 }
 
@@ -146,6 +158,9 @@ type methodLimit struct {
 
 	clusterMu sync.Mutex
 	cluster   map[string]*clusterLimit // by limit key, for ScopeCluster with a store
+
+	counts   limitCounts   // admitted and refused calls, for LimitStatus
+	borrowed atomic.Uint64 // tokens granted by the LimiterStore
 }
 
 func (a *admission) admit(ctx context.Context, spec connect.Spec) error {
@@ -162,8 +177,10 @@ func (a *admission) admit(ctx context.Context, spec connect.Spec) error {
 		ok, retry, err := ml.clusterLimit(a, spec.Procedure, key).take(ctx)
 		switch {
 		case err == nil && ok:
+			ml.counts.record(a.cfg.clock.Now(), true)
 			return nil
 		case err == nil:
+			ml.counts.record(a.cfg.clock.Now(), false)
 			return rejection(ctx, spec.Procedure, retry)
 		case ctx.Err() != nil:
 			return ctxError(ctx)
@@ -178,12 +195,14 @@ func (a *admission) admit(ctx context.Context, spec connect.Spec) error {
 	}
 	err := l.Wait(ctx)
 	if err == nil {
+		ml.counts.record(a.cfg.clock.Now(), true)
 		return nil
 	}
 	var limited *ratelimit.LimitedError
 	if !errors.As(err, &limited) {
-		return ctxError(ctx)
+		return ctxError(ctx) // the caller gave up waiting: neither admitted nor refused
 	}
+	ml.counts.record(a.cfg.clock.Now(), false)
 	return rejection(ctx, spec.Procedure, limited.RetryAfter)
 }
 
@@ -236,6 +255,7 @@ func (ml *methodLimit) clusterLimit(a *admission, procedure, key string) *cluste
 			count = func() int { return a.cfg.instances(procedure) }
 		}
 		c = newClusterLimit(a.cfg.store, procedure+"|"+key, &p, count)
+		c.granted = &ml.borrowed
 		ml.cluster[key] = c
 	}
 	return c

@@ -225,4 +225,7 @@ func TestLoadShedding(t *testing.T) {
 	if _, err := client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"}); err != nil {
 		t.Fatalf("after the load passed: %v", err)
 	}
+	if n := ts.srv.ShedCalls(); n != 1 {
+		t.Fatalf("ShedCalls %d, want 1", n)
+	}
 }

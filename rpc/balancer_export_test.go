@@ -26,3 +26,7 @@ func (c *Conn) Tracked() (endpoints, breakers int) {
 	}
 	return len(c.endpoints), breakers
 }
+
+// WaitWarm waits until the work Serve or ServeHandler started ahead of the
+// first calls (validation's warm-up) is done.
+func (s *Server) WaitWarm() { s.warming.Wait() }

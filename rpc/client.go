@@ -51,6 +51,7 @@ type clientConfig struct {
 	balancing       Balancing
 	zone            string
 	probation       time.Duration
+	metrics         ClientMetricsHook
 	tracer          trace.TracerProvider
 	propagator      propagation.TextMapPropagator
 }
@@ -120,7 +121,8 @@ func WithTransportOptions(opts ...connecthttp.Option) ClientOption {
 // Conn reaches services over HTTP, either at one fixed base URL or at the
 // instances a Resolver finds, and builds clients that apply the services'
 // policies. The client chain, outermost first, is: tracing, when
-// configured (WithClientTracing), WithClientInterceptors,
+// configured (WithClientTracing), the metrics hook (WithClientMetrics),
+// WithClientInterceptors,
 // the method timeout (NewClientDeadlineInterceptor), retries and fallback
 // (RetryPolicy, under the retry budget; WithFallback), the breaker slot
 // (WithBreaker), then instance selection: round robin over the instances
@@ -212,6 +214,9 @@ func (c *Conn) Client(policy *ServicePolicy) *connect.Client {
 	var chain []connect.ClientInterceptor
 	if c.tracing != nil {
 		chain = append(chain, c.tracing)
+	}
+	if c.cfg.metrics != nil {
+		chain = append(chain, newClientMetricsInterceptor(policy.DiscoveryName, c.cfg.metrics))
 	}
 	chain = append(chain, c.cfg.interceptors...)
 	chain = append(chain, NewClientDeadlineInterceptor(policy.Method), newRetryInterceptor(policy.Method, c.budget, c.cfg.fallback))

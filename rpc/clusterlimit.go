@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,8 @@ type clusterLimit struct {
 	batch  int
 	lease  time.Duration
 	count  func() int // instances sharing the limit, or nil
+	// granted, if set, counts the tokens the store granted.
+	granted *atomic.Uint64
 
 	mu         sync.Mutex
 	tokens     int
@@ -120,6 +123,9 @@ func (c *clusterLimit) startRefillLocked() {
 		c.mu.Lock()
 		c.refillErr = err
 		if err == nil && granted > 0 {
+			if c.granted != nil {
+				c.granted.Add(uint64(granted))
+			}
 			if !c.expires.After(now) {
 				c.tokens = 0
 			}

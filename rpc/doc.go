@@ -8,6 +8,12 @@
 // fixed URL or through a Resolver, and apply the client side of the same
 // policies.
 //
+// For status pages and metrics, a Server reports its rate limits
+// (LimitStatus: admitted, refused, borrowed tokens, saturation) and shed
+// calls (ShedCalls); a resolving Conn reports the circuit breakers of each
+// upstream instance (BreakerStatus) and feeds a hook with each client call
+// (WithClientMetrics). None of these does I/O.
+//
 // rpc knows nothing of NATS or Badger. Coordination features reach it
 // through small interfaces that package coord implements: Resolver,
 // LimiterStore and FencingGuard. TCC participants plug into the TCC slot

@@ -2,6 +2,9 @@ package rpc
 
 import (
 	"context"
+	"errors"
+	"io"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -47,4 +50,110 @@ func NewMetricsInterceptor(hook MetricsHook) connect.ServerInterceptor {
 			return err
 		}
 	}
+}
+
+// ClientCallReport describes one call a Conn's client finished, for
+// metrics.
+type ClientCallReport struct {
+	// Service is the upstream's discovery name (from its ServicePolicy).
+	Service string
+	// Procedure is the method's path.
+	Procedure string
+	// Code is the call's status as the caller sees it; 0 means success.
+	Code connect.Code
+	// Duration is the whole call, retries and their backoff included.
+	Duration time.Duration
+	// Retries is how many attempts the call made after its first.
+	Retries int
+}
+
+// ClientMetricsHook observes the calls a Conn's clients finish. It runs on
+// the caller's goroutine as the call ends (for a stream, at its first
+// error, its end or Close), so it must be fast and safe for concurrent
+// use.
+type ClientMetricsHook func(ctx context.Context, report ClientCallReport)
+
+// WithClientMetrics has hook observe every call of the Conn's clients,
+// from the outermost point of the client chain (see Conn). Default: none.
+func WithClientMetrics(hook ClientMetricsHook) ClientOption {
+	return clientOptionFunc(func(cfg *clientConfig) { cfg.metrics = hook })
+}
+
+// retriesKey is the context key of a call's retry counter, which the
+// client metrics interceptor puts and the retry interceptor counts on.
+type retriesKey struct{}
+
+// countRetry counts one retry of the call made with ctx, if its retries
+// are observed.
+func countRetry(ctx context.Context) {
+	if n, ok := ctx.Value(retriesKey{}).(*atomic.Int32); ok {
+		n.Add(1)
+	}
+}
+
+// newClientMetricsInterceptor reports each call of service's client to
+// hook once, when it ends.
+func newClientMetricsInterceptor(service string, hook ClientMetricsHook) connect.ClientInterceptor {
+	return func(next connect.ClientFunc) connect.ClientFunc {
+		return func(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
+			m := &meteredStream{ctx: ctx, hook: hook, report: ClientCallReport{Service: service, Procedure: spec.Procedure}, start: time.Now()}
+			ctx = context.WithValue(ctx, retriesKey{}, &m.retries)
+			stream, err := next(ctx, spec)
+			if err != nil {
+				m.end(err)
+				return nil, err
+			}
+			m.ClientStream = stream
+			return m, nil
+		}
+	}
+}
+
+// meteredStream reports its call once: at the first error that is not the
+// end of the stream, at the end of the responses, or at Close (where a
+// unary call that succeeded ends: connect's CallUnary closes the stream
+// after its one Receive).
+type meteredStream struct {
+	connect.ClientStream
+	ctx     context.Context //nolint:containedctx // the call's, for the hook
+	hook    ClientMetricsHook
+	report  ClientCallReport
+	start   time.Time
+	retries atomic.Int32
+	done    atomic.Bool
+}
+
+func (m *meteredStream) end(err error) {
+	if !m.done.CompareAndSwap(false, true) {
+		return
+	}
+	r := m.report
+	r.Duration = time.Since(m.start)
+	r.Retries = int(m.retries.Load())
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.Code = connect.CodeOf(err)
+	}
+	m.hook(m.ctx, r)
+}
+
+func (m *meteredStream) Send(msg any) error {
+	err := m.ClientStream.Send(msg)
+	if err != nil && !errors.Is(err, io.EOF) {
+		m.end(err)
+	}
+	return err
+}
+
+func (m *meteredStream) Receive(msg any) error {
+	err := m.ClientStream.Receive(msg)
+	if err != nil {
+		m.end(err) // io.EOF: the responses ended, a success
+	}
+	return err
+}
+
+func (m *meteredStream) Close() error {
+	err := m.ClientStream.Close()
+	m.end(nil)
+	return err
 }

@@ -128,6 +128,9 @@ func (s *retryStream) attempts(res any) error {
 		maxAttempts = max(s.policy.MaxAttempts, 1)
 	}
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			countRetry(s.ctx)
+		}
 		if m, ok := res.(proto.Message); ok {
 			proto.Reset(m)
 		}

@@ -12,6 +12,8 @@ import (
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // ErrDrainTimeout is returned by Serve when calls were still in flight at
@@ -42,8 +44,9 @@ var ErrDrainTimeout = errors.New("rpc: drain deadline passed with calls in fligh
 //
 // Tracing, logging and metrics sit outside recovery so that they see
 // panics as the internal errors that callers get; tracing is outermost so
-// that the call's span is in the context the others log and measure with. Admission runs before validation so that
-// rejected floods cost no decoding work beyond the first message.
+// that the call's span is in the context the others log and measure with.
+// Admission runs before validation so that rejected floods cost no
+// decoding work beyond the first message.
 //
 // # Lifecycle
 //
@@ -56,8 +59,13 @@ type Server struct {
 	cfg      serverConfig
 	connect  *connect.Server
 	policies map[string]*MethodPolicy
+	validate *validation // nil WithoutValidation
+	warming  sync.WaitGroup
 	ready    *readiness
 	done     chan struct{} // closed when shutdown starts
+	// admission is the default admission interceptor's state (nil with
+	// WithAdmission), read by LimitStatus and ShedCalls.
+	admission *admission
 
 	mu        sync.Mutex
 	handler   http.Handler // built on first use
@@ -107,17 +115,40 @@ func (s *Server) chain() []connect.ServerInterceptor {
 	if c.admission != nil {
 		chain = append(chain, c.admission)
 	} else {
-		chain = append(chain, NewAdmissionInterceptor(s.lookup,
-			append([]AdmissionOption{WithAdmissionLogger(c.logger)}, c.admissionOpts...)...))
+		s.admission = newAdmission(s.lookup, append([]AdmissionOption{WithAdmissionLogger(c.logger)}, c.admissionOpts...))
+		chain = append(chain, s.admission.interceptor())
 	}
 	if c.validation {
-		chain = append(chain, NewValidateInterceptor(c.validator, c.logger))
+		s.validate = newValidation(c.validator, c.logger)
+		chain = append(chain, s.validate.interceptor())
 	}
 	chain = append(chain, c.tcc...)
 	if c.fencing != nil {
 		chain = append(chain, NewFencingInterceptor(s.lookup, c.fencing))
 	}
 	return append(chain, c.interceptors...)
+}
+
+// warm starts, beside the first calls, the work of validation that they
+// would otherwise do on their own path (see validation.warm), for the
+// request types of every registered service whose schema is in
+// protoregistry.GlobalFiles (generated code puts it there).
+func (s *Server) warm() {
+	if s.validate == nil {
+		return
+	}
+	var inputs []protoreflect.MessageDescriptor
+	for name := range s.ready.services {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+		sd, ok := d.(protoreflect.ServiceDescriptor)
+		if err != nil || !ok {
+			continue
+		}
+		for i := range sd.Methods().Len() {
+			inputs = append(inputs, sd.Methods().Get(i).Input())
+		}
+	}
+	s.warming.Go(func() { s.validate.warm(inputs) })
 }
 
 // lookup returns the policy of procedure. The table is written only before
@@ -180,6 +211,7 @@ func (s *Server) ServeHandler() (http.Handler, error) {
 	h := s.handlerLocked()
 	s.mu.Unlock()
 	s.ready.update(func() { s.ready.serving = true })
+	s.warm()
 	return h, nil
 }
 
@@ -268,6 +300,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.addr = ln.Addr()
 	close(s.addrReady)
 	s.mu.Unlock()
+	s.warm()
+	defer s.warming.Wait()
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)

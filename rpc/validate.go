@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect/v2/connectproto"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // NewValidateInterceptor returns an interceptor that validates every request
@@ -27,27 +28,66 @@ import (
 // from those options, so it could not fail such a message. A validator given
 // by the caller may check anything, so it sees every message.
 func NewValidateInterceptor(validator protovalidate.Validator, logger *slog.Logger) connect.ServerInterceptor {
-	get := sync.OnceValues(func() (protovalidate.Validator, error) {
+	return newValidation(validator, logger).interceptor()
+}
+
+// validation is the validate interceptor's state: the validator, built on
+// first use (or by warm), and which request types have rules.
+type validation struct {
+	given  protovalidate.Validator // the caller's, or nil
+	get    func() (protovalidate.Validator, error)
+	rules  ruleCache
+	logger *slog.Logger
+}
+
+func newValidation(validator protovalidate.Validator, logger *slog.Logger) *validation {
+	return &validation{given: validator, logger: logger, get: sync.OnceValues(func() (protovalidate.Validator, error) {
 		if validator != nil {
 			return validator, nil
 		}
 		return protovalidate.New()
-	})
-	var rules ruleCache
+	})}
+}
+
+func (v *validation) interceptor() connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
-			if validator == nil {
-				if md, ok := spec.Schema.(protoreflect.MethodDescriptor); ok && !rules.has(md.Input()) {
+			if v.given == nil {
+				if md, ok := spec.Schema.(protoreflect.MethodDescriptor); ok && !v.rules.has(md.Input()) {
 					return next(ctx, spec, stream)
 				}
 			}
-			v, err := get()
+			val, err := v.get()
 			if err != nil {
-				logger.ErrorContext(ctx, "rpc: protovalidate unavailable", slog.Any("error", err))
+				v.logger.ErrorContext(ctx, "rpc: protovalidate unavailable", slog.Any("error", err))
 				return connect.NewError(connect.CodeInternal, "request validation unavailable")
 			}
-			return next(ctx, spec, &validatingStream{ServerStream: stream, validator: v, logger: logger, ctx: ctx})
+			return next(ctx, spec, &validatingStream{ServerStream: stream, validator: val, logger: v.logger, ctx: ctx})
 		}
+	}
+}
+
+// warm does ahead of the first calls what they would otherwise do on
+// their own path: it decides which of the request types have rules, and,
+// if any has, builds the default validator and compiles their rules (by
+// validating an empty message of each; protovalidate keeps what it
+// compiled per type). Its errors are the calls' to report, not warm's.
+func (v *validation) warm(inputs []protoreflect.MessageDescriptor) {
+	var ruled []protoreflect.MessageDescriptor
+	for _, md := range inputs {
+		if v.given != nil || v.rules.has(md) {
+			ruled = append(ruled, md)
+		}
+	}
+	if len(ruled) == 0 {
+		return
+	}
+	val, err := v.get()
+	if err != nil {
+		return
+	}
+	for _, md := range ruled {
+		_ = val.Validate(dynamicpb.NewMessage(md))
 	}
 }
 

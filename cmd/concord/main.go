@@ -33,13 +33,29 @@ Usage:
 		Run a standalone coordination node (JetStream), for apps in client
 		mode and for tests; -cluster and -peers join nodes into a cluster.
 		Run "concord node -h" for the flags.
-	concord status [-addr http://127.0.0.1:9080] [-json]
+	concord status [-addr http://127.0.0.1:9080] [-json] [-watch [-interval 2s]] [SECTION]
 		Print the coordination status of a running app (its admin
 		address, loopback by default) or node (its -http address): nodes, meta leader, and buckets with
-		their replica counts; services; TCC transactions; message
+		their replica counts; services; locks held (holder, fencing
+		token, time left) and elections' leaders; the app's rate limits
+		(admitted, refused, saturation: the refused share of the last
+		10-20s) and the circuit breakers of its upstream instances; TCC
+		transactions; message
 		consumers with their pending, in-flight and redelivered counts,
 		the dead-letter count, and the outboxes relayed by that process
 		(depth and oldest row's age; each instance shows its own).
+		SECTION prints one part: nodes, services, locks, limits,
+		breakers, transactions or messages (with -json, only its JSON).
+		-watch redraws every -interval until Ctrl-C (-count N stops
+		after N reads; with -json, one document per read).
+	concord lock hold [-addr URL] [-creds FILE] NAME [-for 60s]
+	concord lock release [-addr URL] [-creds FILE] NAME
+		Have a running app take its lock NAME and hold it for -for (1s to
+		10m), as an operator's handle on a resource; hold returns once
+		the lock is held and prints its fencing token: the app keeps it
+		(and refreshes its lease) until -for has passed, release is
+		called, or the app stops. A lock held elsewhere is refused at
+		once. Sends an admin credential like concord config.
 	concord dead-letters [flags] list [-from SEQ] [-limit N] [-json]
 	concord dead-letters [flags] replay SEQ|-all
 	concord dead-letters [flags] discard SEQ|-all
@@ -110,6 +126,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return deadLettersCmd(ctx, args[1:], stdout, stderr)
 	case "config":
 		return configCmd(ctx, args[1:], stdout, stderr)
+	case "lock":
+		return lockCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, rpc.Version)
 		return nil

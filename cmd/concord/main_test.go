@@ -89,8 +89,18 @@ func TestNodeAndStatus(t *testing.T) {
 			t.Errorf("status output lacks %q:\n%s", want, status.String())
 		}
 	}
-	if !strings.Contains(out.String(), "concord node n1 ready") {
-		t.Errorf("node output %q", out.String())
+	if !strings.Contains(out.String(), "concord node n1 ready") || !strings.Contains(out.String(), " console=http://"+httpAddr+"/console/") {
+		t.Errorf("node output %q, want the ready line with the console's URL", out.String())
+	}
+	// The web console, beside the status it reads.
+	res, err := http.Get("http://" + httpAddr + "/console/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(page), `data-status="/concord/status"`) || !strings.Contains(res.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Errorf("GET /console/: %d, CSP %q, page:\n%s", res.StatusCode, res.Header.Get("Content-Security-Policy"), page)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/concordrpc/concord/console"
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
 )
@@ -48,7 +49,7 @@ func nodeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	peerTemplate := fs.String("peer-template", os.Getenv("CONCORD_PEER_TEMPLATE"), "with -peers-from-statefulset: route address of the peer with ordinal {ordinal} and pod name {name}, e.g. {name}.concord.NAMESPACE.svc.cluster.local:6222 (env CONCORD_PEER_TEMPLATE)")
 	routeUser := fs.String("route-user", os.Getenv("CONCORD_ROUTE_USER"), "cluster mode: username routes must present (env CONCORD_ROUTE_USER; default concord)")
 	routePassword := fs.String("route-password", os.Getenv("CONCORD_ROUTE_PASSWORD"), "cluster mode: password routes must present, the same on every node; required (env CONCORD_ROUTE_PASSWORD)")
-	httpAddr := fs.String("http", "127.0.0.1:8222", "address of the HTTP endpoint: GET "+healthPath+", "+readyPath+" and "+statusPath+"; empty disables it")
+	httpAddr := fs.String("http", "127.0.0.1:8222", "address of the HTTP endpoint: GET "+healthPath+", "+readyPath+", "+statusPath+" and the web console at "+console.Path+"; empty disables it")
 	readyTimeout := fs.Duration("ready-timeout", 0, "give up if the node is not ready within this time (a cluster node waits for a quorum of its peers); 0 waits without limit, "+readyPath+" saying why")
 	logLevel := fs.String("log-level", "warn", "lowest level of NATS logs: debug, info, warn, error")
 	logFormat := fs.String("log-format", cmp.Or(os.Getenv("CONCORD_LOG_FORMAT"), "text"), "log format: text or json, one object per line (env CONCORD_LOG_FORMAT)")
@@ -117,7 +118,7 @@ func nodeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		hs := &http.Server{Handler: state.handler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer hs.Close()
-		status = " status=http://" + ln.Addr().String() + statusPath
+		status = " status=http://" + ln.Addr().String() + statusPath + " console=http://" + ln.Addr().String() + console.Path
 	}
 	octx, cancel := context.WithDeadline(ctx, time.Now().Add(100*365*24*time.Hour))
 	if *readyTimeout > 0 {
@@ -176,6 +177,9 @@ func (s *nodeState) handler() http.Handler {
 		}
 		o.status.ServeHTTP(w, r)
 	})
+	// The console reads statusPath from the browser, so it shows why the
+	// node is not ready yet, too.
+	mux.Handle("GET "+console.Path, console.Handler(console.WithStatusPath(statusPath)))
 	return mux
 }
 

@@ -5,77 +5,273 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/coord/registry"
 	"github.com/concordrpc/concord/coord/txlog"
 	"github.com/concordrpc/concord/msg/msgstatus"
 )
 
+// statusSections are the parts `concord status SECTION` prints alone, in
+// the order the full status prints them.
+var statusSections = []string{"nodes", "services", "locks", "limits", "breakers", "transactions", "messages"}
+
+// sectionKeys are the top-level JSON fields of each section, for -json.
+var sectionKeys = map[string][]string{
+	"nodes":        {"mode", "node", "meta_leader", "meta_leader_unknown", "peers", "buckets"},
+	"services":     {"services", "services_unknown"},
+	"locks":        {"locks"},
+	"limits":       {"limits"},
+	"breakers":     {"breakers"},
+	"transactions": {"transactions"},
+	"messages":     {"messages"},
+}
+
+// minWatchInterval bounds how often -watch reads the status.
+const minWatchInterval = 100 * time.Millisecond
+
 // statusCmd prints the coordination status of a running app or node, as a
-// table or, with -json, as indented JSON.
+// table or, with -json, as indented JSON; all of it or one section; once
+// or, with -watch, redrawn every -interval until ctx ends.
 func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "http://127.0.0.1:9080", "base URL of a running app's admin listener (its -admin address), or of a node's -http endpoint")
-	asJSON := fs.Bool("json", false, "print the status as JSON (pretty-printed) instead of a table")
-	if err := fs.Parse(args); err != nil {
+	asJSON := fs.Bool("json", false, "print the status (or the section's part of it) as JSON (pretty-printed) instead of a table")
+	watch := fs.Bool("watch", false, "redraw the status every -interval until interrupted (Ctrl-C)")
+	interval := fs.Duration("interval", 2*time.Second, "with -watch: how often to read the status again (at least 100ms)")
+	count := fs.Int("count", 0, "with -watch: stop after this many reads (0: until interrupted)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return usageError{err.Error()}
 	}
-	if fs.NArg() != 0 {
-		return usageError{"status takes flags only"}
+	section := ""
+	switch {
+	case len(pos) > 1:
+		return usageError{"status takes at most one SECTION: " + strings.Join(statusSections, ", ")}
+	case len(pos) == 1:
+		section = pos[0]
+		if !slices.Contains(statusSections, section) {
+			return usageError{fmt.Sprintf("unknown status section %q (want one of %s)", section, strings.Join(statusSections, ", "))}
+		}
+	}
+	if *interval < minWatchInterval || *count < 0 {
+		return usageError{fmt.Sprintf("-interval %v: want at least %v; -count %d: want 0 or more", *interval, minWatchInterval, *count)}
 	}
 	base := strings.TrimSuffix(*addr, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
+	render := func(w io.Writer) error {
+		st, body, err := fetchStatus(ctx, base)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printStatusJSON(w, body, section)
+		}
+		printSections(w, st, section)
+		return nil
+	}
+	if !*watch {
+		return render(stdout)
+	}
+	return watchStatus(ctx, stdout, render, *asJSON, *interval, *count)
+}
+
+// watchStatus renders the status every interval until ctx ends (or count
+// reads, if count > 0). A table redraws the terminal (clears it first); JSON
+// prints one document per read, for a pipe. A read that fails is shown in
+// place of the status, and the watch goes on: the app or node may be
+// restarting.
+func watchStatus(ctx context.Context, stdout io.Writer, render func(io.Writer) error, asJSON bool, interval time.Duration, count int) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for i := 1; ; i++ {
+		var frame bytes.Buffer
+		if !asJSON {
+			frame.WriteString("\x1b[H\x1b[2J") // cursor home, clear screen
+			fmt.Fprintf(&frame, "%s (every %v; Ctrl-C to stop)\n\n", time.Now().Format(time.TimeOnly), interval)
+		}
+		if err := render(&frame); err != nil {
+			var usage usageError
+			if errors.As(err, &usage) {
+				return err // a bad -addr: no later read can succeed
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if asJSON {
+				frame.Reset()
+				_ = json.NewEncoder(&frame).Encode(map[string]string{"error": err.Error()})
+			} else {
+				fmt.Fprintf(&frame, "error: %v\n", err)
+			}
+		}
+		if _, err := stdout.Write(frame.Bytes()); err != nil {
+			return err
+		}
+		if count > 0 && i >= count {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// fetchStatus reads the status endpoint at base (bounded by 10s) and
+// returns it parsed and as it was sent.
+func fetchStatus(ctx context.Context, base string) (*concord.Status, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/concord/status", nil)
 	if err != nil {
-		return usageError{fmt.Sprintf("-addr: %v", err)}
+		return nil, nil, usageError{fmt.Sprintf("-addr: %v", err)}
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("status: %w", err)
+		return nil, nil, fmt.Errorf("status: %w", err)
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
 	if err != nil {
-		return fmt.Errorf("status: %w", err)
+		return nil, nil, fmt.Errorf("status: %w", err)
 	}
 	if res.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("status: %s: %s", base, e.Error)
+			return nil, nil, fmt.Errorf("status: %s: %s", base, e.Error)
 		}
-		return fmt.Errorf("status: %s answered %s", base, res.Status)
+		return nil, nil, fmt.Errorf("status: %s answered %s", base, res.Status)
 	}
-	st := registry.Status{Status: &coord.Status{}}
-	if err := json.Unmarshal(body, &st); err != nil {
-		return fmt.Errorf("status: %s did not answer with a Concord status: %w", base, err)
+	st := &concord.Status{Status: &registry.Status{Status: &coord.Status{}}}
+	if err := json.Unmarshal(body, st); err != nil {
+		return nil, nil, fmt.Errorf("status: %s did not answer with a Concord status: %w", base, err)
 	}
-	if *asJSON {
-		var out bytes.Buffer
-		_ = json.Indent(&out, bytes.TrimSpace(body), "", "  ") // valid: it parsed above
-		out.WriteByte('\n')
-		_, err := stdout.Write(out.Bytes())
-		return err
-	}
-	printStatus(stdout, &st)
-	return nil
+	return st, body, nil
 }
 
-// printStatus prints st as a table; a part the node could not read in
-// time shows as "?" and its reason is listed under "unknown:".
+// printStatusJSON prints body indented: all of it, or only the fields of
+// section (one field's value as it is; several as an object). A section
+// the endpoint does not report (limits and breakers from a node) prints
+// null.
+func printStatusJSON(w io.Writer, body []byte, section string) error {
+	var out bytes.Buffer
+	if section == "" {
+		_ = json.Indent(&out, bytes.TrimSpace(body), "", "  ") // valid: it parsed
+	} else {
+		var all map[string]json.RawMessage
+		if err := json.Unmarshal(body, &all); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		var part any = all[sectionKeys[section][0]]
+		if keys := sectionKeys[section]; len(keys) > 1 {
+			obj := map[string]json.RawMessage{}
+			for _, k := range keys {
+				if v, ok := all[k]; ok {
+					obj[k] = v
+				}
+			}
+			part = obj
+		} else if all[keys[0]] == nil {
+			part = nil
+		}
+		data, err := json.MarshalIndent(part, "", "  ")
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		out.Write(data)
+	}
+	out.WriteByte('\n')
+	_, err := w.Write(out.Bytes())
+	return err
+}
+
+// printStatus prints a coordination status (a node's) as a table.
 func printStatus(w io.Writer, st *registry.Status) {
+	printSections(w, &concord.Status{Status: st}, "")
+}
+
+// printSections prints st as tables, all sections or one; a part the node
+// could not read in time shows as "?" and its reason is listed under
+// "unknown:".
+func printSections(w io.Writer, st *concord.Status, section string) {
+	all := section == ""
+	var unknown []string
+	if all || section == "nodes" {
+		unknown = append(unknown, printNodes(w, st.Status.Status)...)
+	}
+	if all || section == "services" {
+		if st.ServicesUnknown != "" {
+			unknown = append(unknown, "services: "+st.ServicesUnknown)
+		}
+		if len(st.Services) > 0 {
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "\nSERVICE\tINSTANCE\tADDRESS\tZONE\tREADY")
+			for _, s := range st.Services {
+				for _, in := range s.Instances {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", s.Name, in.ID, in.BaseURL, in.Zone, in.Ready)
+				}
+			}
+			tw.Flush()
+		} else if !all && st.ServicesUnknown == "" {
+			fmt.Fprintln(w, "no services registered")
+		}
+	}
+	if all || section == "locks" {
+		unknown = append(unknown, printLocks(w, st.Locks, all)...)
+	}
+	if all || section == "limits" {
+		printLimits(w, st, all)
+	}
+	if all || section == "breakers" {
+		printBreakers(w, st, all)
+	}
+	if all || section == "transactions" {
+		if tx := st.Transactions; tx != nil {
+			if tx.Unknown != "" {
+				unknown = append(unknown, "transactions: "+tx.Unknown)
+			}
+			printTransactions(w, tx)
+			if !all && tx.Unknown == "" && len(tx.InFlight)+len(tx.Stuck)+len(tx.Finished) == 0 {
+				fmt.Fprintln(w, "no transactions in flight, stuck or recently finished")
+			}
+		} else if !all {
+			fmt.Fprintln(w, "transactions: not reported by this endpoint")
+		}
+	}
+	if all || section == "messages" {
+		if m := st.Messages; m != nil {
+			unknown = append(unknown, printMessages(w, m)...)
+		} else if !all {
+			fmt.Fprintln(w, "messages: not reported by this endpoint")
+		}
+	}
+	if len(unknown) > 0 {
+		fmt.Fprintln(w, "\nunknown:")
+		for _, u := range unknown {
+			fmt.Fprintln(w, "  "+u)
+		}
+	}
+}
+
+// printNodes prints the mode, the node, the meta leader, the peers and
+// the buckets, and returns the reasons of the parts it could not read.
+func printNodes(w io.Writer, st *coord.Status) (unknown []string) {
 	leader := st.MetaLeader
 	if leader == "" {
 		leader = "? (" + cmp.Or(st.MetaLeaderUnknown, "not reported") + ")"
@@ -91,7 +287,6 @@ func printStatus(w io.Writer, st *registry.Status) {
 			fmt.Fprintf(w, "  %s (%s)\n", p.Name, state)
 		}
 	}
-	var unknown []string
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BUCKET\tKIND\tREPLICAS\tLEADER\tMESSAGES")
 	for _, b := range st.Buckets {
@@ -105,34 +300,104 @@ func printStatus(w io.Writer, st *registry.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, b.Kind, replicas, leader, messages)
 	}
 	tw.Flush()
-	if st.ServicesUnknown != "" {
-		unknown = append(unknown, "services: "+st.ServicesUnknown)
+	return unknown
+}
+
+// millis prints a time left in milliseconds as a duration, "-" if unknown.
+func millis(ms int64) string {
+	if ms < 0 {
+		return "-"
 	}
-	if len(st.Services) > 0 {
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "\nSERVICE\tINSTANCE\tADDRESS\tZONE\tREADY")
-		for _, s := range st.Services {
-			for _, in := range s.Instances {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", s.Name, in.ID, in.BaseURL, in.Zone, in.Ready)
-			}
+	return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
+}
+
+// printLocks prints the held locks and the elections' leaders, and returns
+// why they could not be read, if so. In the full status (all) nothing is
+// printed for no locks.
+func printLocks(w io.Writer, l *lock.Status, all bool) (unknown []string) {
+	switch {
+	case l == nil:
+		if !all {
+			fmt.Fprintln(w, "locks: not reported by this endpoint")
+		}
+		return nil
+	case l.Unknown != "":
+		return []string{"locks: " + l.Unknown}
+	}
+	if len(l.Held) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nLOCK\tHOLDER\tTOKEN\tEXPIRES IN")
+		for _, h := range l.Held {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", h.Name, h.Holder, h.Token, millis(h.ExpiresInMillis))
 		}
 		tw.Flush()
+	} else if !all {
+		fmt.Fprintln(w, "no locks held")
 	}
-	if tx := st.Transactions; tx != nil {
-		if tx.Unknown != "" {
-			unknown = append(unknown, "transactions: "+tx.Unknown)
+	if len(l.Elections) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nELECTION\tLEADER\tTERM\tEXPIRES IN")
+		for _, e := range l.Elections {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", e.Name, e.Leader, e.Token, millis(e.ExpiresInMillis))
 		}
-		printTransactions(w, tx)
+		tw.Flush()
+	} else if !all {
+		fmt.Fprintln(w, "no election has a leader")
 	}
-	if m := st.Messages; m != nil {
-		unknown = append(unknown, printMessages(w, m)...)
+	if l.Truncated {
+		fmt.Fprintf(w, "(only the first %d of each, by name)\n", lock.MaxStatusEntries)
 	}
-	if len(unknown) > 0 {
-		fmt.Fprintln(w, "\nunknown:")
-		for _, u := range unknown {
-			fmt.Fprintln(w, "  "+u)
+	return nil
+}
+
+// printLimits prints the app's rate limits with their counts.
+func printLimits(w io.Writer, st *concord.Status, all bool) {
+	switch {
+	case st.Limits == nil:
+		if !all {
+			fmt.Fprintln(w, "limits: not reported by this endpoint (limits are per app: -addr an app's admin listener)")
 		}
+		return
+	case len(st.Limits) == 0:
+		if !all {
+			fmt.Fprintln(w, "no rate limits")
+		}
+		return
 	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nLIMIT\tALGORITHM\tSCOPE\tRATE\tBURST\tADMITTED\tREFUSED\tSATURATION")
+	for _, l := range st.Limits {
+		rate := fmt.Sprintf("%d/%v", l.Rate, time.Duration(l.PerMillis)*time.Millisecond)
+		scope := l.Scope
+		if l.Borrowed > 0 {
+			scope += fmt.Sprintf(" (%d borrowed)", l.Borrowed)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.0f%%\n", l.Procedure, l.Algorithm, scope, rate, l.Burst, l.Admitted, l.Refused, 100*l.Saturation)
+	}
+	tw.Flush()
+}
+
+// printBreakers prints the circuit breakers of the app's upstream
+// instances.
+func printBreakers(w io.Writer, st *concord.Status, all bool) {
+	switch {
+	case st.Breakers == nil:
+		if !all {
+			fmt.Fprintln(w, "breakers: not reported by this endpoint (breakers are per app: -addr an app's admin listener)")
+		}
+		return
+	case len(st.Breakers) == 0:
+		if !all {
+			fmt.Fprintln(w, "no upstream instances called yet")
+		}
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nUPSTREAM\tINSTANCE\tADDRESS\tBREAKER\tFAILURES")
+	for _, b := range st.Breakers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", b.Service, b.Instance, b.Address, strings.ReplaceAll(b.State, "_", "-"), b.Failures)
+	}
+	tw.Flush()
 }
 
 // printTransactions prints the TCC transactions in flight, stuck and

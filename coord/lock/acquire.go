@@ -168,7 +168,7 @@ func (s *Session) abandon(ctx context.Context, st *kvStore, key, id string) {
 // ends; each wake is followed by one bounded attempt. *hint is the
 // sequence the key is expected free at. The watch is stopped in the
 // background (stopWatch), so acquire returns as soon as it has the grant.
-func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []byte, hint *uint64) (*grant, error) {
+func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []byte, hint *uint64, waited *bool) (*grant, error) {
 	var w *watch
 	defer func() { s.stopWatch(w) }()
 	t := st.hub.enqueue(watchKey{stream: st.b.Stream(), key: key})
@@ -180,6 +180,7 @@ func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []b
 	select {
 	case <-t.ready:
 	default:
+		*waited = true // behind another acquisition in this process
 		var err error
 		if w, err = st.watch(ctx, key); err != nil {
 			w = nil // the first in line needs it, and creates it then
@@ -235,6 +236,7 @@ func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []b
 			}
 			holder = e
 		}
+		*waited = true
 		s.await(ctx, w, t, holder, hint)
 	}
 }

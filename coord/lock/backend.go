@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 
 	"github.com/concordrpc/concord/coord"
@@ -34,4 +35,19 @@ var nameRE = regexp.MustCompile(`^[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*$`)
 
 func validName(name string) bool {
 	return len(name) <= MaxNameLen && nameRE.MatchString(name)
+}
+
+// CheckName returns nil for a valid lock or election name, and otherwise
+// ErrInvalidName: a name is 1 to MaxNameLen bytes of letters, digits and
+// "-/_=", in non-empty tokens separated by single dots. NewMutex and
+// NewElection apply the same check; use CheckName to refuse a name from
+// outside (a request, a command line) before making one.
+func CheckName(name string) error {
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("%w: %d bytes, want at most %d", ErrInvalidName, len(name), MaxNameLen)
+	}
+	if !validName(name) {
+		return fmt.Errorf("%w: %q (want 1 to %d bytes of letters, digits and -/_= in dot-separated tokens)", ErrInvalidName, name, MaxNameLen)
+	}
+	return nil
 }

@@ -162,6 +162,15 @@
 // it (ErrLeaseLost); a reconnecting connection keeps sessions until their
 // deadlines.
 //
+// # Status and metrics
+//
+// ReadStatus lists the held locks and the elections' leaders (holder or
+// leader value, token, time left), at most MaxStatusEntries of each, with
+// one batched direct read per bucket and no consumer: the status endpoint
+// and `concord status locks` show it. WithHolder names a Mutex's holder
+// there. WithEvents reports grants, waits and lost leases, by kind only,
+// for metrics.
+//
 // # Tracing
 //
 // With WithTracerProvider, Lock, TryLock and Campaign record a span over

@@ -94,8 +94,9 @@ func (h *holder) acquire(ctx context.Context, data []byte, wait bool) (uint64, e
 	}
 	var g *grant
 	var err error
+	start, waited := time.Now(), false
 	if wait {
-		g, err = s.acquire(ctx, h.bucket(s), h.key, data, &h.hint)
+		g, err = s.acquire(ctx, h.bucket(s), h.key, data, &h.hint, &waited)
 	} else {
 		g, _, err = s.tryAcquire(ctx, h.bucket(s), h.key, data, h.hint)
 		h.hint = unknownSeq
@@ -115,6 +116,13 @@ func (h *holder) acquire(ctx context.Context, data []byte, wait bool) (uint64, e
 	h.mu.Lock()
 	h.g, h.own = g, own
 	h.mu.Unlock()
+	if f := h.cfg.events; f != nil {
+		ev := Event{Kind: EventGranted, Lock: g.st.kind(), Waited: waited}
+		if wait {
+			ev.Wait = time.Since(start)
+		}
+		f(ev)
+	}
 	return g.token, nil
 }
 

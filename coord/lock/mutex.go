@@ -49,7 +49,7 @@ func NewMutex(b Backend, name string, opts ...Option) *Mutex {
 // ErrLeaseLost or ErrSessionClosed (a shared session ended),
 // ErrInvalidName, ErrInvalidTTL, or the Backend's error.
 func (m *Mutex) Lock(ctx context.Context) (uint64, error) {
-	return m.h.tracedAcquire(ctx, "lock.Lock", "mutex", nil, true)
+	return m.h.tracedAcquire(ctx, "lock.Lock", "mutex", m.holderData(), true)
 }
 
 // TryLock acquires the lock if it is free and returns the grant's fencing
@@ -59,7 +59,7 @@ func (m *Mutex) Lock(ctx context.Context) (uint64, error) {
 // TryLock returns ErrLocked when another holder has the lock, and the
 // errors of Lock.
 func (m *Mutex) TryLock(ctx context.Context) (uint64, error) {
-	return m.h.tracedAcquire(ctx, "lock.TryLock", "mutex", nil, false)
+	return m.h.tracedAcquire(ctx, "lock.TryLock", "mutex", m.holderData(), false)
 }
 
 // Unlock releases the lock with a write conditional on the lock's key
@@ -113,3 +113,11 @@ func (m *Mutex) Deadline() time.Time { return m.h.deadline() }
 // or its deadline passed, ErrNotHeld without a grant (never locked, or
 // unlocked), ErrInvalidName, or ErrInvalidTTL.
 func (m *Mutex) Valid() error { return m.h.valid() }
+
+// holderData is what a grant stores: the WithHolder name, if any.
+func (m *Mutex) holderData() []byte {
+	if m.h.cfg.holder == "" {
+		return nil
+	}
+	return []byte(m.h.cfg.holder)
+}

@@ -18,6 +18,8 @@ const (
 	DefaultOpTimeout = 2 * time.Second
 	// MaxNameLen is the longest lock or election name.
 	MaxNameLen = 512
+	// MaxHolderLen is the longest holder name (WithHolder), in bytes.
+	MaxHolderLen = 256
 )
 
 // Option configures a Session, Mutex or Election. Options that do not apply
@@ -32,6 +34,8 @@ type config struct {
 	ttl       time.Duration
 	opTimeout time.Duration
 	session   *Session
+	holder    string
+	events    func(Event)
 	tracer    trace.Tracer // WithTracerProvider's; nil: no spans
 	hooks     *testHooks   // nil outside tests
 }
@@ -94,4 +98,29 @@ func WithOpTimeout(d time.Duration) Option {
 // grant, revoked on Unlock or Resign.
 func WithSession(s *Session) Option {
 	return optionFunc(func(c *config) { c.session = s })
+}
+
+// WithHolder names who holds a Mutex: the name is stored with each grant
+// (at most MaxHolderLen bytes; longer is cut) and shown by ReadStatus and
+// the status endpoint. It is for people, not checked by anything. Applies
+// to NewMutex (an Election stores its Campaign value instead). Default:
+// none, and ReadStatus shows the grant's random attempt ID. A Concord App
+// gives its host and process ID.
+func WithHolder(name string) Option {
+	return optionFunc(func(c *config) {
+		if len(name) > MaxHolderLen {
+			name = name[:MaxHolderLen]
+		}
+		c.holder = name
+	})
+}
+
+// WithEvents has f called with each grant and each lost lease, for
+// metrics (package metrics counts them). f runs on the goroutine that
+// acquired the grant or ran the keepalive, so it must be fast and safe for
+// concurrent use. A lost lease is reported by the Session that held it:
+// pass WithEvents to NewSession for grants under WithSession. Applies to
+// NewMutex, NewElection and NewSession. Default: none.
+func WithEvents(f func(Event)) Option {
+	return optionFunc(func(c *config) { c.events = f })
 }

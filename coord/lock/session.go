@@ -238,6 +238,9 @@ func (s *Session) lose(err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.opTimeout)
 	defer cancel()
 	for _, g := range s.end(err) {
+		if f := s.cfg.events; f != nil {
+			f(Event{Kind: EventLeaseLost, Lock: g.st.kind()})
+		}
 		g.op.Lock()
 		_, _ = g.revoke(ctx)
 		g.op.Unlock()

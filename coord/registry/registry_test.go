@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/coord/registry"
 	"github.com/concordrpc/concord/coord/txlog"
 	"github.com/concordrpc/concord/internal/nodetest"
@@ -497,6 +498,12 @@ func TestStatusIsCheap(t *testing.T) {
 		_, fin, err := l.List(ctx, 1)
 		return err == nil && len(fin) == 1
 	})
+	// A held lock, so that the locks part has something to list.
+	mu := lock.NewMutex(lock.FromNode(n), "cheap")
+	if _, err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Unlock(context.Background())
 
 	consumers := func() map[string]int {
 		t.Helper()
@@ -545,14 +552,17 @@ func TestStatusIsCheap(t *testing.T) {
 			len(tx.Finished) != 1 || tx.Finished[0].ID != done.ID || tx.Finished[0].State != txlog.StateConfirmed {
 			t.Fatalf("round %d: transactions %+v, want %s in flight and %s finished", round, tx, open.ID, done.ID)
 		}
+		if lk := st.Locks; lk == nil || lk.Unknown != "" || len(lk.Held) != 1 || lk.Held[0].Name != "cheap" {
+			t.Fatalf("round %d: locks %+v, want the held lock", round, lk)
+		}
 		if got := consumers(); !maps.Equal(got, initial) {
 			t.Fatalf("round %d: consumers per stream %v after a status read, %v before", round, got, initial)
 		}
 	}
 	// 8 stream infos (coord.Node.Status), the transaction log's stream
 	// info, and the messaging part's 2 stream infos and 1 consumer listing
-	// (msgstatus.Read): 12. The batched direct reads of the registry and of
-	// the log are not API requests. A heartbeat that happens to read its
+	// (msgstatus.Read): 12. The batched direct reads of the registry, of
+	// the log and of the two lock buckets are not API requests. A heartbeat that happens to read its
 	// key may add one. Per-service reads would cost 9 services' worth more
 	// in the third round; the log's ordered consumer cost 5 more.
 	t.Logf("JetStream API requests per status read: %v", costs)

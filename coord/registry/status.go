@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/lock"
 	"github.com/concordrpc/concord/coord/txlog"
 	"github.com/concordrpc/concord/msg/msgstatus"
 )
@@ -47,11 +48,15 @@ type Status struct {
 	// by the process that answered (see msgstatus.Status); nil from a
 	// status that predates it.
 	Messages *msgstatus.Status `json:"messages,omitempty"`
+	// Locks lists the held locks and elected leaders (see
+	// lock.ReadStatus); nil from a status that predates it.
+	Locks *lock.Status `json:"locks,omitempty"`
 }
 
 // ReadStatus reads the node's status (coord.Node.Status), the registry's
-// services, the TCC transaction log (txlog.Log.ReadStatus) and the
-// messaging status (msgstatus.Read), concurrently, each bounded by about a second, so it answers within about
+// services, the TCC transaction log (txlog.Log.ReadStatus), the
+// messaging status (msgstatus.Read) and the locks (lock.ReadStatus),
+// concurrently, each bounded by about a second, so it answers within about
 // a second even while leaders are being elected. A part that does not
 // answer is reported as unknown in the Status; the only error is
 // coord.ErrClosed, on a closed node. It costs a fixed number of JetStream
@@ -59,15 +64,17 @@ type Status struct {
 // read of the registry, two of the transaction log (the unfinished
 // transactions, and the summaries among its latest messages) and one
 // stream info for it, one listing of the message consumers per 256 of
-// them, one dead-letter stream info, and one count of each local outbox,
-// so it is cheap to poll; it lists at most condkv.MaxListed instances and
-// unfinished transactions.
+// them, one dead-letter stream info, one count of each local outbox, and
+// one batched direct read of each lock bucket, so it is cheap to poll; it
+// lists at most condkv.MaxListed instances and unfinished transactions,
+// and lock.MaxStatusEntries locks and elections.
 func ReadStatus(ctx context.Context, node *coord.Node, r *Resolver) (*Status, error) {
 	var all map[string][]Registration
 	var allErr error
 	var txs *txlog.Status
 	var msgs *msgstatus.Status
-	done := make(chan struct{}, 3)
+	var locks *lock.Status
+	done := make(chan struct{}, 4)
 	go func() {
 		defer func() { done <- struct{}{} }()
 		actx, cancel := context.WithTimeout(ctx, servicesTimeout)
@@ -82,14 +89,18 @@ func ReadStatus(ctx context.Context, node *coord.Node, r *Resolver) (*Status, er
 		defer func() { done <- struct{}{} }()
 		msgs = msgstatus.Read(ctx, node, servicesTimeout)
 	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		locks = lock.ReadStatus(ctx, node, servicesTimeout)
+	}()
 	st, err := node.Status(ctx)
-	<-done
-	<-done
-	<-done
+	for range 4 {
+		<-done
+	}
 	if err != nil {
 		return nil, err
 	}
-	out := &Status{Status: st, Services: []ServiceStatus{}, Transactions: txs, Messages: msgs}
+	out := &Status{Status: st, Services: []ServiceStatus{}, Transactions: txs, Messages: msgs, Locks: locks}
 	if allErr != nil {
 		out.ServicesUnknown = allErr.Error()
 		if errors.Is(allErr, context.DeadlineExceeded) || errors.Is(allErr, nats.ErrTimeout) {

@@ -61,6 +61,7 @@ type Breaker struct {
 	openUntil time.Time
 	probes    int // half-open: probes in flight
 	successes int // half-open: successful probes
+	streak    int // consecutive failed outcomes that counted, across states
 	// Rolling window: counts per bucket, and the slot each bucket counts.
 	ok, fail [buckets]int
 	slot     [buckets]int64
@@ -85,6 +86,16 @@ func (b *Breaker) State() State {
 	defer b.mu.Unlock()
 	b.tickLocked(b.cfg.Now())
 	return b.state
+}
+
+// Failures returns how many outcomes in a row, up to now, were failures:
+// those reported by Done that counted (see Done), reset by a success that
+// counted. It is for status pages; the breaker opens on its rolling
+// window's failure ratio, not on this count.
+func (b *Breaker) Failures() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.streak
 }
 
 // Allow asks to make a call. It returns ErrOpen to fail fast; otherwise the
@@ -124,6 +135,11 @@ func (b *Breaker) Done(t Ticket, success bool) {
 	// clock is read only for an outcome that counts.
 	if t.gen != b.gen || b.state == Open {
 		return
+	}
+	if success {
+		b.streak = 0
+	} else {
+		b.streak++
 	}
 	now := b.cfg.Now()
 	if b.state == HalfOpen {

@@ -222,3 +222,38 @@ func TestAbandonFreesProbeSlot(t *testing.T) {
 		t.Fatalf("state %v after a good probe, want closed", got)
 	}
 }
+
+// TestFailuresCountsTheStreak: Failures counts failed outcomes in a row,
+// keeps the streak that opened the breaker while it is open (refused calls
+// report nothing), and a success resets it.
+func TestFailuresCountsTheStreak(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	b := New(Config{FailureRatio: 0.75, MinRequests: 5, Window: 10 * time.Second, OpenFor: 5 * time.Second, Now: c.now})
+	outcome := func(success bool) {
+		t.Helper()
+		tk, err := b.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Done(tk, success)
+	}
+	outcome(false)
+	outcome(true)
+	if n := b.Failures(); n != 0 {
+		t.Fatalf("Failures %d after a success, want 0", n)
+	}
+	for range 3 {
+		outcome(false)
+	}
+	if b.State() != Open || b.Failures() != 3 {
+		t.Fatalf("state %v, Failures %d; want open, 3", b.State(), b.Failures())
+	}
+	if _, err := b.Allow(); !errors.Is(err, ErrOpen) || b.Failures() != 3 {
+		t.Fatalf("Allow %v, Failures %d while open", err, b.Failures())
+	}
+	c.advance(5 * time.Second)
+	outcome(true) // the probe
+	if b.State() != Closed || b.Failures() != 0 {
+		t.Fatalf("after a good probe: state %v, Failures %d", b.State(), b.Failures())
+	}
+}

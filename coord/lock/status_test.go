@@ -1,0 +1,93 @@
+package lock_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/concordrpc/concord/coord/lock"
+)
+
+// TestReadStatus holds two locks (one named by WithHolder, one not),
+// releases a third, and elects a leader: the status lists exactly the held
+// ones with their tokens and time left, and the leader with its term.
+func TestReadStatus(t *testing.T) {
+	n := openNode(t)
+	b := lock.FromNode(n)
+	ctx := within(t, 30*time.Second)
+
+	named := lock.NewMutex(b, "orders/42", lock.WithHolder("host-a/123"))
+	tokNamed, err := named.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer named.Unlock(context.Background())
+	anon := lock.NewMutex(b, "demo", lock.WithTTL(3*time.Second))
+	tokAnon, err := anon.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Unlock(context.Background())
+	gone := lock.NewMutex(b, "released")
+	if _, err := gone.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := gone.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	el := lock.NewElection(b, "leader.x")
+	term, err := el.Campaign(ctx, "candidate-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer el.Resign(context.Background())
+
+	st := lock.ReadStatus(ctx, n, time.Second)
+	if st.Unknown != "" || st.Truncated {
+		t.Fatalf("status %+v", st)
+	}
+	if len(st.Held) != 2 {
+		t.Fatalf("held %+v, want demo and orders/42", st.Held)
+	}
+	d, o := st.Held[0], st.Held[1]
+	if d.Name != "demo" || d.Token != tokAnon || !strings.HasPrefix(d.Holder, "lease ") || d.ExpiresInMillis <= 0 || d.ExpiresInMillis > 3000 {
+		t.Errorf("demo %+v, token %d", d, tokAnon)
+	}
+	if o.Name != "orders/42" || o.Token != tokNamed || o.Holder != "host-a/123" || o.ExpiresInMillis <= 0 || o.ExpiresInMillis > 10000 {
+		t.Errorf("orders/42 %+v, token %d", o, tokNamed)
+	}
+	if len(st.Elections) != 1 || st.Elections[0] != (lock.ElectedLeader{Name: "leader.x", Leader: "candidate-1", Token: term, ExpiresInMillis: st.Elections[0].ExpiresInMillis}) || st.Elections[0].ExpiresInMillis <= 0 {
+		t.Fatalf("elections %+v, term %d", st.Elections, term)
+	}
+
+	// A closed read context: unknown, with nothing listed.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if st := lock.ReadStatus(cctx, n, time.Second); st.Unknown == "" || len(st.Held)+len(st.Elections) != 0 {
+		t.Fatalf("status with a done context %+v", st)
+	}
+}
+
+// TestReadStatusTruncated holds more locks than a status lists: it lists
+// the first MaxStatusEntries by name and says it is truncated.
+func TestReadStatusTruncated(t *testing.T) {
+	n := openNode(t)
+	b := lock.FromNode(n)
+	ctx := within(t, 60*time.Second)
+	s, err := lock.NewSession(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range lock.MaxStatusEntries + 3 {
+		if _, err := lock.NewMutex(b, fmt.Sprintf("k%03d", i), lock.WithSession(s)).Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := lock.ReadStatus(ctx, n, 2*time.Second)
+	if st.Unknown != "" || !st.Truncated || len(st.Held) != lock.MaxStatusEntries || st.Held[0].Name != "k000" || st.Held[lock.MaxStatusEntries-1].Name != "k099" {
+		t.Fatalf("truncated %v, unknown %q, %d held", st.Truncated, st.Unknown, len(st.Held))
+	}
+}
