@@ -74,7 +74,8 @@ type ClientCallReport struct {
 type ClientMetricsHook func(ctx context.Context, report ClientCallReport)
 
 // WithClientMetrics has hook observe every call of the Conn's clients,
-// from the outermost point of the client chain (see Conn). Default: none.
+// from the outermost point of the client chain but tracing (see Conn).
+// Default: none.
 func WithClientMetrics(hook ClientMetricsHook) ClientOption {
 	return clientOptionFunc(func(cfg *clientConfig) { cfg.metrics = hook })
 }

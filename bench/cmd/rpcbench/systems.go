@@ -81,8 +81,9 @@ const (
 	// sets callTimeout on each call, as Concord's does.
 	withDeadline = "2s deadline"
 	// observed is the variant of the Concord row with what an App adds to
-	// see its calls: Prometheus metrics (package metrics, as the App
-	// installs them) and OpenTelemetry tracing on both sides, with an OTLP
+	// see its calls: Prometheus metrics (package metrics, server and
+	// client, as the App installs them) and OpenTelemetry tracing on both
+	// sides, with an OTLP
 	// exporter configured through the OTEL_* environment (package
 	// tracing) but sampling off, so every call pays for its spans'
 	// decisions and context propagation, and nothing is exported.
@@ -252,14 +253,19 @@ func startConcordObserved() (*instance, error) {
 	if err != nil || tp == nil {
 		return nil, fmt.Errorf("tracing from the environment: %v, %w", tp, err)
 	}
-	ms, err := metrics.NewServer(prometheus.NewRegistry(), func(string) bool { return true })
+	reg := prometheus.NewRegistry()
+	ms, err := metrics.NewServer(reg, func(string) bool { return true })
+	if err != nil {
+		return nil, errors.Join(err, tp.Shutdown(context.Background()))
+	}
+	mc, err := metrics.NewClient(reg)
 	if err != nil {
 		return nil, errors.Join(err, tp.Shutdown(context.Background()))
 	}
 	prop := propagation.TraceContext{}
 	inst, err := startConcordServer(nil,
 		[]rpc.ServerOption{rpc.WithTracing(tp, prop), rpc.WithMetrics(ms.Observe), rpc.WithInterceptors(ms.Interceptor())},
-		tp, rpc.WithClientTracing(tp, prop))()
+		tp, rpc.WithClientTracing(tp, prop), rpc.WithClientMetrics(mc.Observe))()
 	if err != nil {
 		return nil, errors.Join(err, tp.Shutdown(context.Background()))
 	}
