@@ -323,7 +323,7 @@ func printTargets(out io.Writer, sums []summary) {
 		fmt.Fprintf(out, "     conc %-3d >= %.2f: %.0f vs %.0f req/s: ratio %.3f: %s%s; CPU/call %s vs %s\n",
 			t.conc, t.target, s.rps, ref.rps, r, verdict(r, t.target), noisy(*s, *ref), micros(s.cpu), micros(ref.cpu))
 	}
-	fmt.Fprintln(out, "  3. Metrics and tracing (OTLP exporter configured, sampling off) cost at most 3% CPU per call over the")
+	fmt.Fprintln(out, "  6. Metrics and tracing (OTLP exporter configured, sampling off) cost at most 3% CPU per call over the")
 	fmt.Fprintln(out, "     full-chain row (Concord Connect+proto, default client)")
 	for _, s := range sums {
 		if s.sys.key() != concordObserved {
