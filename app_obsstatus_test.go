@@ -169,7 +169,7 @@ func TestAppStatusLocksLimitsBreakers(t *testing.T) {
 		t.Errorf("limit fields %v, want %v", got, want)
 	}
 	breakers := raw["breakers"].([]any)
-	if got, want := keys(t, breakers[0]), []string{"address", "failures", "instance", "service", "state"}; !slices.Equal(got, want) {
+	if got, want := keys(t, breakers[0]), []string{"address", "failures", "in_flight", "instance", "service", "state"}; !slices.Equal(got, want) {
 		t.Errorf("breaker fields %v, want %v", got, want)
 	}
 
@@ -239,6 +239,15 @@ func TestAppStatusLocksLimitsBreakers(t *testing.T) {
 	}
 	if got := histogramCount(families["concord_rpc_client_call_duration_seconds"], service); got != uint64(greets) {
 		t.Errorf("client call durations %v, want %d", got, greets)
+	}
+	connectCalls := map[string]string{"service": greeterv1concord.GreeterServiceDiscoveryName, "protocol": "connect"}
+	for _, name := range []string{"concord_rpc_client_request_message_bytes", "concord_rpc_client_response_message_bytes"} {
+		if got := histogramCount(families[name], connectCalls); got != uint64(greets) {
+			t.Errorf("%s observations over connect %v, want %d", name, got, greets)
+		}
+	}
+	if f := families["concord_rpc_client_calls_in_flight"]; f == nil || value(f, service) != 0 {
+		t.Errorf("client calls in flight after every call ended: %v, want a series at 0", f)
 	}
 	problems, err := promlint.New(strings.NewReader(body)).Lint()
 	if err != nil {

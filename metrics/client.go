@@ -11,19 +11,28 @@ import (
 
 // Client records the calls a Conn's clients make, per upstream service:
 //
-//   - concord_rpc_client_calls_total{service,code}
-//   - concord_rpc_client_call_duration_seconds{service,code}, the whole
-//     call with its retries
+//   - concord_rpc_client_calls_total{service,protocol,code}
+//   - concord_rpc_client_call_duration_seconds{service,protocol,code}, the
+//     whole call with its retries
 //   - concord_rpc_client_retries_total{service}
+//   - concord_rpc_client_request_message_bytes{service,protocol} and
+//     concord_rpc_client_response_message_bytes{service,protocol}, the
+//     uncompressed size of each call's last message
+//
+// Calls in flight per service come from the Governance collector, which
+// reads them from the Conn at scrape time.
 //
 // service is the upstream's discovery name from its generated policy (a
-// service the binary was built to call), code "ok" or a Connect code name.
+// service the binary was built to call), protocol connect, grpc or grpcweb,
+// code "ok" or a Connect code name.
 // Feed it with rpc.WithClientMetrics(c.Observe). A Client is safe for
 // concurrent use.
 type Client struct {
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	retries  *prometheus.CounterVec
+	reqBytes *prometheus.HistogramVec
+	resBytes *prometheus.HistogramVec
 }
 
 // NewClient registers the client metrics with reg and returns them. It
@@ -32,19 +41,29 @@ func NewClient(reg prometheus.Registerer) (*Client, error) {
 	c := &Client{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "concord_rpc_client_calls_total",
-			Help: "RPC calls made by the process's clients, by upstream service and code.",
-		}, []string{"service", "code"}),
+			Help: "RPC calls made by the process's clients, by upstream service, protocol and code.",
+		}, []string{"service", "protocol", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "concord_rpc_client_call_duration_seconds",
 			Help:    "Time of each client call, retries and their backoff included, by upstream service and code.",
 			Buckets: prometheus.DefBuckets,
-		}, []string{"service", "code"}),
+		}, []string{"service", "protocol", "code"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "concord_rpc_client_retries_total",
 			Help: "Attempts client calls made after their first, by upstream service.",
 		}, []string{"service"}),
+		reqBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "concord_rpc_client_request_message_bytes",
+			Help:    "Uncompressed size of the last request message of each client call.",
+			Buckets: messageBuckets,
+		}, []string{"service", "protocol"}),
+		resBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "concord_rpc_client_response_message_bytes",
+			Help:    "Uncompressed size of the last response message of each client call.",
+			Buckets: messageBuckets,
+		}, []string{"service", "protocol"}),
 	}
-	for _, col := range []prometheus.Collector{c.calls, c.duration, c.retries} {
+	for _, col := range []prometheus.Collector{c.calls, c.duration, c.retries, c.reqBytes, c.resBytes} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("metrics: register client metrics: %w", err)
 		}
@@ -55,9 +74,11 @@ func NewClient(reg prometheus.Registerer) (*Client, error) {
 // Observe records one finished call: its signature is
 // rpc.ClientMetricsHook's.
 func (c *Client) Observe(_ context.Context, r rpc.ClientCallReport) {
-	code := codeLabel(r.Code)
-	c.calls.WithLabelValues(r.Service, code).Inc()
-	c.duration.WithLabelValues(r.Service, code).Observe(r.Duration.Seconds())
+	proto, code := protocolLabel(r.Protocol), codeLabel(r.Code)
+	c.calls.WithLabelValues(r.Service, proto, code).Inc()
+	c.duration.WithLabelValues(r.Service, proto, code).Observe(r.Duration.Seconds())
+	c.reqBytes.WithLabelValues(r.Service, proto).Observe(float64(r.SentBytes))
+	c.resBytes.WithLabelValues(r.Service, proto).Observe(float64(r.ReceivedBytes))
 	if r.Retries > 0 {
 		c.retries.WithLabelValues(r.Service).Add(float64(r.Retries))
 	}

@@ -44,6 +44,9 @@ type GovernanceSource struct {
 //     streak (rpc.BreakerStatus.Failures)
 //   - concord_rpc_client_breaker_instances_omitted: instances left out
 //     past MaxBreakerSeries
+//   - concord_rpc_client_calls_in_flight{service}: the client's calls to
+//     each upstream service that have not ended, summed over all its
+//     instances (rpc.BreakerStatus.InFlight)
 //
 // procedure is a method the server registered with a limit; service and
 // instance are registry entries the process resolved. None comes from a
@@ -61,12 +64,13 @@ var (
 	descShed     = prometheus.NewDesc("concord_rpc_server_shed_calls_total", "Calls refused with unavailable past the server's in-flight bound.", nil, nil)
 	descBrState  = prometheus.NewDesc("concord_rpc_client_breaker_state", "Circuit breaker state of an upstream instance: 0 closed, 1 half-open, 2 open.", []string{"service", "instance"}, nil)
 	descBrFails  = prometheus.NewDesc("concord_rpc_client_breaker_failures", "Failed calls in a row to an upstream instance, as its breakers counted them.", []string{"service", "instance"}, nil)
+	descInFlight = prometheus.NewDesc("concord_rpc_client_calls_in_flight", "Client calls (attempts) to an upstream service that have not ended.", []string{"service"}, nil)
 	descBrOmit   = prometheus.NewDesc("concord_rpc_client_breaker_instances_omitted", "Upstream instances left out of the breaker metrics past their series bound.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (g *Governance) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAdmitted, descRefused, descBorrowed, descSat, descShed, descBrState, descBrFails, descBrOmit} {
+	for _, d := range []*prometheus.Desc{descAdmitted, descRefused, descBorrowed, descSat, descShed, descBrState, descBrFails, descInFlight, descBrOmit} {
 		ch <- d
 	}
 }
@@ -88,6 +92,13 @@ func (g *Governance) Collect(ch chan<- prometheus.Metric) {
 	}
 	if g.src.Breakers != nil {
 		bs := g.src.Breakers()
+		inFlight := map[string]int64{} // by service: every instance, none omitted
+		for _, b := range bs {
+			inFlight[b.Service] += b.InFlight
+		}
+		for service, n := range inFlight {
+			ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(n), service)
+		}
 		omitted := max(len(bs)-MaxBreakerSeries, 0)
 		bs = bs[:len(bs)-omitted]
 		seen := map[[2]string]bool{}

@@ -104,7 +104,7 @@ func fullGovernance(n int) metrics.GovernanceSource {
 			var bs []rpc.BreakerStatus
 			for i := range n {
 				state := []string{"open", "half_open", "closed"}[min(i, 2)]
-				bs = append(bs, rpc.BreakerStatus{Service: "greeter", Instance: fmt.Sprintf("i%d", i), Address: "http://x", State: state, Failures: 4 - min(i, 4)})
+				bs = append(bs, rpc.BreakerStatus{Service: "greeter", Instance: fmt.Sprintf("i%d", i), Address: "http://x", State: state, Failures: 4 - min(i, 4), InFlight: int64(i % 2)})
 			}
 			return bs
 		},
@@ -264,21 +264,23 @@ func TestClientMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Observe(t.Context(), rpc.ClientCallReport{Service: "greeter", Procedure: greet, Duration: time.Millisecond})
-	c.Observe(t.Context(), rpc.ClientCallReport{Service: "greeter", Procedure: greet, Code: connect.CodeUnavailable, Duration: time.Second, Retries: 2})
+	c.Observe(t.Context(), rpc.ClientCallReport{Service: "greeter", Procedure: greet, Protocol: "connect", Duration: time.Millisecond, SentBytes: 100, ReceivedBytes: 5000})
+	c.Observe(t.Context(), rpc.ClientCallReport{Service: "greeter", Procedure: greet, Protocol: "grpc", Code: connect.CodeUnavailable, Duration: time.Second, Retries: 2, SentBytes: 100})
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP concord_rpc_client_calls_total RPC calls made by the process's clients, by upstream service and code.
+# HELP concord_rpc_client_calls_total RPC calls made by the process's clients, by upstream service, protocol and code.
 # TYPE concord_rpc_client_calls_total counter
-concord_rpc_client_calls_total{code="ok",service="greeter"} 1
-concord_rpc_client_calls_total{code="unavailable",service="greeter"} 1
+concord_rpc_client_calls_total{code="ok",protocol="connect",service="greeter"} 1
+concord_rpc_client_calls_total{code="unavailable",protocol="grpc",service="greeter"} 1
 # HELP concord_rpc_client_retries_total Attempts client calls made after their first, by upstream service.
 # TYPE concord_rpc_client_retries_total counter
 concord_rpc_client_retries_total{service="greeter"} 2
 `), "concord_rpc_client_calls_total", "concord_rpc_client_retries_total"); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(reg, "concord_rpc_client_call_duration_seconds"); n != 2 {
-		t.Fatalf("%d duration series, want 2", n)
+	for _, name := range []string{"concord_rpc_client_call_duration_seconds", "concord_rpc_client_request_message_bytes", "concord_rpc_client_response_message_bytes"} {
+		if n := testutil.CollectAndCount(reg, name); n != 2 {
+			t.Fatalf("%d %s series, want 2 (one per protocol)", n, name)
+		}
 	}
 }
 
@@ -319,6 +321,9 @@ concord_rpc_client_breaker_failures{instance="i2",service="greeter"} 2
 # HELP concord_rpc_client_breaker_instances_omitted Upstream instances left out of the breaker metrics past their series bound.
 # TYPE concord_rpc_client_breaker_instances_omitted gauge
 concord_rpc_client_breaker_instances_omitted 0
+# HELP concord_rpc_client_calls_in_flight Client calls (attempts) to an upstream service that have not ended.
+# TYPE concord_rpc_client_calls_in_flight gauge
+concord_rpc_client_calls_in_flight{service="greeter"} 1
 `)); err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +337,10 @@ concord_rpc_client_breaker_instances_omitted 0
 # HELP concord_rpc_client_breaker_instances_omitted Upstream instances left out of the breaker metrics past their series bound.
 # TYPE concord_rpc_client_breaker_instances_omitted gauge
 concord_rpc_client_breaker_instances_omitted 10
-`), "concord_rpc_client_breaker_instances_omitted"); err != nil {
+# HELP concord_rpc_client_calls_in_flight Client calls (attempts) to an upstream service that have not ended.
+# TYPE concord_rpc_client_calls_in_flight gauge
+concord_rpc_client_calls_in_flight{service="greeter"} 133
+`), "concord_rpc_client_breaker_instances_omitted", "concord_rpc_client_calls_in_flight"); err != nil {
 		t.Fatal(err)
 	}
 }

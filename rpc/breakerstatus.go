@@ -26,6 +26,10 @@ type BreakerStatus struct {
 	// breakers (see breaker.Breaker.Failures): calls that counted against
 	// the instance, up to now, with no success in between.
 	Failures int `json:"failures"`
+	// InFlight is the number of the Conn's calls to the instance that
+	// have not ended (attempts: a retry elsewhere counts there), the
+	// count the balancer weighs instances by.
+	InFlight int64 `json:"in_flight"`
 }
 
 // BreakerStatus returns the breakers of every instance of every service
@@ -47,7 +51,8 @@ func (c *Conn) BreakerStatus() []BreakerStatus {
 		ans := answers[service]
 		for i, in := range ans.instances {
 			st, failures := ans.endpoints[i].breakerState()
-			out = append(out, BreakerStatus{Service: service, Instance: in.ID, Address: in.BaseURL, State: st, Failures: failures})
+			out = append(out, BreakerStatus{Service: service, Instance: in.ID, Address: in.BaseURL, State: st, Failures: failures,
+				InFlight: ans.endpoints[i].inFlight.Load()})
 		}
 	}
 	slices.SortStableFunc(out, func(x, y BreakerStatus) int {

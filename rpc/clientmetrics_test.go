@@ -59,9 +59,10 @@ func TestClientMetrics(t *testing.T) {
 		t.Fatalf("reports %+v, want 3", got)
 	}
 	for i, want := range []rpc.ClientCallReport{
-		{Service: "greeter", Procedure: "/greeter.v1.GreeterService/Greet"},
-		{Service: "greeter", Procedure: "/greeter.v1.GreeterService/Greet", Code: connect.CodeUnavailable, Retries: 2},
-		{Service: "greeter", Procedure: "/greeter.v1.GreeterService/GreetMany"},
+		// Sizes are the protobuf encodings of the last messages each way.
+		{Service: "greeter", Procedure: "/greeter.v1.GreeterService/Greet", Protocol: "connect", SentBytes: 3, ReceivedBytes: 11},
+		{Service: "greeter", Procedure: "/greeter.v1.GreeterService/Greet", Protocol: "connect", Code: connect.CodeUnavailable, Retries: 2, SentBytes: 3},
+		{Service: "greeter", Procedure: "/greeter.v1.GreeterService/GreetMany", Protocol: "connect", SentBytes: 6, ReceivedBytes: 11},
 	} {
 		r := got[i]
 		if r.Duration <= 0 {

@@ -59,12 +59,18 @@ type ClientCallReport struct {
 	Service string
 	// Procedure is the method's path.
 	Procedure string
+	// Protocol is "connect", "grpc" or "grpcweb" ("" if the call had no
+	// connect.CallInfo).
+	Protocol string
 	// Code is the call's status as the caller sees it; 0 means success.
 	Code connect.Code
 	// Duration is the whole call, retries and their backoff included.
 	Duration time.Duration
 	// Retries is how many attempts the call made after its first.
 	Retries int
+	// SentBytes and ReceivedBytes are the uncompressed sizes of the last
+	// request and response messages (0 when none was sent or received).
+	SentBytes, ReceivedBytes int
 }
 
 // ClientMetricsHook observes the calls a Conn's clients finish. It runs on
@@ -98,6 +104,7 @@ func newClientMetricsInterceptor(service string, hook ClientMetricsHook) connect
 	return func(next connect.ClientFunc) connect.ClientFunc {
 		return func(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
 			m := &meteredStream{ctx: ctx, hook: hook, report: ClientCallReport{Service: service, Procedure: spec.Procedure}, start: time.Now()}
+			m.info, _ = connect.CallInfoForClientContext(ctx)
 			ctx = context.WithValue(ctx, retriesKey{}, &m.retries)
 			stream, err := next(ctx, spec)
 			if err != nil {
@@ -119,6 +126,7 @@ type meteredStream struct {
 	ctx     context.Context //nolint:containedctx // the call's, for the hook
 	hook    ClientMetricsHook
 	report  ClientCallReport
+	info    *connect.CallInfo // the call's, or nil
 	start   time.Time
 	retries atomic.Int32
 	done    atomic.Bool
@@ -131,6 +139,9 @@ func (m *meteredStream) end(err error) {
 	r := m.report
 	r.Duration = time.Since(m.start)
 	r.Retries = int(m.retries.Load())
+	if m.info != nil {
+		r.Protocol, r.SentBytes, r.ReceivedBytes = m.info.Protocol, m.info.SendStats.Size, m.info.ReceiveStats.Size
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		r.Code = connect.CodeOf(err)
 	}
