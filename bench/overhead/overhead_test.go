@@ -30,7 +30,10 @@ import (
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
+	"github.com/concordrpc/concord/metrics"
 	"github.com/concordrpc/concord/rpc"
+	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -55,17 +58,25 @@ func BenchmarkChain(b *testing.B) {
 		"recover":  func() connect.ServerInterceptor { return rpc.NewRecoverInterceptor(logger) },
 		"deadline": func() connect.ServerInterceptor { return rpc.NewDeadlineInterceptor(lookup()) },
 		"validate": func() connect.ServerInterceptor { return rpc.NewValidateInterceptor(nil, logger) },
+		"metrics":  func() connect.ServerInterceptor { return rpc.NewMetricsInterceptor(serverMetrics(b).Observe) },
+		// Sampling off, as in rpcbench's metrics + tracing row.
+		"tracing": func() connect.ServerInterceptor { return rpc.NewTracingInterceptor(unsampled(b), nil) },
 	}
 	cases := []struct {
 		name   string
 		server []string
 		client bool // the client deadline interceptor
+		// clientTracing adds the client tracing interceptor, sampling off.
+		clientTracing bool
 	}{
 		{name: "none"},
 		{name: "server=logging", server: []string{"logging"}},
 		{name: "server=recover", server: []string{"recover"}},
 		{name: "server=deadline", server: []string{"deadline"}},
 		{name: "server=validate", server: []string{"validate"}},
+		{name: "server=metrics", server: []string{"metrics"}},
+		{name: "server=tracing", server: []string{"tracing"}},
+		{name: "client=tracing", clientTracing: true},
 		{name: "client=deadline", client: true},
 		{name: "server=all", server: []string{"logging", "recover", "deadline", "validate"}},
 		{name: "server=all,client=deadline", server: []string{"logging", "recover", "deadline", "validate"}, client: true},
@@ -82,10 +93,31 @@ func BenchmarkChain(b *testing.B) {
 			if tc.client {
 				cics = append(cics, rpc.NewClientDeadlineInterceptor(lookup()))
 			}
+			if tc.clientTracing {
+				cics = append(cics, rpc.NewClientTracingInterceptor(unsampled(b), nil, rpc.ProtocolConnect))
+			}
 			client := greeterv1connect.NewGreeterServiceClient(connect.NewClient(connectinprocess.New(srv), cics...))
 			call(b, client)
 		})
 	}
+}
+
+// serverMetrics returns Concord's server metrics on a registry of their
+// own.
+func serverMetrics(b *testing.B) *metrics.Server {
+	m, err := metrics.NewServer(prometheus.NewRegistry(), func(string) bool { return true })
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// unsampled returns an SDK tracer provider that samples nothing, shut
+// down at the end of b.
+func unsampled(b *testing.B) *sdktrace.TracerProvider {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp
 }
 
 func BenchmarkLoopback(b *testing.B) {
