@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/localstore"
 	"github.com/concordrpc/concord/internal/nodetest"
@@ -209,5 +213,129 @@ func TestDeadLettersUsage(t *testing.T) {
 	err := run(t.Context(), []string{"dead-letters", "-nats", "nats://127.0.0.1:1", "-timeout", "3s", "list"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach nats://127.0.0.1:1") {
 		t.Errorf("unreachable server: %v", err)
+	}
+}
+
+// TestDeadLettersThroughAdmin drives the dead-letters command without
+// -nats: through the admin listener of an App in embedded mode, which
+// has no NATS listener, with the App's admin credential. list shows the
+// dead letters, replay of one brings it back to its consumer, a second
+// replay fails with a clear error, a wrong token is refused, and discard
+// -all empties the stream.
+func TestDeadLettersThroughAdmin(t *testing.T) {
+	dataDir := t.TempDir()
+	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(dataDir),
+		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0))
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	adminAddr, err := app.AdminAddr(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := app.Node(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var healed atomic.Bool
+	var mu sync.Mutex
+	handled := map[string]int{}
+	dls := deadLetters(t, ctx, node, "billing", []string{"order-1", "order-2"}, func(d *msg.Delivery) error {
+		if !healed.Load() {
+			return fmt.Errorf("cannot bill %s", d.Payload)
+		}
+		mu.Lock()
+		handled[string(d.Payload)]++
+		mu.Unlock()
+		return nil
+	})
+	admin := "http://" + adminAddr.String()
+	creds := filepath.Join(dataDir, concord.AdminCredentialsFile)
+	dl := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(ctx, append([]string{"dead-letters", "-addr", admin, "-creds", creds, "-timeout", "20s"}, args...), &out, io.Discard)
+		return out.String(), err
+	}
+
+	out, err := dl("list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"SEQ", "billing", "orders.placed", "order-2", "cannot bill order-1", dls[0].ID} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = dl("list", "-json", "-limit", "1")
+	var listed []struct {
+		Seq     uint64 `json:"seq"`
+		Payload string `json:"payload_base64"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 1 || listed[0].Seq != dls[0].Seq {
+		t.Fatalf("list -json -limit 1: %v\n%s", err, out)
+	}
+
+	healed.Store(true)
+	first := slices.IndexFunc(dls, func(d msg.DeadLetter) bool { return string(d.Payload) == "order-1" })
+	seq := fmt.Sprint(dls[first].Seq)
+	if out, err := dl("replay", seq); err != nil || out != "replayed dead letter "+seq+"\n" {
+		t.Fatalf("replay %s: %q, %v", seq, out, err)
+	}
+	for i := 0; ; i++ {
+		mu.Lock()
+		n := handled["order-1"]
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the replayed message was not handled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := dl("replay", seq); err == nil || !strings.Contains(err.Error(), "dead letter "+seq+" not found") {
+		t.Errorf("second replay: %v, want not found", err)
+	}
+
+	// A token the App does not know.
+	wrong := filepath.Join(t.TempDir(), "wrong.creds")
+	if err := os.WriteFile(wrong, []byte("admin 0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run(ctx, []string{"dead-letters", "-addr", admin, "-creds", wrong, "list"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "admin credential is required") {
+		t.Errorf("list with a wrong token: %v", err)
+	}
+	// The modes do not mix.
+	var uerr usageError
+	for _, args := range [][]string{
+		{"dead-letters", "-addr", admin, "-creds", creds, "-password", "x", "list"},
+		{"dead-letters", "-nats", "nats://127.0.0.1:1", "-addr", admin, "list"},
+		{"dead-letters", "-nats", "nats://127.0.0.1:1", "-as", "admin", "list"},
+		{"dead-letters", "-addr", admin, "-creds", creds, "list", "-limit", "501"},
+	} {
+		if err := run(ctx, args, io.Discard, io.Discard); !errors.As(err, &uerr) {
+			t.Errorf("run(%q) = %v, want a usage error", args, err)
+		}
+	}
+
+	if out, err := dl("discard", "-all"); err != nil || out != "discarded 1 dead letters\n" {
+		t.Fatalf("discard -all: %q, %v", out, err)
+	}
+	if out, err := dl("list"); err != nil || out != "no dead letters\n" {
+		t.Fatalf("list after discard: %q, %v", out, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if handled["order-1"] != 1 || handled["order-2"] != 0 {
+		t.Errorf("handled %v, want only order-1, once", handled)
 	}
 }
