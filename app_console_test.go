@@ -459,18 +459,13 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 		tab.screenshot(t, "console-dead-letters.png")
 
-		p.healed.Store(true)
+		p.Heal()
 		tab.do(t, chromedp.Click("#dl-replay-"+seq))
 		tab.waitFor(t, "the replay", `document.getElementById("dl-note").textContent.indexOf("Replayed dead letter `+seq+`.") === 0`)
 		tab.waitFor(t, "the dead letter to leave the page", `document.getElementById("dead-letters-count").textContent === "0" &&
 			document.getElementById("dl-replay-`+seq+`") === null && document.getElementById("dead-letters-table") === null`)
 		tab.contains(t, "#dl-note", "No dead letter is left.")
-		for i := 0; p.count("order-1") == 0; i++ {
-			if i == 1000 {
-				t.Fatal("the message replayed from the console was not handled")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		p.WaitHandled(t, "order-1")
 	})
 
 	if msgs := b.problems(); len(msgs) > 0 {

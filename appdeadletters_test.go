@@ -6,83 +6,43 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/concordrpc/concord"
-	"github.com/concordrpc/concord/coord/localstore"
+	"github.com/concordrpc/concord/internal/msgtest"
 	"github.com/concordrpc/concord/msg"
 )
 
-// poisonConsumer is a consumer of an App whose handler fails every
-// message (permanently, so it goes to the dead letters at once) until
-// healed, and then counts what it handles by payload.
-type poisonConsumer struct {
-	healed  atomic.Bool
-	mu      sync.Mutex
-	handled map[string]int
+// deadLetterApp starts an App in embedded mode (no NATS listener) with
+// an admin listener and, through its node and local store, a consumer of
+// topic that turns one message per payload into a dead letter. It returns
+// the consumer, the dead letters, the admin token and the URL of the
+// dead-letter routes. The App stops at the test's end.
+func deadLetterApp(ctx context.Context, t *testing.T, topic string, payloads ...string) (*msgtest.Poison, []msg.DeadLetter, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(dir),
+		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0))
+	startApp(t, app)
+	admin := adminReady(ctx, t, app)
+	p, dls := appDeadLetters(ctx, t, app, "billing", topic, payloads...)
+	return p, dls, adminToken(t, dir), "http://" + admin.String() + concord.DeadLettersPath
 }
 
-func (p *poisonConsumer) count(payload string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.handled[payload]
-}
-
-// appDeadLetters subscribes a poisonConsumer named consumer of the App to
-// topic, publishes one message per payload through the App's Badger
-// outbox and a relay, and waits (bounded) until each is a dead letter.
-// Everything stops at the test's end.
-func appDeadLetters(ctx context.Context, t *testing.T, app *concord.App, consumer, topic string, payloads ...string) (*poisonConsumer, []msg.DeadLetter) {
+// appDeadLetters makes dead letters with msgtest on app's node and local
+// store.
+func appDeadLetters(ctx context.Context, t *testing.T, app *concord.App, consumer, topic string, payloads ...string) (*msgtest.Poison, []msg.DeadLetter) {
 	t.Helper()
 	node, err := app.Node(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := app.Local(ctx)
+	local, err := app.Local(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &poisonConsumer{handled: map[string]int{}}
-	store := msg.Badger(db)
-	ob := msg.NewOutbox(store)
-	relay := msg.StartRelay(node, ob)
-	t.Cleanup(func() { _ = relay.Close() })
-	sub, err := msg.Subscribe(ctx, node, store, consumer, topic, func(_ context.Context, _ *localstore.Tx, d *msg.Delivery) error {
-		if !p.healed.Load() {
-			return msg.Permanent(fmt.Errorf("cannot handle %s", d.Payload))
-		}
-		p.mu.Lock()
-		p.handled[string(d.Payload)]++
-		p.mu.Unlock()
-		return nil
-	}, msg.WithMaxDeliver(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Close() })
-	for _, pl := range payloads {
-		if err := db.Update(func(tx *localstore.Tx) error {
-			_, err := ob.Add(ctx, tx, msg.Message{Topic: topic, Key: pl, Payload: []byte(pl)})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		ob.Notify()
-	}
-	var dls []msg.DeadLetter
-	for i := 0; len(dls) < len(payloads); i++ {
-		if i == 1000 {
-			t.Fatalf("dead letters %+v, want %d", dls, len(payloads))
-		}
-		time.Sleep(10 * time.Millisecond)
-		if dls, err = msg.DeadLetters(ctx, node, 0, msg.MaxListed); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p, dls
+	return msgtest.DeadLetters(ctx, t, node, local, consumer, topic, payloads...)
 }
 
 // TestDeadLetterAdminRoutes drives the dead-letter routes of an App in
@@ -92,16 +52,9 @@ func appDeadLetters(ctx context.Context, t *testing.T, app *concord.App, consume
 // consumer (which now handles it), refuse a second replay, and discard
 // the rest.
 func TestDeadLetterAdminRoutes(t *testing.T) {
-	dir := t.TempDir()
-	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(dir),
-		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0))
-	startApp(t, app)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	admin := adminReady(ctx, t, app)
-	token := adminToken(t, dir)
-	base := "http://" + admin.String() + concord.DeadLettersPath
-	p, dls := appDeadLetters(ctx, t, app, "billing", "orders.placed", "order-1", "order-2")
+	p, dls, token, base := deadLetterApp(ctx, t, "orders.placed", "order-1", "order-2")
 
 	// The credential.
 	for _, tc := range []struct{ method, url, token string }{
@@ -169,18 +122,13 @@ func TestDeadLetterAdminRoutes(t *testing.T) {
 
 	// Replay one: it goes back to its topic and the consumer, healed,
 	// handles it.
-	p.healed.Store(true)
+	p.Heal()
 	seq := uint64(first["seq"].(float64))
 	replay := base + fmt.Sprintf("/%d/replay", seq)
 	if code, out := adminCall(t, token, http.MethodPost, replay, ""); code != http.StatusOK || out["done"] != float64(1) {
 		t.Fatalf("replay %d: %d %v", seq, code, out)
 	}
-	for i := 0; p.count("order-1") == 0; i++ {
-		if i == 1000 {
-			t.Fatal("the replayed message was not handled")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	p.WaitHandled(t, "order-1")
 	if code, out := adminCall(t, token, http.MethodPost, replay, ""); code != http.StatusNotFound || !strings.Contains(out["error"].(string), "not found") {
 		t.Errorf("second replay: %d %v, want 404", code, out)
 	}
@@ -199,38 +147,23 @@ func TestDeadLetterAdminRoutes(t *testing.T) {
 		t.Fatalf("replay all of none: %d %v", code, out)
 	}
 	time.Sleep(100 * time.Millisecond)
-	if p.count("order-1") != 1 || p.count("order-2") != 0 {
-		t.Errorf("handled order-1 %d times and order-2 %d times, want 1 and 0", p.count("order-1"), p.count("order-2"))
+	if p.Handled("order-1") != 1 || p.Handled("order-2") != 0 {
+		t.Errorf("handled order-1 %d times and order-2 %d times, want 1 and 0", p.Handled("order-1"), p.Handled("order-2"))
 	}
 }
 
 // TestDeadLetterAdminReplayAll replays every dead letter with one call.
 func TestDeadLetterAdminReplayAll(t *testing.T) {
-	dir := t.TempDir()
-	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(dir),
-		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0))
-	startApp(t, app)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	admin := adminReady(ctx, t, app)
 	payloads := []string{"a", "b", "c"}
-	p, _ := appDeadLetters(ctx, t, app, "audit", "audit.events", payloads...)
-	p.healed.Store(true)
-	code, out := adminCall(t, adminToken(t, dir), http.MethodPost, "http://"+admin.String()+concord.DeadLettersPath+"/all/replay", "")
+	p, _, token, base := deadLetterApp(ctx, t, "audit.events", payloads...)
+	p.Heal()
+	code, out := adminCall(t, token, http.MethodPost, base+"/all/replay", "")
 	if code != http.StatusOK || out["done"] != float64(len(payloads)) || out["more"] != nil {
 		t.Fatalf("replay all: %d %v", code, out)
 	}
-	for i := 0; ; i++ {
-		n := 0
-		for _, pl := range payloads {
-			n += min(p.count(pl), 1)
-		}
-		if n == len(payloads) {
-			break
-		}
-		if i == 1000 {
-			t.Fatalf("handled %d of %d replayed messages", n, len(payloads))
-		}
-		time.Sleep(10 * time.Millisecond)
+	for _, pl := range payloads {
+		p.WaitHandled(t, pl)
 	}
 }
