@@ -458,6 +458,16 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Errorf("token kept as %q, want only in sessionStorage", got)
 		}
 		tab.screenshot(t, "console-dead-letters.png")
+		// At a narrow width the list scrolls in its box and the form wraps.
+		tab.do(t, chromedp.EmulateViewport(375, 812))
+		var res struct {
+			Width, ScrollWidth int
+			Out                []string
+		}
+		if out := tab.eval(t, overflowJS); json.Unmarshal([]byte(out), &res) != nil || res.ScrollWidth > res.Width || len(res.Out) > 0 {
+			t.Errorf("at 375px with dead letters: %s", out)
+		}
+		tab.screenshot(t, "console-dead-letters-375.png")
 
 		p.Heal()
 		tab.do(t, chromedp.Click("#dl-replay-"+seq))

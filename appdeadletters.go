@@ -236,11 +236,13 @@ func deadLetterAll(ctx context.Context, node *coord.Node, op string) *deadLetter
 		}
 		for _, d := range page {
 			seen++
-			if err := deadLetterOp(ctx, node, op, d.Seq); err != nil && !errors.Is(err, msg.ErrNotFound) {
+			switch err := deadLetterOp(ctx, node, op, d.Seq); {
+			case errors.Is(err, msg.ErrNotFound): // gone meanwhile, by another call
+			case err != nil:
 				fail(err)
-				continue
+			default:
+				out.Done++
 			}
-			out.Done++
 		}
 		from = page[len(page)-1].Seq + 1
 	}
