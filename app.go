@@ -414,6 +414,7 @@ func (a *App) serveAdmin() (stop func()) {
 	mux.HandleFunc("GET "+StatusPath, a.serveStatus)
 	a.mountConfigAdmin(mux)
 	a.mountLockAdmin(mux)
+	a.mountDeadLetterAdmin(mux)
 	logAttrs := []any{slog.String("admin", ln.Addr().String()), slog.String("status", StatusPath)}
 	if !a.cfg.noConsole {
 		mux.Handle("GET "+console.Path, console.Handler(console.WithStatusPath(StatusPath)))

@@ -158,8 +158,9 @@ func TestConsoleInChromium(t *testing.T) {
 	if chromium == "" {
 		t.Skip(chromiumEnv + " is not set: set it to a Chromium binary (bash .ci/chromium.sh installs /usr/bin/chromium) to drive the console in a headless browser")
 	}
+	dataDir := t.TempDir()
 	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"),
-		concord.WithDataDir(t.TempDir()), concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0),
+		concord.WithDataDir(dataDir), concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0),
 		concord.WithCoordOptions(coord.WithName("greeter-1")))
 	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
 	rpcURL, _ := startApp(t, app)
@@ -407,6 +408,74 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Error("markup from the status became elements")
 		}
 		tab.screenshot(t, "console-every-part.png")
+	})
+
+	t.Run("dead letters", func(t *testing.T) {
+		// A dead letter of the App: the page counts it and asks for the
+		// admin token; a wrong one is refused with a clear message; with
+		// the App's token it lists it, and Replay sends it back to its
+		// consumer (which now handles it) and it leaves the page.
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+		p, dls := appDeadLetters(ctx, t, app, "billing", "orders.placed", "order-1")
+		seq := strconv.FormatUint(dls[0].Seq, 10)
+		tab := b.tab(t)
+		tab.navigate(t, adminURL+"/console/")
+		tab.waitFor(t, "the dead letter to be counted", `(document.getElementById("dead-letters-count") || {}).textContent === "1"`)
+		if !tab.visible(t, "#dead-letters-panel") || !tab.visible(t, "#dl-token") {
+			t.Fatal("no token field for the dead letters")
+		}
+		tab.contains(t, "#dl-note", "Paste an admin token")
+		if tab.bool(t, `document.getElementById("dead-letters-table") !== null`) {
+			t.Error("dead letters listed without a token")
+		}
+		if got := tab.eval(t, `document.getElementById("dl-token").type`); got != "password" {
+			t.Errorf("token field of type %q, want password", got)
+		}
+
+		tab.do(t, chromedp.SendKeys("#dl-token", "not-the-admin-token-0123456789abcdef"), chromedp.Click("#dl-token-use"))
+		tab.waitFor(t, "the refusal", `!document.getElementById("dl-error").hidden`)
+		tab.contains(t, "#dl-error", "The admin token was refused (HTTP 401)")
+		if tab.bool(t, `document.getElementById("dead-letters-table") !== null`) {
+			t.Error("dead letters listed with a wrong token")
+		}
+
+		token := adminToken(t, dataDir)
+		tab.do(t, chromedp.SendKeys("#dl-token", token), chromedp.Click("#dl-token-use"))
+		tab.waitFor(t, "the dead letter to be listed", `document.getElementById("dl-replay-`+seq+`") !== null`)
+		row := tab.row(t, "dead-letters-table", seq)
+		if len(row) != 9 || row[1] != "billing" || row[2] != "orders.placed" || row[3] != "order-1" || row[4] != "1" ||
+			!strings.Contains(row[5], "cannot handle order-1") || row[7] != "7 B" || row[8] != "ReplayDiscard" {
+			t.Errorf("dead letters row %q", row)
+		}
+		if tab.visible(t, "#dl-error") {
+			t.Errorf("error shown with the right token: %q", tab.text(t, "#dl-error"))
+		}
+		// The token is in this tab's sessionStorage only: not in the
+		// field, the URL or localStorage.
+		if got := tab.eval(t, `[document.getElementById("dl-token").value, location.href, JSON.stringify(localStorage),
+			String(Object.values(sessionStorage).includes(`+strconv.Quote(token)+`))].join(" ")`); strings.Contains(got, token) || !strings.HasSuffix(got, " {} true") {
+			t.Errorf("token kept as %q, want only in sessionStorage", got)
+		}
+		tab.screenshot(t, "console-dead-letters.png")
+		// At a narrow width the list scrolls in its box and the form wraps.
+		tab.do(t, chromedp.EmulateViewport(375, 812))
+		var res struct {
+			Width, ScrollWidth int
+			Out                []string
+		}
+		if out := tab.eval(t, overflowJS); json.Unmarshal([]byte(out), &res) != nil || res.ScrollWidth > res.Width || len(res.Out) > 0 {
+			t.Errorf("at 375px with dead letters: %s", out)
+		}
+		tab.screenshot(t, "console-dead-letters-375.png")
+
+		p.Heal()
+		tab.do(t, chromedp.Click("#dl-replay-"+seq))
+		tab.waitFor(t, "the replay", `document.getElementById("dl-note").textContent.indexOf("Replayed dead letter `+seq+`.") === 0`)
+		tab.waitFor(t, "the dead letter to leave the page", `document.getElementById("dead-letters-count").textContent === "0" &&
+			document.getElementById("dl-replay-`+seq+`") === null && document.getElementById("dead-letters-table") === null`)
+		tab.contains(t, "#dl-note", "No dead letter is left.")
+		p.WaitHandled(t, "order-1")
 	})
 
 	if msgs := b.problems(); len(msgs) > 0 {

@@ -21,6 +21,11 @@ const Path = "/console/"
 // `concord node -http` serves.
 const DefaultStatusPath = "/concord/status"
 
+// DefaultDeadLettersPath is the route of dead letters the page lists,
+// replays and discards with an admin token unless WithDeadLettersPath
+// says otherwise: an App's DeadLettersPath.
+const DefaultDeadLettersPath = "/concord/dead-letters"
+
 // DefaultRefresh is how often the page reads the status unless
 // WithRefresh says otherwise.
 const DefaultRefresh = 2 * time.Second
@@ -41,8 +46,9 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	statusPath string
-	refresh    time.Duration
+	statusPath      string
+	deadLettersPath string
+	refresh         time.Duration
 }
 
 // WithStatusPath sets the path, on the origin that serves the page, of the
@@ -52,6 +58,20 @@ func WithStatusPath(path string) Option {
 	return optionFunc(func(c *config) {
 		if strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "//") {
 			c.statusPath = path
+		}
+	})
+}
+
+// WithDeadLettersPath sets the path, on the origin that serves the page,
+// of the dead-letter routes (an App's DeadLettersPath: a list with GET,
+// replay and discard with POST to {seq}/replay and {seq}/discard), or ""
+// for a listener that has none (`concord node -http`): the page then only
+// counts dead letters and names the CLI. A path must start with "/";
+// another value is ignored. Default: DefaultDeadLettersPath.
+func WithDeadLettersPath(path string) Option {
+	return optionFunc(func(c *config) {
+		if path == "" || strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "//") {
+			c.deadLettersPath = path
 		}
 	})
 }
@@ -74,7 +94,7 @@ type asset struct {
 // also redirects "/console"). It answers 404 for any other path and 405
 // for other methods. It is safe for concurrent use.
 func Handler(opts ...Option) http.Handler {
-	cfg := config{statusPath: DefaultStatusPath, refresh: DefaultRefresh}
+	cfg := config{statusPath: DefaultStatusPath, deadLettersPath: DefaultDeadLettersPath, refresh: DefaultRefresh}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -135,8 +155,9 @@ func load(cfg config) (map[string]asset, error) {
 	}
 	var buf bytes.Buffer
 	if err := page.Execute(&buf, map[string]string{
-		"StatusPath": cfg.statusPath,
-		"RefreshMs":  strconv.FormatInt(cfg.refresh.Milliseconds(), 10),
+		"StatusPath":      cfg.statusPath,
+		"DeadLettersPath": cfg.deadLettersPath,
+		"RefreshMs":       strconv.FormatInt(cfg.refresh.Milliseconds(), 10),
 	}); err != nil {
 		return nil, fmt.Errorf("console: embedded page: %w", err)
 	}

@@ -107,10 +107,27 @@ func TestPage(t *testing.T) {
 		console.Handler(console.WithStatusPath("//elsewhere/status"), console.WithRefresh(0)).ServeHTTP(rec, httptest.NewRequest("GET", "/console/", nil))
 		return rec.Body.String()
 	}()
-	for _, want := range []string{`data-status="/concord/status"`, `data-refresh-ms="500"`} {
+	for _, want := range []string{`data-status="/concord/status"`, `data-refresh-ms="500"`, `data-dead-letters="/concord/dead-letters"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page with refused options lacks %s", want)
 		}
+	}
+
+	// The dead-letter routes: another path, none, or a refused one.
+	for _, tc := range []struct{ path, want string }{
+		{"/x/dead-letters", `data-dead-letters="/x/dead-letters"`},
+		{"", `data-dead-letters=""`},
+		{"//elsewhere/dead-letters", `data-dead-letters="/concord/dead-letters"`},
+	} {
+		rec := httptest.NewRecorder()
+		console.Handler(console.WithDeadLettersPath(tc.path)).ServeHTTP(rec, httptest.NewRequest("GET", "/console/", nil))
+		if !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("WithDeadLettersPath(%q): page lacks %s", tc.path, tc.want)
+		}
+	}
+	// The token goes only into a header, never into a URL or localStorage.
+	if strings.Contains(js, "localStorage") || !strings.Contains(js, `Authorization: "Bearer " + dlToken`) {
+		t.Error("console.js keeps the admin token elsewhere than sessionStorage and the Authorization header")
 	}
 }
 

@@ -29,11 +29,24 @@
 // shown as "not reported"; parts that did not answer in time show the
 // reason the status gives.
 //
+// # Dead letters
+//
+// Where the listener serves dead-letter routes (an App's DeadLettersPath;
+// WithDeadLettersPath, "" for none as on `concord node -http`), the page
+// lists the dead letters while the status counts some, with Replay and
+// Discard for each and for all. Those routes need the App's admin
+// credential: the operator pastes a token into a password field, and the
+// page keeps it in the tab's sessionStorage (or only in memory), sends it
+// only as "Authorization: Bearer" to those routes, and forgets it on a
+// 401, which it reports. Without a token the page shows the count and
+// asks for one. Without the routes it names the `concord dead-letters`
+// command instead.
+//
 // # Safety
 //
-// The console only reads: it has no form and sends no request but the
-// status read. Dead letters are counted and the page names the `concord
-// dead-letters` command that replays them, since no HTTP route replays
-// them. The script writes every string from the status with textContent,
-// never as markup. Keep the listener on loopback (the App's default).
+// Apart from the dead-letter routes above, the page sends no request but
+// the status read, and it has no form that submits anywhere. The script
+// writes every string from the status and the dead letters with
+// textContent, never as markup. Keep the listener on loopback (the App's
+// default).
 package console

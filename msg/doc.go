@@ -153,9 +153,11 @@
 //     store, so ask each instance (its admin endpoint) for its own; a
 //     concord node shows none.
 //
-// concord dead-letters list|replay|discard runs DeadLetters, Replay and
-// Discard over a NATS connection (a node's listener, as an app in client
-// mode connects). WithMetrics reports every publish (Outbox.Add), relay,
+// An App's admin listener serves DeadLetters, Replay and Discard behind
+// its admin credential (concord.DeadLettersPath), for its web console and
+// for concord dead-letters list|replay|discard, which otherwise (-nats)
+// runs them over a NATS connection (a node's listener, as an app in
+// client mode connects). WithMetrics reports every publish (Outbox.Add), relay,
 // handle (success, failure, duplicate) and dead letter as an Event, for
 // Prometheus or OpenTelemetry counters.
 //

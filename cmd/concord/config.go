@@ -20,7 +20,6 @@ import (
 
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord"
-	"github.com/concordrpc/concord/internal/admincreds"
 )
 
 // configEntry is one version of a config as an App's admin listener
@@ -76,18 +75,11 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{fmt.Sprintf("config %s takes %d argument(s): %s", args[0], want, map[string]string{
 			"get": "NAME", "history": "NAME", "set": "NAME JSON", "rollback": "NAME VERSION"}[args[0]])}
 	}
-	cs, err := admincreds.Read(*creds)
+	ac, err := newAdminClient(*addr, *creds, *as)
 	if err != nil {
-		return fmt.Errorf("config: admin credentials: %w (-creds names the file; an app writes %s in its data directory)", err, concord.AdminCredentialsFile)
+		return fmt.Errorf("config: %w", err)
 	}
-	cred, err := admincreds.Pick(cs, *as)
-	if err != nil {
-		return usageError{fmt.Sprintf("-creds %s: %v (-as NAME picks one)", *creds, err)}
-	}
-	c := &configClient{base: strings.TrimSuffix(*addr, "/"), name: pos[0], token: cred.Token}
-	if !strings.Contains(c.base, "://") {
-		c.base = "http://" + c.base
-	}
+	c := &configClient{base: ac.base, name: pos[0], token: ac.token}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	switch args[0] {

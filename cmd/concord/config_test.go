@@ -30,6 +30,14 @@ func runGreeter(t *testing.T) (rpcURL, adminURL, dataDir string) {
 		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0))
 	tpl := concord.Config(app, "greeter", &greeterv1.GreeterConfig{Template: greeter.DefaultTemplate})
 	greeterv1concord.RegisterGreeterService(app, greeter.Service{Config: tpl})
+	rpcURL, adminURL = runApp(t, app)
+	return rpcURL, adminURL, dataDir
+}
+
+// runApp runs app until the test's end and returns its RPC and admin
+// URLs once it serves them and its node is open.
+func runApp(t *testing.T, app *concord.App) (rpcURL, adminURL string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
@@ -52,7 +60,7 @@ func runGreeter(t *testing.T) (rpcURL, adminURL, dataDir string) {
 	if _, err := app.Node(wctx); err != nil {
 		t.Fatal(err)
 	}
-	return "http://" + addr.String(), "http://" + admin.String(), dataDir
+	return "http://" + addr.String(), "http://" + admin.String()
 }
 
 // TestConfigCommands drives `concord config` against a running greeter:

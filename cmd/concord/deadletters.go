@@ -10,30 +10,37 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
 
+	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/msg"
 )
 
 // deadLettersCmd lists, replays or discards the dead letters of the
-// CONCORD_DEAD_LETTERS stream, connecting to the NATS servers as an app in
-// client mode does.
+// CONCORD_DEAD_LETTERS stream. With -nats it connects to the NATS servers
+// as an app in client mode does; without, it calls a running app's admin
+// listener (concord.DeadLettersPath) with an admin credential, as
+// `concord config` does, which also reaches an app in embedded mode.
 func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dead-letters", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	urls := fs.String("nats", "nats://127.0.0.1:4222", "URLs of the NATS servers (a concord node's -listen address), comma-separated")
-	user := fs.String("user", cmp.Or(os.Getenv("CONCORD_NATS_USER"), "concord"), "NATS username (env CONCORD_NATS_USER)")
-	password := fs.String("password", os.Getenv("CONCORD_NATS_PASSWORD"), "NATS password (env CONCORD_NATS_PASSWORD)")
-	creds := fs.String("creds", "", "NATS credentials file, instead of -user and -password")
+	addr := fs.String("addr", "http://127.0.0.1:9080", "base URL of a running app's admin listener (its -admin address); used unless -nats is given")
+	urls := fs.String("nats", "", "URLs of the NATS servers (a concord node's -listen address), comma-separated: talk to them instead of an app's admin listener")
+	user := fs.String("user", cmp.Or(os.Getenv("CONCORD_NATS_USER"), "concord"), "with -nats: NATS username (env CONCORD_NATS_USER)")
+	password := fs.String("password", os.Getenv("CONCORD_NATS_PASSWORD"), "with -nats: NATS password (env CONCORD_NATS_PASSWORD)")
+	creds := fs.String("creds", "", "without -nats: the app's admin credentials file (lines of \"name token\"; default env CONCORD_ADMIN_CREDS, else "+
+		filepath.Join(coord.DefaultDataDir, concord.AdminCredentialsFile)+"); with -nats: a NATS credentials file, instead of -user and -password")
+	as := fs.String("as", "", "without -nats: the name of the admin credential to use, when the file holds several")
 	all := fs.Bool("all", false, "replay or discard every dead letter")
 	from := fs.Uint64("from", 0, "list: the first sequence to list")
-	limit := fs.Int("limit", 100, fmt.Sprintf("list: how many to list, at most %d", msg.MaxListed))
-	asJSON := fs.Bool("json", false, "list: print JSON (payloads in base64) instead of a table")
+	limit := fs.Int("limit", 100, fmt.Sprintf("list: how many to list, at most %d (%d through an admin listener)", msg.MaxListed, concord.MaxDeadLettersListed))
+	asJSON := fs.Bool("json", false, "list: print JSON (payloads in base64; through an admin listener at most 1 KiB of each) instead of a table")
 	timeout := fs.Duration("timeout", 30*time.Second, "bound on the whole command")
 	// Flags may come before or after the subcommand.
 	if err := fs.Parse(args); err != nil {
@@ -63,9 +70,30 @@ func deadLettersCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	default:
 		return usageError{fmt.Sprintf("dead-letters %s needs one sequence number (SEQ) or -all", sub)}
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if !set["nats"] {
+		switch {
+		case set["user"] || set["password"]:
+			return usageError{"dead-letters: -user and -password are for -nats; an app's admin listener takes -creds (and -as)"}
+		case sub == "list" && (*limit < 1 || *limit > concord.MaxDeadLettersListed):
+			return usageError{fmt.Sprintf("dead-letters list: -limit %d: want 1 to %d through an admin listener", *limit, concord.MaxDeadLettersListed)}
+		}
+		c, err := newAdminClient(*addr, cmp.Or(*creds, os.Getenv("CONCORD_ADMIN_CREDS"), filepath.Join(coord.DefaultDataDir, concord.AdminCredentialsFile)), *as)
+		if err != nil {
+			return err
+		}
+		return adminDeadLetters(ctx, c, sub, seq, *all, *from, *limit, *asJSON, stdout)
+	}
+	switch {
+	case set["addr"] || set["as"]:
+		return usageError{"dead-letters: -addr and -as are for an app's admin listener; with -nats, leave them out"}
+	case *urls == "":
+		return usageError{"dead-letters: -nats needs the URLs of the NATS servers"}
+	}
 	auth := coord.ClientAuth{Username: *user, Password: *password}
 	if *creds != "" {
 		auth = coord.ClientAuth{CredsFile: *creds}
@@ -168,9 +196,16 @@ func listDeadLetters(ctx context.Context, node *coord.Node, from uint64, limit i
 		enc.SetIndent("", "  ")
 		return enc.Encode(dls)
 	}
+	printDeadLetters(dls, limit, stdout)
+	return nil
+}
+
+// printDeadLetters prints dls as a table, and where to read on when there
+// may be more than limit.
+func printDeadLetters(dls []msg.DeadLetter, limit int, stdout io.Writer) {
 	if len(dls) == 0 {
 		fmt.Fprintln(stdout, "no dead letters")
-		return nil
+		return
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tSTORED\tCONSUMER\tTOPIC\tKEY\tDELIVERIES\tID\tERROR")
@@ -182,7 +217,6 @@ func listDeadLetters(ctx context.Context, node *coord.Node, from uint64, limit i
 	if len(dls) == limit {
 		fmt.Fprintf(stdout, "more may follow: -from %d\n", dls[len(dls)-1].Seq+1)
 	}
-	return nil
 }
 
 // printable quotes s if it holds anything that would break a table line

@@ -7,15 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/localstore"
+	"github.com/concordrpc/concord/internal/msgtest"
 	"github.com/concordrpc/concord/internal/nodetest"
 	"github.com/concordrpc/concord/msg"
 )
@@ -30,18 +33,7 @@ func TestDeadLetters(t *testing.T) {
 	const password = "dlq-secret"
 	node := nodetest.Open(t, coord.WithListen("127.0.0.1:-1"), coord.WithListenAuth("concord", password))
 	ctx := nodetest.Within(t, 60*time.Second)
-	var healed atomic.Bool
-	var mu sync.Mutex
-	handled := map[string]int{}
-	dls := deadLetters(t, ctx, node, "billing", []string{"order-1", "order-2", "order-3"}, func(d *msg.Delivery) error {
-		if !healed.Load() {
-			return fmt.Errorf("cannot bill %s", d.Payload)
-		}
-		mu.Lock()
-		handled[string(d.Payload)]++
-		mu.Unlock()
-		return nil
-	})
+	p, dls := deadLetters(ctx, t, node, "billing", "order-1", "order-2", "order-3")
 
 	dl := func(args ...string) (string, error) {
 		var out bytes.Buffer
@@ -52,7 +44,7 @@ func TestDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"SEQ", "billing", "orders.placed", "order-2", "cannot bill order-3", dls[0].ID} {
+	for _, want := range []string{"SEQ", "billing", "orders.placed", "order-2", "cannot handle order-3", dls[0].ID} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list lacks %q:\n%s", want, out)
 		}
@@ -72,27 +64,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatalf("list -json: payloads %v\n%s", payloads, out)
 	}
 
-	healed.Store(true)
-	first := slices.IndexFunc(dls, func(d msg.DeadLetter) bool { return string(d.Payload) == "order-1" })
-	if first < 0 {
-		t.Fatalf("no dead letter of order-1 in %+v", dls)
-	}
-	seq := fmt.Sprint(dls[first].Seq)
-	if out, err := dl("replay", seq); err != nil || out != "replayed dead letter "+seq+"\n" {
-		t.Fatalf("replay %s: %q, %v", seq, out, err)
-	}
-	for i := 0; ; i++ {
-		mu.Lock()
-		n := handled["order-1"]
-		mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if i == 1000 {
-			t.Fatal("the replayed message was not handled")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	seq := replayOrder1(t, p, dls, dl)
 	if _, err := dl("replay", seq); err == nil || !strings.Contains(err.Error(), "dead letter "+seq+" not found") {
 		t.Errorf("second replay: %v, want not found", err)
 	}
@@ -112,72 +84,47 @@ func TestDeadLetters(t *testing.T) {
 	if out, err := dl("replay", "-all"); err != nil || out != "replayed 0 dead letters\n" {
 		t.Fatalf("replay -all of none: %q, %v", out, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if handled["order-1"] != 1 || handled["order-2"]+handled["order-3"] != 0 {
-		t.Errorf("handled %v, want only order-1, once", handled)
+	if p.Handled("order-1") != 1 || p.Handled("order-2")+p.Handled("order-3") != 0 {
+		t.Errorf("handled order-1, 2, 3: %d, %d, %d times, want only order-1, once", p.Handled("order-1"), p.Handled("order-2"), p.Handled("order-3"))
 	}
 }
 
-// deadLetters subscribes consumer to orders.placed with h (whose errors
-// are permanent), publishes one message per payload (keyed by it)
-// through a Badger outbox and its relay, and returns the dead letters
-// once there is one per payload. Everything stops at the test's end.
-func deadLetters(t *testing.T, ctx context.Context, node *coord.Node, consumer string, payloads []string, h func(*msg.Delivery) error) []msg.DeadLetter {
+// replayOrder1 heals p, replays the dead letter of order-1 with dl, waits
+// until p handled it and returns its sequence.
+func replayOrder1(t *testing.T, p *msgtest.Poison, dls []msg.DeadLetter, dl func(...string) (string, error)) string {
+	t.Helper()
+	p.Heal()
+	first := slices.IndexFunc(dls, func(d msg.DeadLetter) bool { return string(d.Payload) == "order-1" })
+	if first < 0 {
+		t.Fatalf("no dead letter of order-1 in %+v", dls)
+	}
+	seq := fmt.Sprint(dls[first].Seq)
+	if out, err := dl("replay", seq); err != nil || out != "replayed dead letter "+seq+"\n" {
+		t.Fatalf("replay %s: %q, %v", seq, out, err)
+	}
+	p.WaitHandled(t, "order-1")
+	return seq
+}
+
+// deadLetters makes one dead letter per payload on node with msgtest,
+// the consumer's inbox and the outbox in a Badger store of their own.
+func deadLetters(ctx context.Context, t *testing.T, node *coord.Node, consumer string, payloads ...string) (*msgtest.Poison, []msg.DeadLetter) {
 	t.Helper()
 	db, err := localstore.Open(t.TempDir(), localstore.WithGCInterval(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	store := msg.Badger(db)
-	ob := msg.NewOutbox(store)
-	relay := msg.StartRelay(node, ob)
-	t.Cleanup(func() { _ = relay.Close() })
-	sub, err := msg.Subscribe(ctx, node, store, consumer, "orders.placed", func(_ context.Context, _ *localstore.Tx, d *msg.Delivery) error {
-		return msg.Permanent(h(d))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Close() })
-	for _, p := range payloads {
-		if err := db.Update(func(tx *localstore.Tx) error {
-			_, err := ob.Add(ctx, tx, msg.Message{Topic: "orders.placed", Key: p, Payload: []byte(p)})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		ob.Notify()
-	}
-	var dls []msg.DeadLetter
-	for i := 0; len(dls) < len(payloads); i++ {
-		if i == 1000 {
-			t.Fatalf("dead letters %+v, want %d", dls, len(payloads))
-		}
-		time.Sleep(10 * time.Millisecond)
-		if dls, err = msg.DeadLetters(ctx, node, 0, msg.MaxListed); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dls
+	return msgtest.DeadLetters(ctx, t, node, db, consumer, "orders.placed", payloads...)
 }
 
 // TestDeadLettersReplayAll replays every dead letter at once.
 func TestDeadLettersReplayAll(t *testing.T) {
 	node := nodetest.Open(t, coord.WithListen("127.0.0.1:-1"), coord.WithInsecureListenNoAuth())
 	ctx := nodetest.Within(t, 60*time.Second)
-	var healed atomic.Bool
-	var count atomic.Int64
 	payloads := []string{"0", "1", "2", "3", "4"}
-	deadLetters(t, ctx, node, "audit", payloads, func(*msg.Delivery) error {
-		if !healed.Load() {
-			return errors.New("down")
-		}
-		count.Add(1)
-		return nil
-	})
-	healed.Store(true)
+	p, _ := deadLetters(ctx, t, node, "audit", payloads...)
+	p.Heal()
 	var out bytes.Buffer
 	if err := run(ctx, []string{"dead-letters", "replay", "-all", "-nats", node.ClientURL(), "-user", "", "-password", ""}, &out, io.Discard); err != nil {
 		t.Fatal(err)
@@ -186,11 +133,8 @@ func TestDeadLettersReplayAll(t *testing.T) {
 	if out.String() != fmt.Sprintf("replayed %d dead letters\n", n) {
 		t.Fatalf("output %q", out.String())
 	}
-	for i := 0; count.Load() < int64(n); i++ {
-		if i == 1000 {
-			t.Fatalf("handled %d of %d replayed messages", count.Load(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	for _, pl := range payloads {
+		p.WaitHandled(t, pl)
 	}
 }
 
@@ -209,5 +153,90 @@ func TestDeadLettersUsage(t *testing.T) {
 	err := run(t.Context(), []string{"dead-letters", "-nats", "nats://127.0.0.1:1", "-timeout", "3s", "list"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach nats://127.0.0.1:1") {
 		t.Errorf("unreachable server: %v", err)
+	}
+}
+
+// TestDeadLettersThroughAdmin drives the dead-letters command without
+// -nats: through the admin listener of an App in embedded mode, which
+// has no NATS listener, with the App's admin credential. list shows the
+// dead letters, replay of one brings it back to its consumer, a second
+// replay fails with a clear error, a wrong token is refused, and discard
+// -all empties the stream.
+func TestDeadLettersThroughAdmin(t *testing.T) {
+	dataDir := t.TempDir()
+	app := concord.New(concord.WithAddr("127.0.0.1:0"), concord.WithAdminAddr("127.0.0.1:0"), concord.WithDataDir(dataDir),
+		concord.WithLogger(slog.New(slog.DiscardHandler)), concord.WithDrainDelay(0))
+	_, admin := runApp(t, app)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	node, err := app.Node(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := app.Local(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, dls := msgtest.DeadLetters(ctx, t, node, local, "billing", "orders.placed", "order-1", "order-2")
+	creds := filepath.Join(dataDir, concord.AdminCredentialsFile)
+	dl := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(ctx, append([]string{"dead-letters", "-addr", admin, "-creds", creds, "-timeout", "20s"}, args...), &out, io.Discard)
+		return out.String(), err
+	}
+
+	out, err := dl("list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"SEQ", "billing", "orders.placed", "order-2", "cannot handle order-1", dls[0].ID} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = dl("list", "-json", "-limit", "1")
+	var listed []struct {
+		Seq     uint64 `json:"seq"`
+		Payload string `json:"payload_base64"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 1 || listed[0].Seq != dls[0].Seq {
+		t.Fatalf("list -json -limit 1: %v\n%s", err, out)
+	}
+
+	seq := replayOrder1(t, p, dls, dl)
+	if _, err := dl("replay", seq); err == nil || !strings.Contains(err.Error(), "dead letter "+seq+" not found") {
+		t.Errorf("second replay: %v, want not found", err)
+	}
+
+	// A token the App does not know.
+	wrong := filepath.Join(t.TempDir(), "wrong.creds")
+	if err := os.WriteFile(wrong, []byte("admin 0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run(ctx, []string{"dead-letters", "-addr", admin, "-creds", wrong, "list"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "admin credential is required") {
+		t.Errorf("list with a wrong token: %v", err)
+	}
+	// The modes do not mix.
+	var uerr usageError
+	for _, args := range [][]string{
+		{"dead-letters", "-addr", admin, "-creds", creds, "-password", "x", "list"},
+		{"dead-letters", "-nats", "nats://127.0.0.1:1", "-addr", admin, "list"},
+		{"dead-letters", "-nats", "nats://127.0.0.1:1", "-as", "admin", "list"},
+		{"dead-letters", "-addr", admin, "-creds", creds, "list", "-limit", "501"},
+	} {
+		if err := run(ctx, args, io.Discard, io.Discard); !errors.As(err, &uerr) {
+			t.Errorf("run(%q) = %v, want a usage error", args, err)
+		}
+	}
+
+	if out, err := dl("discard", "-all"); err != nil || out != "discarded 1 dead letters\n" {
+		t.Fatalf("discard -all: %q, %v", out, err)
+	}
+	if out, err := dl("list"); err != nil || out != "no dead letters\n" {
+		t.Fatalf("list after discard: %q, %v", out, err)
+	}
+	if p.Handled("order-1") != 1 || p.Handled("order-2") != 0 {
+		t.Errorf("handled order-1 %d and order-2 %d times, want only order-1, once", p.Handled("order-1"), p.Handled("order-2"))
 	}
 }

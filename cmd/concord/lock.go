@@ -11,13 +11,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/lock"
-	"github.com/concordrpc/concord/internal/admincreds"
 )
 
 // lockCmd runs `concord lock hold|release NAME` against an App's admin
@@ -55,25 +53,18 @@ func lockCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		query = "?for=" + url.QueryEscape(holdFor.String())
 	}
-	cs, err := admincreds.Read(*creds)
+	c, err := newAdminClient(*addr, *creds, *as)
 	if err != nil {
-		return fmt.Errorf("lock: admin credentials: %w (-creds names the file; an app writes %s in its data directory)", err, concord.AdminCredentialsFile)
+		return fmt.Errorf("lock: %w", err)
 	}
-	cred, err := admincreds.Pick(cs, *as)
-	if err != nil {
-		return usageError{fmt.Sprintf("-creds %s: %v (-as NAME picks one)", *creds, err)}
-	}
-	base := strings.TrimSuffix(*addr, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
+	base := c.base
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+concord.LocksPath+url.PathEscape(name)+"/"+args[0]+query, nil)
 	if err != nil {
 		return usageError{fmt.Sprintf("-addr: %v", err)}
 	}
-	req.Header.Set("Authorization", "Bearer "+cred.Token)
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("lock: %w", err)

@@ -62,12 +62,17 @@ Usage:
 		List the messages that consumers gave up on (CONCORD_DEAD_LETTERS)
 		with their error, consumer and delivery count; replay one or all
 		to their topic (consumers that applied one skip it by their inbox),
-		or delete them. Connects to the NATS servers like an app in client
-		mode: -nats nats://127.0.0.1:4222 (a concord node's -listen, or an
-		app's listener: concord.WithCoordOptions(coord.WithListen(...),
-		coord.WithListenAuth(...))), -user and -password (env
-		CONCORD_NATS_USER, CONCORD_NATS_PASSWORD) or -creds FILE. Run
-		"concord dead-letters -h" for the flags.
+		or delete them. Without -nats, through a running app's admin
+		listener (-addr, default http://127.0.0.1:9080; an app in embedded
+		mode, as make run starts, has no other way in) with an admin
+		credential like concord config: -creds FILE (default
+		data/admin.creds; env CONCORD_ADMIN_CREDS) and -as NAME. With
+		-nats URL, connects to the NATS servers like an app in client
+		mode instead (a concord node's -listen, or an app's listener:
+		concord.WithCoordOptions(coord.WithListen(...),
+		coord.WithListenAuth(...))), with -user and -password (env
+		CONCORD_NATS_USER, CONCORD_NATS_PASSWORD) or -creds naming a NATS
+		credentials file. Run "concord dead-letters -h" for the flags.
 	concord config get [-addr URL] [-creds FILE] NAME
 	concord config history [-addr URL] [-creds FILE] NAME [-limit N]
 	concord config set [-addr URL] [-creds FILE] NAME JSON [-expect VERSION]

@@ -178,8 +178,9 @@ func (s *nodeState) handler() http.Handler {
 		o.status.ServeHTTP(w, r)
 	})
 	// The console reads statusPath from the browser, so it shows why the
-	// node is not ready yet, too.
-	mux.Handle("GET "+console.Path, console.Handler(console.WithStatusPath(statusPath)))
+	// node is not ready yet, too. A node has no dead-letter routes: the
+	// page names the CLI for them.
+	mux.Handle("GET "+console.Path, console.Handler(console.WithStatusPath(statusPath), console.WithDeadLettersPath("")))
 	return mux
 }
 

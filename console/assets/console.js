@@ -327,6 +327,8 @@
   function renderMessages(s) {
     if (!has(s, "messages")) {
       fill("messages-body", notReported("Messages"));
+      fill("outboxes-body", null);
+      showDeadLetters(0);
       return;
     }
     var m = s.messages;
@@ -343,29 +345,231 @@
         })));
     }
     out.push(el("h3", null, "Dead letters"));
+    var n = 0;
     if (m.dead_letters_unknown) {
       out.push(unknown("Dead letters", str(m.dead_letters_unknown)));
     } else {
-      var n = num(m.dead_letters);
+      n = num(m.dead_letters);
       out.push(el("p", null, [el("span", { className: "count", id: "dead-letters-count" }, fmtInt(n)),
         n === 1 ? " message in CONCORD_DEAD_LETTERS." : " messages in CONCORD_DEAD_LETTERS."]));
       if (n > 0) {
-        out.push(el("p", null, "The console does not replay them (no HTTP route does). From a shell that reaches the NATS servers:"));
-        out.push(el("code", { className: "cli" }, "concord dead-letters list -nats URL\nconcord dead-letters replay -nats URL SEQ   # or -all\nconcord dead-letters discard -nats URL SEQ"));
+        out.push(el("p", null, dlPath ?
+          "List, replay or discard them below with an admin token, or from a shell:" :
+          "This listener serves no dead-letter routes. From a shell that reaches the NATS servers:"));
+        out.push(el("code", { className: "cli" }, dlPath ?
+          "concord dead-letters list                 # the app's admin listener, -addr URL\nconcord dead-letters replay SEQ           # or -all\nconcord dead-letters discard SEQ          # or -all" :
+          "concord dead-letters list -nats URL\nconcord dead-letters replay -nats URL SEQ   # or -all\nconcord dead-letters discard -nats URL SEQ"));
       }
     }
-    out.push(el("h3", null, "Outboxes"));
+    fill("messages-body", out);
+    showDeadLetters(n);
     var obs = arr(m.outboxes);
-    if (obs.length === 0) out.push(note("No outbox is relayed by the process that answered."));
-    else {
-      out.push(table("outboxes-table", "Outboxes relayed here (" + obs.length + ")",
+    fill("outboxes-body", [el("h3", null, "Outboxes"), obs.length === 0 ?
+      note("No outbox is relayed by the process that answered.") :
+      table("outboxes-table", "Outboxes relayed here (" + obs.length + ")",
         [["Instance", "id"], ["Store"], ["Waiting rows", "num"], ["Oldest waiting", "num"], ["Note", "wide"]],
         obs.map(function (o) {
           return [str(o.instance), str(o.store), o.unknown ? "?" : fmtInt(o.rows),
             num(o.rows) > 0 ? fmtMs(o.oldest_age_ms) : "—", str(o.unknown)];
-        })));
+        }))]);
+  }
+
+  // Dead letters: the list, replay and discard need an admin token, which
+  // the operator pastes into a password field. It is kept in this tab's
+  // sessionStorage (and memory), sent only as a Bearer header to the
+  // dead-letter routes of this origin, and never put in a URL.
+  var dlPath = body.getAttribute("data-dead-letters") || "";
+  var dlTokenKey = "concord.console.adminToken";
+  var dlToken = "";
+  var dlCount = -1; // the count of the last status, -1 before one
+  var dlListed = -1; // the count the list was last read at
+  var dlBusy = false; // a request to the routes is under way
+  var dlLimit = 100;
+  var dlDone = ""; // what the last replay or discard did, shown until the next one
+
+  try {
+    dlToken = window.sessionStorage.getItem(dlTokenKey) || "";
+  } catch (e) {
+    dlToken = "";
+  }
+
+  function setToken(t) {
+    dlToken = t;
+    try {
+      if (t) window.sessionStorage.setItem(dlTokenKey, t);
+      else window.sessionStorage.removeItem(dlTokenKey);
+    } catch (e) {
+      // Storage may be off: the token stays in memory for this page.
     }
-    fill("messages-body", out);
+    document.getElementById("dl-token-forget").hidden = !t;
+  }
+
+  function dlMessage(id, s) {
+    var e = document.getElementById(id);
+    e.textContent = s;
+    if (id === "dl-error") e.hidden = s === "";
+  }
+
+  // dlFetch calls a dead-letter route with the token; done gets the
+  // decoded answer, or the failure's text (401 forgets the token).
+  function dlFetch(method, path, done) {
+    var ctrl = typeof AbortController === "function" ? new AbortController() : null;
+    var timer = setTimeout(function () {
+      if (ctrl) ctrl.abort();
+    }, 30000);
+    var status = 0;
+    dlBusy = true;
+    fetch(path, { method: method, cache: "no-store", credentials: "same-origin", referrerPolicy: "no-referrer",
+      headers: { Accept: "application/json", Authorization: "Bearer " + dlToken }, signal: ctrl ? ctrl.signal : undefined })
+      .then(function (res) {
+        status = res.status;
+        return res.text();
+      })
+      .then(function (t) {
+        var data = null;
+        try {
+          data = JSON.parse(t);
+        } catch (e) {
+          data = null;
+        }
+        var why = data !== null && typeof data === "object" && typeof data.error === "string" ? data.error : "";
+        if (status === 401) {
+          setToken("");
+          done(null, "The admin token was refused (HTTP 401): paste a token from the app's admin credentials file (admin.creds in its data directory, the second field of a line).");
+        } else if (status === 404 && path.indexOf(dlPath + "?") === 0) {
+          done(null, "This listener serves no dead-letter routes (HTTP 404): use concord dead-letters with -nats URL.");
+        } else if (status < 200 || status > 299 || data === null || typeof data !== "object") {
+          done(data, (why || "the dead-letter route answered without JSON") + " (HTTP " + status + ")");
+        } else {
+          done(data, "");
+        }
+      })
+      .catch(function (e) {
+        done(null, e && e.name === "AbortError" ? "the dead-letter route did not answer within 30 s" : "the dead-letter route cannot be reached: " + str(e && e.message));
+      })
+      .then(function () {
+        clearTimeout(timer);
+        dlBusy = false;
+      });
+  }
+
+  // showDeadLetters shows the panel while there are dead letters and the
+  // listener has their routes, and reads the list when the count moved.
+  function showDeadLetters(n) {
+    var panel = document.getElementById("dead-letters-panel");
+    dlCount = n;
+    if (!dlPath || n <= 0) {
+      // With none left, the panel stays only to say what the last
+      // replay or discard did.
+      panel.hidden = !dlPath || !dlDone;
+      if (n <= 0) {
+        fill("dl-list", null);
+        document.getElementById("dl-actions").hidden = true;
+        dlListed = -1;
+        if (dlDone) dlMessage("dl-note", dlDone + " No dead letter is left.");
+      }
+      return;
+    }
+    panel.hidden = false;
+    document.getElementById("dl-token-forget").hidden = !dlToken;
+    if (!dlToken) {
+      dlMessage("dl-note", "Paste an admin token to list, replay and discard the dead letters.");
+      fill("dl-list", null);
+      document.getElementById("dl-actions").hidden = true;
+      dlListed = -1;
+      return;
+    }
+    if (n !== dlListed && !dlBusy) loadDeadLetters();
+  }
+
+  function loadDeadLetters() {
+    var at = dlCount;
+    dlFetch("GET", dlPath + "?limit=" + dlLimit, function (data, err) {
+      if (err) {
+        dlMessage("dl-error", err);
+        if (!dlToken) showDeadLetters(dlCount);
+        return;
+      }
+      dlListed = at;
+      dlMessage("dl-error", "");
+      renderDeadLetters(arr(data.dead_letters), !!data.next);
+    });
+  }
+
+  function renderDeadLetters(list, more) {
+    document.getElementById("dl-actions").hidden = list.length === 0;
+    dlMessage("dl-note", (dlDone ? dlDone + " " : "") + (list.length === 0 ? "No dead letter is left." :
+      (more ? "The oldest " + list.length + " dead letters (replay or discard them to see the next)." : plural(list.length, "dead letter") + ", oldest first.")));
+    fill("dl-list", list.length === 0 ? null : table("dead-letters-table", "Dead letters (" + list.length + (more ? "+" : "") + ")",
+      [["Seq", "num"], ["Consumer"], ["Topic"], ["Key"], ["Deliveries", "num"], ["Error", "wide"], ["Stored", "num"], ["Payload", "num"], ["Action"]],
+      list.map(function (d) {
+        var seq = str(d.seq);
+        return [seq, str(d.consumer), d.topic ? str(d.topic) : badge("malformed", "bad"), str(d.key) || "—", fmtInt(d.deliveries),
+          str(d.error), fmtAge(d.time), fmtInt(d.payload_size) + " B",
+          el("span", { className: "dl-buttons" }, [
+            d.topic ? button("Replay", "replay-" + seq, function () { act(seq, "replay"); }) : null,
+            button("Discard", "discard-" + seq, function () { act(seq, "discard"); }, "danger")])];
+      })));
+  }
+
+  function button(label, id, onClick, cls) {
+    var b = el("button", { type: "button", id: "dl-" + id, className: cls || null }, label);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  function setButtons(disabled) {
+    Array.prototype.forEach.call(document.querySelectorAll("#dead-letters-panel button"), function (b) {
+      b.disabled = disabled;
+    });
+  }
+
+  // act replays or discards dead letter seq ("all" for every one), then
+  // reads the list again.
+  function act(seq, op) {
+    if (dlBusy || !dlToken) return;
+    setButtons(true);
+    dlDone = "";
+    dlFetch("POST", dlPath + "/" + encodeURIComponent(seq) + "/" + op, function (data, err) {
+      setButtons(false);
+      if (err) {
+        var extra = data && has(data, "done") ? " (" + fmtInt(data.done) + " done)" : "";
+        dlMessage("dl-error", (op === "replay" ? "Replay" : "Discard") + " failed: " + err + extra);
+        if (!dlToken) showDeadLetters(dlCount);
+        else loadDeadLetters();
+        return;
+      }
+      dlMessage("dl-error", "");
+      var what = seq === "all" ? plural(num(data.done), "dead letter") + (data.more ? " (more remain)" : "") : "dead letter " + seq;
+      dlDone = (op === "replay" ? "Replayed " : "Discarded ") + what + ".";
+      dlMessage("dl-note", dlDone);
+      loadDeadLetters();
+    });
+  }
+
+  if (dlPath) {
+    document.getElementById("dl-token-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var input = document.getElementById("dl-token");
+      var t = input.value.trim();
+      input.value = "";
+      if (!t) return;
+      setToken(t);
+      dlMessage("dl-error", "");
+      dlListed = -1;
+      showDeadLetters(dlCount);
+    });
+    document.getElementById("dl-token-forget").addEventListener("click", function () {
+      setToken("");
+      dlMessage("dl-error", "");
+      showDeadLetters(dlCount);
+    });
+    document.getElementById("dl-replay-all").addEventListener("click", function () {
+      act("all", "replay");
+    });
+    document.getElementById("dl-discard-all").addEventListener("click", function () {
+      act("all", "discard");
+    });
   }
 
   var sections = [renderCluster, renderServices, renderLocks, renderLimits, renderBreakers, renderTransactions, renderMessages];

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/concordrpc/concord"
+	"github.com/concordrpc/concord/internal/admincreds"
+)
+
+// adminClient calls a running app's admin routes with an admin
+// credential.
+type adminClient struct {
+	base  string // the listener's base URL, without a trailing slash
+	token string // sent as a bearer token
+}
+
+// newAdminClient reads the credential from the file creds (the one named
+// as, if the file holds several) for the admin listener at addr.
+func newAdminClient(addr, creds, as string) (*adminClient, error) {
+	cs, err := admincreds.Read(creds)
+	if err != nil {
+		return nil, fmt.Errorf("admin credentials: %w (-creds names the file; an app writes %s in its data directory)", err, concord.AdminCredentialsFile)
+	}
+	cred, err := admincreds.Pick(cs, as)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("-creds %s: %v (-as NAME picks one)", creds, err)}
+	}
+	base := strings.TrimSuffix(addr, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &adminClient{base: base, token: cred.Token}, nil
+}
+
+// adminError is an admin route's error answer.
+type adminError struct {
+	code  int
+	msg   string
+	route bool // the answer came from the route (JSON {"error"}), not a listener without it
+}
+
+func (e *adminError) Error() string { return e.msg }
+
+// do sends a request without a body to path and decodes the JSON answer
+// into out, also for an error answer; a status other than 200 is an
+// *adminError.
+func (c *adminClient) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return usageError{fmt.Sprintf("-addr: %v", err)}
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
+	if err != nil {
+		return err
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if res.StatusCode != http.StatusOK {
+		route, _, _ := strings.Cut(path, "?")
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			return &adminError{code: res.StatusCode, msg: fmt.Sprintf("%s answered %s (is it a Concord app's admin listener, of a version with %s?)", c.base, res.Status, route)}
+		}
+		_ = json.Unmarshal(data, out)
+		return &adminError{code: res.StatusCode, msg: e.Error, route: true}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s answered %s without the expected JSON: %w", c.base, res.Status, err)
+	}
+	return nil
+}
