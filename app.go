@@ -589,7 +589,8 @@ func (a *App) watchConn(ctx context.Context, g *coordGen) {
 	defer tick.Stop()
 	last := nats.Status(-1)
 	for {
-		switch st := nc.Status(); {
+		st := nc.Status()
+		switch {
 		case st == nats.CLOSED:
 			return
 		case st == last:
@@ -608,7 +609,7 @@ func (a *App) watchConn(ctx context.Context, g *coordGen) {
 				a.down = fmt.Errorf("%w: connection to the node lost (%s); reconnecting", coord.ErrUnavailable, strings.ToLower(st.String()))
 			})
 		}
-		last = nc.Status()
+		last = st // not a second read: a change between the two would never be acted on
 		select {
 		case <-ctx.Done():
 			return

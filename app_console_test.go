@@ -28,6 +28,7 @@ import (
 	"github.com/concordrpc/concord/coord/registry"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/greeter"
+	"github.com/concordrpc/concord/internal/admincreds"
 	"github.com/concordrpc/concord/internal/syncbuf"
 )
 
@@ -183,15 +184,9 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// A held lock, and a Shout limit that refused calls.
-	lctx, lcancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer lcancel()
-	mu := app.Mutex("demo")
-	token, err := mu.Lock(lctx)
-	if err != nil {
-		t.Fatalf("lock demo: %v", err)
-	}
-	defer func() { _ = mu.Unlock(context.Background()) }()
+	// A lock held through the admin route, as `concord lock hold demo`
+	// takes it, and a Shout limit that refused calls.
+	token := holdLockAsOperator(t, adminURL, filepath.Join(dataDir, concord.AdminCredentialsFile), "demo")
 	refused := 0
 	for range 10 {
 		res, err := testClient.Post(rpcURL+"/greeter.v1.GreeterService/Shout", "application/json", strings.NewReader(`{"name":"Ada"}`))
@@ -237,37 +232,29 @@ func TestConsoleInChromium(t *testing.T) {
 				t.Errorf("buckets table has no row %s", want)
 			}
 		}
-		if st.present["locks"] {
-			var held bool
-			for _, l := range st.Locks.Held {
-				held = held || l.Name == "demo" && l.Token == token
-			}
-			if !held {
-				t.Errorf("status JSON lists no lock demo with token %d: %+v", token, st.Locks)
-			}
-			row := tab.row(t, "locks-held", "demo")
-			if len(row) != 4 || row[2] != groupDigits(token) || row[3] == "" {
-				t.Errorf("locks table row %q, want demo with token %s and a time left", row, groupDigits(token))
-			}
-		} else {
-			tab.contains(t, "#locks-body", "not reported")
+		var held bool
+		for _, l := range st.Locks.Held {
+			held = held || l.Name == "demo" && l.Token == token && strings.HasPrefix(l.Holder, "operator admin via ")
 		}
-		if st.present["limits"] {
-			var reported uint64
-			for _, l := range st.Limits {
-				if l.Procedure == "/greeter.v1.GreeterService/Shout" {
-					reported = l.Refused
-				}
+		if !held {
+			t.Errorf("status JSON lists no lock demo held by the operator with token %d: %+v", token, st.Locks)
+		}
+		if row := tab.row(t, "locks-held", "demo"); len(row) != 4 || !strings.HasPrefix(row[1], "operator admin via ") ||
+			row[2] != groupDigits(token) || row[3] == "" {
+			t.Errorf("locks table row %q, want demo held by the operator with token %s and a time left", row, groupDigits(token))
+		}
+		var reported uint64
+		for _, l := range st.Limits {
+			if l.Procedure == "/greeter.v1.GreeterService/Shout" {
+				reported = l.Refused
 			}
-			if reported == 0 {
-				t.Errorf("status JSON reports no refusal for Shout after %d: %+v", refused, st.Limits)
-			}
-			row := tab.row(t, "limits-table", "/greeter.v1.GreeterService/Shout")
-			if n, err := strconv.ParseUint(strings.ReplaceAll(cell(row, 6), ",", ""), 10, 64); err != nil || n == 0 {
-				t.Errorf("limits table row %q, want Shout with its refusals", row)
-			}
-		} else {
-			tab.contains(t, "#limits-body", "not reported")
+		}
+		if reported != uint64(refused) {
+			t.Errorf("status JSON reports %d refusals for Shout, want the %d the calls saw: %+v", reported, refused, st.Limits)
+		}
+		row = tab.row(t, "limits-table", "/greeter.v1.GreeterService/Shout")
+		if n, err := strconv.ParseUint(strings.ReplaceAll(cell(row, 6), ",", ""), 10, 64); err != nil || n != uint64(refused) {
+			t.Errorf("limits table row %q, want Shout with its %d refusals", row, refused)
 		}
 		if !st.present["breakers"] {
 			tab.contains(t, "#breakers-body", "not reported")
@@ -757,4 +744,36 @@ func groupDigits(n uint64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// holdLockAsOperator takes the lock name through the App's admin route
+// for a minute, with the credential in credsFile, as `concord lock hold`
+// does, and returns its fencing token.
+func holdLockAsOperator(t *testing.T, adminURL, credsFile, name string) uint64 {
+	t.Helper()
+	cs, err := admincreds.Read(credsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := admincreds.Pick(cs, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, adminURL+concord.LocksPath+name+"/hold?for=60s", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cred.Token)
+	res, err := testClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct {
+		Token uint64 `json:"token"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != http.StatusOK || out.Token == 0 {
+		t.Fatalf("hold %s through the admin route: %s, %+v, %v", name, res.Status, out, err)
+	}
+	return out.Token
 }

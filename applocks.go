@@ -27,7 +27,7 @@ import (
 // refreshed as any Mutex's) until the duration has passed, release is
 // called, or the App stops; the request does not stay open. It does not
 // wait for another holder: a lock held elsewhere answers 409 at once.
-// for is at least 1s and at most MaxLockHold (default 60s). At most
+// for is at least 1s and at most MaxLockHold; without it, 60s. At most
 // maxAdminHolds locks are held this way at a time per App (then 429).
 // Errors are JSON {"error": ...}: 400 for an invalid name or duration, 404
 // from release for a lock this App does not hold through hold, 409, 429,

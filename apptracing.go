@@ -24,6 +24,28 @@ const tracingShutdownTimeout = 5 * time.Second
 type appTracing struct {
 	tp   trace.TracerProvider
 	prop propagation.TextMapPropagator
+	// flush exports the spans the provider holds (an SDK provider's
+	// ForceFlush), or is nil: function mode calls it after each call.
+	flush func(context.Context) error
+}
+
+// functionFlushTimeout bounds the flush of spans after each call in
+// function mode; the call's deadline may end it sooner.
+const functionFlushTimeout = time.Second
+
+// flushSpans exports what the App's tracer provider holds, after a call
+// in function mode: the process may be frozen until its next invocation,
+// or for good. It is bounded by ctx and functionFlushTimeout; a failure
+// is logged.
+func (a *App) flushSpans(ctx context.Context) {
+	if a.tracing == nil || a.tracing.flush == nil || ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, functionFlushTimeout)
+	defer cancel()
+	if err := a.tracing.flush(ctx); err != nil {
+		a.cfg.logger.Warn("concord: spans not exported after the call", slog.Any("error", err))
+	}
 }
 
 // setupTracing decides the App's tracing (WithTracerProvider, else the
@@ -64,6 +86,9 @@ func (a *App) setupTracing() ([]rpc.ServerOption, []rpc.ClientOption, []tcc.Coor
 		}
 	}
 	a.tracing = &appTracing{tp: tp, prop: prop}
+	if f, ok := tp.(interface{ ForceFlush(context.Context) error }); ok {
+		a.tracing.flush = f.ForceFlush
+	}
 	return []rpc.ServerOption{rpc.WithTracing(tp, prop)},
 		[]rpc.ClientOption{rpc.WithClientTracing(tp, prop)},
 		[]tcc.CoordinatorOption{tcc.WithTracerProvider(tp)}

@@ -33,6 +33,10 @@ type functionState struct {
 	wanted  chan struct{} // closed when something first needs coordination
 	born    time.Time     // the base of lastEnd (monotonic)
 	lastEnd atomic.Int64  // time since born at the end of the last call; 0 before the first
+	// lastWall is the wall-clock time (Unix nanoseconds) at the end of the
+	// last call: the monotonic clock of a paused virtual machine may stand
+	// still while the wall clock goes on.
+	lastWall atomic.Int64
 }
 
 // want records that something needs coordination: in function mode, the
@@ -66,12 +70,22 @@ func (f *functionState) want() { f.once.Do(func() { close(f.wanted) }) }
 //     fenced methods answer unavailable, and WithTCCLocalBarrier is an
 //     error: keep barriers and outboxes in the SQL stores.
 //   - Each call that comes more than PauseCheckAfter after the previous one
-//     first makes sure the coordination connection works (coord.Node.Ping,
-//     bounded by the call's deadline and two seconds), reconnecting it if
-//     the process was frozen for longer than the server kept it. Leases do
-//     not survive a freeze past their deadline: a lock.Mutex's Valid (and
-//     Deadline) tell a thawed handler its lock is gone before it writes,
-//     whatever the connection's state; Done may close only a moment later.
+//     (by the monotonic or the wall clock: a frozen virtual machine's
+//     monotonic clock may stand still) first makes sure the coordination
+//     connection works (coord.Node.Ping, bounded by the call's deadline and
+//     two seconds), reconnecting it if the process was frozen for longer
+//     than the server kept it. Leases do not survive a freeze past their
+//     deadline: a lock.Mutex's Valid tells a thawed handler its lock is
+//     gone before it writes, whatever the connection's state (it compares
+//     both clocks too); Done may close only a moment later.
+//   - When the App traces (WithTracerProvider with a provider that has
+//     ForceFlush, as the SDK's has, or one built from the OTEL_*
+//     environment), each call's spans are exported before the call
+//     returns, for at most a second and within the call's deadline: a
+//     frozen process exports nothing.
+//   - serve may outlive RunFunction: a host such as lambda.Start never
+//     returns. Calls that reach the handler after RunFunction returned find
+//     the App stopped (what needs coordination fails with ErrNotReady).
 //
 // RunFunction and Run are exclusive: either may be called once.
 func (a *App) RunFunction(ctx context.Context, serve func(http.Handler) error) error {
@@ -134,8 +148,12 @@ func (a *App) runFunction(ctx context.Context, serve func(http.Handler) error) e
 func (a *App) functionHandler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.afterPause(r.Context())
-		defer func() { a.fn.lastEnd.Store(int64(max(time.Since(a.fn.born), 1))) }()
+		defer func() {
+			a.fn.lastWall.Store(time.Now().UnixNano())
+			a.fn.lastEnd.Store(int64(max(time.Since(a.fn.born), 1)))
+		}()
 		h.ServeHTTP(w, r)
+		a.flushSpans(r.Context())
 	})
 }
 
@@ -145,7 +163,11 @@ func (a *App) functionHandler(h http.Handler) http.Handler {
 // in it fails or waits as usual.
 func (a *App) afterPause(ctx context.Context) {
 	last := a.fn.lastEnd.Load()
-	if last == 0 || time.Since(a.fn.born)-time.Duration(last) < PauseCheckAfter {
+	if last == 0 {
+		return
+	}
+	gap := max(time.Since(a.fn.born)-time.Duration(last), time.Duration(time.Now().UnixNano()-a.fn.lastWall.Load()))
+	if gap < PauseCheckAfter {
 		return
 	}
 	a.mu.Lock()

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
 	"github.com/concordrpc/concord/examples/greeter/greeter"
@@ -75,5 +78,29 @@ func TestRunFunctionRefusesLocalBarrier(t *testing.T) {
 	err := app.RunFunction(t.Context(), func(http.Handler) error { t.Error("served"); return nil })
 	if err == nil || !strings.Contains(err.Error(), "SQL barrier") {
 		t.Fatalf("RunFunction with a local barrier: %v", err)
+	}
+}
+
+// TestRunFunctionFlushesSpans: in function mode each call's spans are
+// exported before the call returns, although the provider's batcher would
+// wait a minute: a frozen process exports nothing.
+func TestRunFunctionFlushesSpans(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Minute)))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	app := concord.New(concord.WithDataDir(t.TempDir()), concord.WithLogger(slog.New(slog.DiscardHandler)),
+		concord.WithTracerProvider(tp))
+	greeterv1concord.RegisterGreeterService(app, greeter.Service{})
+	err := app.RunFunction(t.Context(), func(h http.Handler) error {
+		if code, body := greetJSON(h, "Ada"); code != http.StatusOK {
+			return fmt.Errorf("Greet: %d %s", code, body)
+		}
+		if spans := exp.GetSpans(); len(spans) != 1 || spans[0].Name != "greeter.v1.GreeterService/Greet" {
+			return fmt.Errorf("spans exported when the call returned: %v, want the server span of Greet", spans.Snapshots())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,9 +5,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/concordrpc/concord/internal/spanerr"
 )
 
 // tracerName is the instrumentation scope of the package's spans.
@@ -74,9 +75,7 @@ func endSpan(span trace.Span, err error) {
 	if span == nil {
 		return
 	}
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-	}
+	spanerr.Set(span, err)
 	span.End()
 }
 

@@ -30,3 +30,7 @@ func (c *Conn) Tracked() (endpoints, breakers int) {
 // WaitWarm waits until the work Serve or ServeHandler started ahead of the
 // first calls (validation's warm-up) is done.
 func (s *Server) WaitWarm() { s.warming.Wait() }
+
+// ValidatorBuilt reports whether the server's default validator has been
+// built.
+func (s *Server) ValidatorBuilt() bool { return s.validate != nil && s.validate.built.Load() }

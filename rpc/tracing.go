@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/concordrpc/concord/internal/spanerr"
 )
 
 // tracerName is the instrumentation scope of rpc's spans.
@@ -187,7 +189,7 @@ func (p *procNames) get(procedure string, kind trace.SpanKind) *procName {
 	if v, ok := p.m.Load(procedure); ok {
 		return v.(*procName)
 	}
-	n := newProcName(truncate(procedure, maxProcNameLen), kind)
+	n := newProcName(spanerr.Truncate(procedure, maxProcNameLen), kind)
 	if len(procedure) > maxProcNameLen || p.n.Add(1) > maxProcNames {
 		return n
 	}
@@ -238,7 +240,7 @@ func endSpan(span trace.Span, protocol string, err error, isError func(connect.C
 		span.SetAttributes(attrGRPCStatusCode.Int(int(code)))
 	}
 	if code != 0 && isError(code) {
-		span.SetStatus(codes.Error, truncate(err.Error(), maxStatusText))
+		span.SetStatus(codes.Error, spanerr.Truncate(err.Error(), maxStatusText))
 	}
 	span.End()
 }
@@ -250,17 +252,6 @@ func connectErrorCode(code connect.Code) string {
 		return "cancelled"
 	}
 	return code.String()
-}
-
-// truncate cuts s to at most n bytes, on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
 
 // tracedStream ends its call's span when the call ends: at the first

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"buf.build/go/protovalidate"
@@ -36,17 +37,21 @@ func NewValidateInterceptor(validator protovalidate.Validator, logger *slog.Logg
 type validation struct {
 	given  protovalidate.Validator // the caller's, or nil
 	get    func() (protovalidate.Validator, error)
+	built  atomic.Bool // the default validator was built
 	rules  ruleCache
 	logger *slog.Logger
 }
 
 func newValidation(validator protovalidate.Validator, logger *slog.Logger) *validation {
-	return &validation{given: validator, logger: logger, get: sync.OnceValues(func() (protovalidate.Validator, error) {
+	v := &validation{given: validator, logger: logger}
+	v.get = sync.OnceValues(func() (protovalidate.Validator, error) {
 		if validator != nil {
 			return validator, nil
 		}
+		v.built.Store(true)
 		return protovalidate.New()
-	})}
+	})
+	return v
 }
 
 func (v *validation) interceptor() connect.ServerInterceptor {
@@ -71,11 +76,16 @@ func (v *validation) interceptor() connect.ServerInterceptor {
 // their own path: it decides which of the request types have rules, and,
 // if any has, builds the default validator and compiles their rules (by
 // validating an empty message of each; protovalidate keeps what it
-// compiled per type). Its errors are the calls' to report, not warm's.
+// compiled per type). Its errors are the calls' to report, not warm's. A
+// validator given by the caller is left alone: it may count, or expect
+// generated types.
 func (v *validation) warm(inputs []protoreflect.MessageDescriptor) {
+	if v.given != nil {
+		return
+	}
 	var ruled []protoreflect.MessageDescriptor
 	for _, md := range inputs {
-		if v.given != nil || v.rules.has(md) {
+		if v.rules.has(md) {
 			ruled = append(ruled, md)
 		}
 	}

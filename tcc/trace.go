@@ -4,8 +4,9 @@ import (
 	"context"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/concordrpc/concord/internal/spanerr"
 )
 
 // tracerName is the instrumentation scope of the coordinator's spans.
@@ -57,8 +58,6 @@ func (c *Coordinator) startPhase(ctx context.Context, phase Phase, txID string) 
 
 // endSpan records err on span and ends it.
 func endSpan(span trace.Span, err error) {
-	if err != nil && span.IsRecording() {
-		span.SetStatus(codes.Error, err.Error())
-	}
+	spanerr.Set(span, err)
 	span.End()
 }

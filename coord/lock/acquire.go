@@ -109,7 +109,7 @@ func (s *Session) adopt(ctx context.Context, st *kvStore, key string, data []byt
 		deadline: s.leaseEnd(firstSend), done: make(chan struct{}),
 	}
 	s.mu.Lock()
-	ok := s.err == nil && time.Now().Before(g.deadline)
+	ok := s.err == nil && !passed(time.Now(), g.deadline)
 	if ok {
 		s.grants[g] = struct{}{}
 	}

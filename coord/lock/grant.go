@@ -52,10 +52,21 @@ func (g *grant) live() error {
 		return serr
 	case ended:
 		return fmt.Errorf("%w: the lease of %q ended: %w", ErrLeaseLost, g.key, serr)
-	case !time.Now().Before(deadline):
+	case passed(time.Now(), deadline):
 		return fmt.Errorf("%w: the deadline of %q passed at %s", ErrLeaseLost, g.key, deadline.Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+// passed reports whether deadline has passed by either clock of the
+// process: the monotonic one, which a step of the wall clock cannot move,
+// or the wall clock, which goes on while the monotonic clock of a paused
+// virtual machine may not (a function's process frozen between
+// invocations, a suspended host). Either saying so ends a lease: a lease
+// wrongly taken for lost costs a new acquisition, one wrongly taken for
+// live could let two holders write.
+func passed(now, deadline time.Time) bool {
+	return !now.Before(deadline) || !now.Round(0).Before(deadline.Round(0))
 }
 
 // refresh extends the grant's key by a TTL with a write conditional on the
@@ -69,7 +80,7 @@ func (g *grant) refresh() (ok bool, err error) {
 		return true, nil
 	}
 	send := time.Now()
-	if !send.Before(deadline) {
+	if passed(send, deadline) {
 		return false, fmt.Errorf("%w: no keepalive of %q succeeded before its deadline", ErrLeaseLost, g.key)
 	}
 	opDeadline := send.Add(g.s.cfg.opTimeout)
@@ -84,7 +95,7 @@ func (g *grant) refresh() (ok bool, err error) {
 		// An acknowledgement after the deadline does not count: the old
 		// message may have expired first, and the server's expiry marker
 		// (an unconditional rollup) may then remove this refresh.
-		if !time.Now().Before(deadline) {
+		if passed(time.Now(), deadline) {
 			return false, fmt.Errorf("%w: keepalive of %q acknowledged after its deadline", ErrLeaseLost, g.key)
 		}
 		g.seq = seq

@@ -303,7 +303,7 @@ func (s *Session) expired(now time.Time) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for g := range s.grants {
-		if !now.Before(g.deadline) {
+		if passed(now, g.deadline) {
 			return g.key, true
 		}
 	}

@@ -5,8 +5,9 @@ import (
 	"errors"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/concordrpc/concord/internal/spanerr"
 )
 
 // tracerName is the instrumentation scope of the package's spans.
@@ -50,7 +51,7 @@ func (h *holder) tracedAcquire(ctx context.Context, op, kind string, data []byte
 		span.SetAttributes(attrAcquired.Bool(false))
 	default:
 		span.SetAttributes(attrAcquired.Bool(false))
-		span.SetStatus(codes.Error, err.Error())
+		spanerr.Set(span, err)
 	}
 	return token, err
 }
