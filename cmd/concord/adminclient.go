@@ -1,14 +1,19 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/concordrpc/concord"
+	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/internal/admincreds"
 )
 
@@ -17,6 +22,17 @@ import (
 type adminClient struct {
 	base  string // the listener's base URL, without a trailing slash
 	token string // sent as a bearer token
+}
+
+// adminFlags defines the flags of the commands that call an app's admin
+// routes: -addr, -creds (default $CONCORD_ADMIN_CREDS, else the admin
+// credentials file in the default data directory) and -as.
+func adminFlags(fs *flag.FlagSet) (addr, creds, as *string) {
+	addr = fs.String("addr", "http://127.0.0.1:9080", "base URL of a running app's admin listener (its -admin address)")
+	creds = fs.String("creds", cmp.Or(os.Getenv("CONCORD_ADMIN_CREDS"), filepath.Join(coord.DefaultDataDir, concord.AdminCredentialsFile)),
+		"admin credentials file of the app (lines of \"name token\"; env CONCORD_ADMIN_CREDS); an app creates "+concord.AdminCredentialsFile+" in its data directory")
+	as = fs.String("as", "", "the name of the credential to use, when the file holds several")
+	return addr, creds, as
 }
 
 // newAdminClient reads the credential from the file creds (the one named

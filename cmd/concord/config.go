@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,15 +10,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/concordrpc/concord"
-	"github.com/concordrpc/concord/coord"
 )
 
 // configEntry is one version of a config as an App's admin listener
@@ -48,10 +42,7 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fs := flag.NewFlagSet("config "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "http://127.0.0.1:9080", "base URL of a running app's admin listener (its -admin address)")
-	creds := fs.String("creds", cmp.Or(os.Getenv("CONCORD_ADMIN_CREDS"), filepath.Join(coord.DefaultDataDir, concord.AdminCredentialsFile)),
-		"admin credentials file of the app (lines of \"name token\"; env CONCORD_ADMIN_CREDS); an app creates "+concord.AdminCredentialsFile+" in its data directory")
-	as := fs.String("as", "", "the name of the credential to use, when the file holds several")
+	addr, creds, as := adminFlags(fs)
 	var (
 		expect *string
 		limit  *int

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -9,12 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/concordrpc/concord"
-	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/lock"
 )
 
@@ -27,10 +23,7 @@ func lockCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fs := flag.NewFlagSet("lock "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "http://127.0.0.1:9080", "base URL of a running app's admin listener (its -admin address)")
-	creds := fs.String("creds", cmp.Or(os.Getenv("CONCORD_ADMIN_CREDS"), filepath.Join(coord.DefaultDataDir, concord.AdminCredentialsFile)),
-		"admin credentials file of the app (lines of \"name token\"; env CONCORD_ADMIN_CREDS); an app creates "+concord.AdminCredentialsFile+" in its data directory")
-	as := fs.String("as", "", "the name of the credential to use, when the file holds several")
+	addr, creds, as := adminFlags(fs)
 	var holdFor *time.Duration
 	if args[0] == "hold" {
 		holdFor = fs.Duration("for", time.Minute, fmt.Sprintf("how long the app holds the lock (1s to %v)", concord.MaxLockHold))
