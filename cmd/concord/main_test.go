@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/concordrpc/concord/internal/syncbuf"
 	concordv1 "github.com/concordrpc/concord/proto/concord/v1"
 )
@@ -103,6 +105,20 @@ func TestNodeAndStatus(t *testing.T) {
 	if res.StatusCode != 200 || !strings.Contains(string(page), `data-status="/concord/status"`) ||
 		!strings.Contains(string(page), `data-dead-letters=""`) || !strings.Contains(res.Header.Get("Content-Security-Policy"), "default-src 'self'") {
 		t.Errorf("GET /console/: %d, CSP %q, page:\n%s", res.StatusCode, res.Header.Get("Content-Security-Policy"), page)
+	}
+	// Its coordination metrics, read from the same status.
+	res, err = http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(scrape), "\nconcord_coord_up 1\n") ||
+		!strings.Contains(string(scrape), `concord_coord_meta_leader_info{leader="n1"} 1`) {
+		t.Errorf("GET /metrics: %d:\n%s", res.StatusCode, scrape)
+	}
+	if problems, err := promlint.New(bytes.NewReader(scrape)).Lint(); err != nil || len(problems) > 0 {
+		t.Errorf("promlint on the node's metrics: %v %+v", err, problems)
 	}
 	cancel()
 	if err := <-done; err != nil {

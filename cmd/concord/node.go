@@ -17,17 +17,21 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/concordrpc/concord/console"
 	"github.com/concordrpc/concord/coord"
 	"github.com/concordrpc/concord/coord/registry"
+	"github.com/concordrpc/concord/metrics"
 )
 
 // The paths `concord node -http` serves; deploy/kubernetes probes them.
 const (
-	healthPath = "/healthz"        // liveness: 200 while the process serves HTTP
-	readyPath  = "/readyz"         // readiness: 200 once the node is open and JetStream answers
-	statusPath = "/concord/status" // coordination status as JSON (concord status)
+	healthPath  = "/healthz"        // liveness: 200 while the process serves HTTP
+	readyPath   = "/readyz"         // readiness: 200 once the node is open and JetStream answers
+	statusPath  = "/concord/status" // coordination status as JSON (concord status)
+	metricsPath = "/metrics"        // Prometheus metrics of the coordination status
 )
 
 // readyCheckTimeout bounds the JetStream request behind each /readyz.
@@ -49,7 +53,7 @@ func nodeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	peerTemplate := fs.String("peer-template", os.Getenv("CONCORD_PEER_TEMPLATE"), "with -peers-from-statefulset: route address of the peer with ordinal {ordinal} and pod name {name}, e.g. {name}.concord.NAMESPACE.svc.cluster.local:6222 (env CONCORD_PEER_TEMPLATE)")
 	routeUser := fs.String("route-user", os.Getenv("CONCORD_ROUTE_USER"), "cluster mode: username routes must present (env CONCORD_ROUTE_USER; default concord)")
 	routePassword := fs.String("route-password", os.Getenv("CONCORD_ROUTE_PASSWORD"), "cluster mode: password routes must present, the same on every node; required (env CONCORD_ROUTE_PASSWORD)")
-	httpAddr := fs.String("http", "127.0.0.1:8222", "address of the HTTP endpoint: GET "+healthPath+", "+readyPath+", "+statusPath+" and the web console at "+console.Path+"; empty disables it")
+	httpAddr := fs.String("http", "127.0.0.1:8222", "address of the HTTP endpoint: GET "+healthPath+", "+readyPath+", "+statusPath+", Prometheus metrics at "+metricsPath+" and the web console at "+console.Path+"; empty disables it")
 	readyTimeout := fs.Duration("ready-timeout", 0, "give up if the node is not ready within this time (a cluster node waits for a quorum of its peers); 0 waits without limit, "+readyPath+" saying why")
 	logLevel := fs.String("log-level", "warn", "lowest level of NATS logs: debug, info, warn, error")
 	logFormat := fs.String("log-format", cmp.Or(os.Getenv("CONCORD_LOG_FORMAT"), "text"), "log format: text or json, one object per line (env CONCORD_LOG_FORMAT)")
@@ -118,7 +122,8 @@ func nodeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		hs := &http.Server{Handler: state.handler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer hs.Close()
-		status = " status=http://" + ln.Addr().String() + statusPath + " console=http://" + ln.Addr().String() + console.Path
+		status = " status=http://" + ln.Addr().String() + statusPath + " console=http://" + ln.Addr().String() + console.Path +
+			" metrics=http://" + ln.Addr().String() + metricsPath
 	}
 	octx, cancel := context.WithDeadline(ctx, time.Now().Add(100*365*24*time.Hour))
 	if *readyTimeout > 0 {
@@ -135,7 +140,7 @@ func nodeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer node.Close()
 	resolver := registry.NewResolver(node)
 	defer resolver.Close()
-	state.open(node, registry.StatusHandler(node, resolver))
+	state.open(node, resolver)
 	fmt.Fprintf(stdout, "concord node %s ready: mode=%s nats=%s replicas=%d%s\n",
 		node.Name(), node.Mode(), node.ClientURL(), node.Replicas(), status)
 	<-ctx.Done()
@@ -149,12 +154,23 @@ type nodeState struct {
 }
 
 type openNode struct {
-	node   *coord.Node
-	status http.Handler
+	node     *coord.Node
+	resolver *registry.Resolver
+	status   http.Handler
 }
 
-func (s *nodeState) open(node *coord.Node, status http.Handler) {
-	s.cur.Store(&openNode{node: node, status: status})
+func (s *nodeState) open(node *coord.Node, resolver *registry.Resolver) {
+	s.cur.Store(&openNode{node: node, resolver: resolver, status: registry.StatusHandler(node, resolver)})
+}
+
+// readStatus reads the open node's status for the metrics, or says why
+// there is none yet.
+func (s *nodeState) readStatus(ctx context.Context) (*registry.Status, error) {
+	o := s.cur.Load()
+	if o == nil {
+		return nil, errors.New("coordination starting: the node is not ready yet")
+	}
+	return registry.ReadStatus(ctx, o.node, o.resolver)
 }
 
 func (s *nodeState) handler() http.Handler {
@@ -181,6 +197,11 @@ func (s *nodeState) handler() http.Handler {
 	// node is not ready yet, too. A node has no dead-letter routes: the
 	// page names the CLI for them.
 	mux.Handle("GET "+console.Path, console.Handler(console.WithStatusPath(statusPath), console.WithDeadLettersPath("")))
+	// The coordination part of an App's metrics, read from the status when
+	// scraped (cached, like an App's): what a node knows of the cluster.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewCoord(s.readStatus))
+	mux.Handle("GET "+metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	return mux
 }
 
