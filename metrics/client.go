@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -28,6 +29,7 @@ import (
 // Feed it with rpc.WithClientMetrics(c.Observe). A Client is safe for
 // concurrent use.
 type Client struct {
+	series   sync.Map // clientKey -> *clientSeries: the label lookups, done once per label set
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	retries  *prometheus.CounterVec
@@ -71,15 +73,39 @@ func NewClient(reg prometheus.Registerer) (*Client, error) {
 	return c, nil
 }
 
+// clientKey is one label set of the per-call client metrics.
+type clientKey struct{ service, protocol, code string }
+
+// clientSeries are the metrics of one clientKey, looked up once.
+type clientSeries struct {
+	calls              prometheus.Counter
+	duration           prometheus.Observer
+	reqBytes, resBytes prometheus.Observer
+	retries            prometheus.Counter
+}
+
 // Observe records one finished call: its signature is
 // rpc.ClientMetricsHook's.
 func (c *Client) Observe(_ context.Context, r rpc.ClientCallReport) {
-	proto, code := protocolLabel(r.Protocol), codeLabel(r.Code)
-	c.calls.WithLabelValues(r.Service, proto, code).Inc()
-	c.duration.WithLabelValues(r.Service, proto, code).Observe(r.Duration.Seconds())
-	c.reqBytes.WithLabelValues(r.Service, proto).Observe(float64(r.SentBytes))
-	c.resBytes.WithLabelValues(r.Service, proto).Observe(float64(r.ReceivedBytes))
+	k := clientKey{r.Service, protocolLabel(r.Protocol), codeLabel(r.Code)}
+	v, ok := c.series.Load(k)
+	if !ok {
+		// Services come from generated policies, protocols and codes from
+		// fixed sets: the cache is bounded.
+		v, _ = c.series.LoadOrStore(k, &clientSeries{
+			calls:    c.calls.WithLabelValues(k.service, k.protocol, k.code),
+			duration: c.duration.WithLabelValues(k.service, k.protocol, k.code),
+			reqBytes: c.reqBytes.WithLabelValues(k.service, k.protocol),
+			resBytes: c.resBytes.WithLabelValues(k.service, k.protocol),
+			retries:  c.retries.WithLabelValues(k.service),
+		})
+	}
+	m := v.(*clientSeries) //nolint:forcetypeassert // the map holds only these
+	m.calls.Inc()
+	m.duration.Observe(r.Duration.Seconds())
+	m.reqBytes.Observe(float64(r.SentBytes))
+	m.resBytes.Observe(float64(r.ReceivedBytes))
 	if r.Retries > 0 {
-		c.retries.WithLabelValues(r.Service).Add(float64(r.Retries))
+		m.retries.Add(float64(r.Retries))
 	}
 }

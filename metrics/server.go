@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"connectrpc.com/connect/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,8 @@ import (
 // among the user interceptors (after admission and validation): it counts
 // the calls being handled. A Server is safe for concurrent use.
 type Server struct {
+	series   sync.Map // serverKey -> *serverSeries: the label lookups, done once per label set
+	gauges   sync.Map // procedure label -> prometheus.Gauge (in flight)
 	known    func(procedure string) bool
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -84,14 +87,36 @@ func (s *Server) procedure(p string) string {
 	return unknownLabel
 }
 
+// serverKey is one label set of the per-call metrics.
+type serverKey struct{ procedure, protocol, code string }
+
+// serverSeries are the metrics of one serverKey, looked up once.
+type serverSeries struct {
+	calls              prometheus.Counter
+	duration           prometheus.Observer
+	reqBytes, resBytes prometheus.Observer
+}
+
 // Observe records one finished call. Its signature is rpc.MetricsHook's:
 // pass s.Observe to rpc.WithMetrics.
 func (s *Server) Observe(_ context.Context, r rpc.CallReport) {
-	proc, proto, code := s.procedure(r.Procedure), protocolLabel(r.Protocol), codeLabel(r.Code)
-	s.calls.WithLabelValues(proc, proto, code).Inc()
-	s.duration.WithLabelValues(proc, proto, code).Observe(r.Duration.Seconds())
-	s.reqBytes.WithLabelValues(proc, proto).Observe(float64(r.ReceivedBytes))
-	s.resBytes.WithLabelValues(proc, proto).Observe(float64(r.SentBytes))
+	k := serverKey{s.procedure(r.Procedure), protocolLabel(r.Protocol), codeLabel(r.Code)}
+	v, ok := s.series.Load(k)
+	if !ok {
+		// The label sets are bounded (see the package doc), and so is
+		// this cache.
+		v, _ = s.series.LoadOrStore(k, &serverSeries{
+			calls:    s.calls.WithLabelValues(k.procedure, k.protocol, k.code),
+			duration: s.duration.WithLabelValues(k.procedure, k.protocol, k.code),
+			reqBytes: s.reqBytes.WithLabelValues(k.procedure, k.protocol),
+			resBytes: s.resBytes.WithLabelValues(k.procedure, k.protocol),
+		})
+	}
+	m := v.(*serverSeries) //nolint:forcetypeassert // the map holds only these
+	m.calls.Inc()
+	m.duration.Observe(r.Duration.Seconds())
+	m.reqBytes.Observe(float64(r.ReceivedBytes))
+	m.resBytes.Observe(float64(r.SentBytes))
 }
 
 // Interceptor returns the interceptor that keeps
@@ -100,7 +125,12 @@ func (s *Server) Observe(_ context.Context, r rpc.CallReport) {
 func (s *Server) Interceptor() connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
-			g := s.inFlight.WithLabelValues(s.procedure(spec.Procedure))
+			proc := s.procedure(spec.Procedure)
+			v, ok := s.gauges.Load(proc)
+			if !ok {
+				v, _ = s.gauges.LoadOrStore(proc, s.inFlight.WithLabelValues(proc))
+			}
+			g := v.(prometheus.Gauge) //nolint:forcetypeassert // the map holds only gauges
 			g.Inc()
 			defer g.Dec()
 			return next(ctx, spec, stream)
