@@ -109,6 +109,10 @@ type PeerStatus struct {
 	// (for example "no route from this node" or "52 entries behind the
 	// leader of CONCORD_TXLOG").
 	Reason string `json:"reason,omitempty"`
+	// Lag is the most Raft entries the peer was behind a group's leader
+	// in any view this read had (the meta group's, each stream's); 0 when
+	// no view reported it behind.
+	Lag uint64 `json:"lag,omitempty"`
 }
 
 // BucketStatus describes one bucket or stream.
@@ -267,9 +271,9 @@ func (v *localView) judgeMeta(book *peerBook) (leader, unknown string) {
 		book.add(p.Name)
 		switch {
 		case leader == v.self:
-			book.judge(judge(replica(*p), "the meta leader (this node)", -1))
+			book.judgeReplica(replica(*p), "the meta leader (this node)", -1)
 		case p.Name == leader:
-			book.judge(judge(replica(*p), "this node", -1))
+			book.judgeReplica(replica(*p), "this node", -1)
 		}
 	}
 	if leader == "" {
@@ -302,7 +306,7 @@ func judgeStream(b *BucketStatus, info *jetstream.StreamInfo, book *peerBook) {
 	}
 	for _, p := range ci.Replicas {
 		r := peerReplica{name: p.Name, offline: p.Offline, pending: p.Pending, active: p.Active, lag: p.Lag}
-		book.judge(judge(r, "the leader of "+b.Name, led))
+		book.judgeReplica(r, "the leader of "+b.Name, led)
 	}
 }
 
@@ -361,6 +365,15 @@ func (b *peerBook) judge(name string, state PeerState, reason string) {
 	p := b.add(name)
 	if state.severity() > p.State.severity() || (state == PeerUnknown && p.State == PeerUnknown) {
 		p.State, p.Reason = state, reason
+	}
+}
+
+// judgeReplica records an observer's view of a replica: its verdict, and
+// its lag if that is the largest seen yet.
+func (b *peerBook) judgeReplica(r peerReplica, observer string, led time.Duration) {
+	b.judge(judge(r, observer, led))
+	if p := b.add(r.name); r.lag > p.Lag {
+		p.Lag = r.lag
 	}
 }
 

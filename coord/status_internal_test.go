@@ -76,3 +76,17 @@ func TestFollowerMetaView(t *testing.T) {
 		t.Errorf("n4: %s (%s), want catching_up with a reason", p.State, p.Reason)
 	}
 }
+
+// TestPeerLagIsTheLargestSeen: a peer's Lag is the most entries it was
+// behind in any view, whatever the order of the views.
+func TestPeerLagIsTheLargestSeen(t *testing.T) {
+	book := newPeerBook()
+	book.judgeReplica(peerReplica{name: "n2", active: 300 * time.Millisecond, lag: 40}, "the leader of A", time.Minute)
+	book.judgeReplica(peerReplica{name: "n2", active: 300 * time.Millisecond, lag: 900}, "the leader of B", time.Minute)
+	book.judgeReplica(peerReplica{name: "n2", active: 300 * time.Millisecond, lag: 7}, "the leader of C", time.Minute)
+	book.judgeReplica(peerReplica{name: "n3", active: 300 * time.Millisecond}, "the leader of A", time.Minute)
+	got := book.list()
+	if len(got) != 2 || got[0].Lag != 900 || got[0].State != PeerCatchingUp || got[1].Lag != 0 || got[1].State != PeerCurrent {
+		t.Fatalf("peers %+v, want n2 catching up 900 entries behind and n3 current", got)
+	}
+}

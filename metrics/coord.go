@@ -47,6 +47,8 @@ func WithCacheFor(d time.Duration) CoordOption {
 //   - concord_coord_meta_leader_info{leader}, and
 //     concord_coord_meta_leader_is_self: 1 if this node leads the meta group
 //   - concord_coord_peers{state} and concord_coord_peer_state{peer,state}
+//   - concord_coord_peer_lag_entries{peer}: the most Raft entries the peer
+//     was behind a group's leader (coord.PeerStatus.Lag)
 //   - concord_coord_stream_replicas, concord_coord_stream_messages and
 //     concord_coord_stream_known{stream,kind}
 //   - concord_registry_instances{service,ready}
@@ -77,6 +79,7 @@ var (
 	descLeaderSelf  = prometheus.NewDesc("concord_coord_meta_leader_is_self", "1 if this process's node is the JetStream meta leader.", nil, nil)
 	descPeers       = prometheus.NewDesc("concord_coord_peers", "JetStream servers by their judged state.", []string{"state"}, nil)
 	descPeerState   = prometheus.NewDesc("concord_coord_peer_state", "1 for each JetStream server, labelled with its judged state.", []string{"peer", "state"}, nil)
+	descPeerLag     = prometheus.NewDesc("concord_coord_peer_lag_entries", "Most Raft entries a JetStream server was behind a group's leader in the last status read.", []string{"peer"}, nil)
 	descReplicas    = prometheus.NewDesc("concord_coord_stream_replicas", "Configured replicas of a Concord bucket or stream.", []string{"stream", "kind"}, nil)
 	descMessages    = prometheus.NewDesc("concord_coord_stream_messages", "Messages stored in a Concord bucket or stream.", []string{"stream", "kind"}, nil)
 	descKnown       = prometheus.NewDesc("concord_coord_stream_known", "1 if a Concord bucket or stream's info was read, with its leader known.", []string{"stream", "kind"}, nil)
@@ -103,7 +106,7 @@ func NewCoord(read StatusReader, opts ...CoordOption) *Coord {
 
 // Describe implements prometheus.Collector.
 func (c *Coord) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descNode, descMetaLeader, descLeaderSelf, descPeers, descPeerState,
+	for _, d := range []*prometheus.Desc{descUp, descNode, descMetaLeader, descLeaderSelf, descPeers, descPeerState, descPeerLag,
 		descReplicas, descMessages, descKnown, descInstances, descTxs, descStuck,
 		descPending, descUnacked, descRedelivered, descDead, descOutboxRows, descOutboxAge} {
 		ch <- d
@@ -153,6 +156,7 @@ func (c *Coord) Collect(ch chan<- prometheus.Metric) {
 		if !seen[p.Name] {
 			seen[p.Name] = true
 			ch <- gauge(descPeerState, 1, p.Name, state)
+			ch <- gauge(descPeerLag, float64(p.Lag), p.Name)
 		}
 	}
 	for state, n := range states {

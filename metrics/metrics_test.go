@@ -34,7 +34,7 @@ func fullStatus() *registry.Status {
 	return &registry.Status{
 		Status: &coord.Status{
 			Mode: "cluster", Node: "n1", MetaLeader: "n1",
-			Peers: []coord.PeerStatus{{Name: "n1", State: coord.PeerCurrent}, {Name: "n2", State: coord.PeerCatchingUp}},
+			Peers: []coord.PeerStatus{{Name: "n1", State: coord.PeerCurrent}, {Name: "n2", State: coord.PeerCatchingUp, Lag: 152}},
 			Buckets: []coord.BucketStatus{
 				{Name: "KV_concord_locks", Kind: "kv", Replicas: 3, Leader: "n1", Messages: 4},
 				{Name: "CONCORD_TXLOG", Kind: "stream", Unknown: "no answer"},
@@ -159,11 +159,15 @@ concord_coord_peers{state="catching_up"} 1
 concord_coord_peers{state="current"} 1
 concord_coord_peers{state="offline"} 0
 concord_coord_peers{state="unknown"} 0
+# HELP concord_coord_peer_lag_entries Most Raft entries a JetStream server was behind a group's leader in the last status read.
+# TYPE concord_coord_peer_lag_entries gauge
+concord_coord_peer_lag_entries{peer="n1"} 0
+concord_coord_peer_lag_entries{peer="n2"} 152
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"concord_msg_outbox_rows", "concord_msg_outbox_oldest_age_seconds", "concord_registry_instances",
 		"concord_tcc_transactions", "concord_coord_stream_known", "concord_coord_stream_replicas",
-		"concord_coord_meta_leader_is_self", "concord_coord_peers"); err != nil {
+		"concord_coord_meta_leader_is_self", "concord_coord_peers", "concord_coord_peer_lag_entries"); err != nil {
 		t.Fatal(err)
 	}
 }
