@@ -46,3 +46,25 @@ func ExampleNewServer() {
 	}
 	// Output: concord_rpc_server_calls_total{code="ok",procedure="unknown",protocol="connect"} 1
 }
+
+// Client metrics for an rpc.Conn wired by hand: the hook sees each call
+// once, when it ends, with its retries.
+func ExampleNewClient() {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.NewClient(reg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// rpc.NewResolvingConn(resolver, rpc.WithClientMetrics(m.Observe)) feeds
+	// it; here, the report of one call that needed a retry:
+	m.Observe(context.Background(), rpc.ClientCallReport{Service: "greeter", Procedure: "/greeter.v1.GreeterService/Greet",
+		Protocol: "connect", Duration: 3 * time.Millisecond, Retries: 1})
+	families, _ := reg.Gather()
+	for _, f := range families {
+		if f.GetName() == "concord_rpc_client_retries_total" {
+			fmt.Println(f.GetName(), f.GetMetric()[0].GetCounter().GetValue())
+		}
+	}
+	// Output: concord_rpc_client_retries_total 1
+}
