@@ -246,3 +246,43 @@ func callWithin(b *testing.B, client greeterv1connect.GreeterServiceClient, time
 	// disturbed by other load on a shared machine than ns/op.
 	b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkObserved is BenchmarkLoopback's Concord server and client on
+// HTTP/1.1, plain and with what an App adds to see its calls: server and
+// client metrics, and tracing on both sides with sampling off (rpcbench's
+// "metrics + tracing" row), so that a profile can tell the two apart.
+func BenchmarkObserved(b *testing.B) {
+	for _, observed := range []bool{false, true} {
+		name := "plain"
+		if observed {
+			name = "metrics+tracing"
+		}
+		b.Run(name, func(b *testing.B) {
+			var srvOpts []rpc.ServerOption
+			var cliOpts []rpc.ClientOption
+			if observed {
+				tp := unsampled(b)
+				ms := serverMetrics(b)
+				mc, err := metrics.NewClient(prometheus.NewRegistry())
+				if err != nil {
+					b.Fatal(err)
+				}
+				srvOpts = []rpc.ServerOption{rpc.WithTracing(tp, nil), rpc.WithMetrics(ms.Observe), rpc.WithInterceptors(ms.Interceptor())}
+				cliOpts = []rpc.ClientOption{rpc.WithClientTracing(tp, nil), rpc.WithClientMetrics(mc.Observe)}
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := rpc.NewServer(append([]rpc.ServerOption{rpc.WithLogger(warnLogger())}, srvOpts...)...)
+			greeterv1concord.RegisterGreeterService(srv, baseline.Greeter{})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); srv.Serve(ctx, ln) }()
+			b.Cleanup(func() { cancel(); <-done })
+			conn := rpc.NewConn("http://"+ln.Addr().String(), cliOpts...)
+			b.Cleanup(func() { conn.Close() })
+			call(b, greeterv1concord.NewGreeterServiceClient(conn))
+		})
+	}
+}
