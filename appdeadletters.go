@@ -187,7 +187,11 @@ func (a *App) serveDeadLetterOp(w http.ResponseWriter, r *http.Request, who, op 
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 	defer cancel()
 	if raw == "all" {
-		out := deadLetterAll(ctx, node, op)
+		out, err := deadLetterAll(ctx, node, op)
+		if err != nil {
+			writeDeadLetterError(w, err)
+			return
+		}
 		a.cfg.logger.Info("concord: dead letters "+op+"ed for an operator", "done", out.Done, "failed", out.Failed, "operator", who)
 		code := http.StatusOK
 		if out.Failed > 0 {
@@ -213,10 +217,15 @@ func deadLetterOp(ctx context.Context, node *coord.Node, op string, seq uint64) 
 	return msg.Discard(ctx, node, seq)
 }
 
-// deadLetterAll replays or discards the dead letters, oldest first, at
-// most maxDeadLettersPerCall of them and while ctx lasts. One that fails
-// (a malformed one cannot be replayed) is counted and the others go on.
-func deadLetterAll(ctx context.Context, node *coord.Node, op string) *deadLetterOpJSON {
+// deadLetterAll replays or discards the dead letters that were there when
+// it started (a replayed message that fails again comes back at a later
+// sequence, and is left for another call), oldest first, at most
+// maxDeadLettersPerCall of them and while ctx lasts: when ctx ends first,
+// More says to call again, and nothing is counted failed for it. One that
+// fails (a malformed one cannot be replayed) is counted and the others go
+// on. The error is non-nil only when the dead letters could not be read
+// at all.
+func deadLetterAll(ctx context.Context, node *coord.Node, op string) (*deadLetterOpJSON, error) {
 	out := &deadLetterOpJSON{}
 	fail := func(err error) {
 		out.Failed++
@@ -224,30 +233,55 @@ func deadLetterAll(ctx context.Context, node *coord.Node, op string) *deadLetter
 			out.Errors = append(out.Errors, err.Error())
 		}
 	}
+	stream, err := node.JetStream().Stream(ctx, coord.StreamDeadLetters)
+	if err != nil {
+		return nil, fmt.Errorf("msg: dead letters: %w", err)
+	}
+	last := stream.CachedInfo().State.LastSeq // the bound of this pass
 	from := uint64(0)
-	for seen := 0; seen < maxDeadLettersPerCall && ctx.Err() == nil; {
-		page, err := msg.DeadLetters(ctx, node, from, min(msg.MaxListed, maxDeadLettersPerCall-seen))
-		if err != nil {
-			fail(err)
-			return out
+	for seen := 0; seen < maxDeadLettersPerCall; {
+		if ctx.Err() != nil {
+			out.More = true
+			return out, nil
 		}
-		if len(page) == 0 {
-			return out
+		page, err := msg.DeadLetters(ctx, node, from, min(msg.MaxListed, maxDeadLettersPerCall-seen))
+		switch {
+		case ctx.Err() != nil:
+			out.More = true
+			return out, nil
+		case err != nil && seen == 0:
+			return nil, err
+		case err != nil:
+			fail(err)
+			return out, nil
 		}
 		for _, d := range page {
+			if d.Seq > last {
+				return out, nil
+			}
+			if ctx.Err() != nil {
+				out.More = true
+				return out, nil
+			}
 			seen++
 			switch err := deadLetterOp(ctx, node, op, d.Seq); {
 			case errors.Is(err, msg.ErrNotFound): // gone meanwhile, by another call
+			case ctx.Err() != nil:
+				out.More = true
+				return out, nil
 			case err != nil:
 				fail(err)
 			default:
 				out.Done++
 			}
 		}
+		if len(page) == 0 || page[len(page)-1].Seq >= last {
+			return out, nil
+		}
 		from = page[len(page)-1].Seq + 1
 	}
 	out.More = true
-	return out
+	return out, nil
 }
 
 // parseSeq parses a positive decimal number strictly: digits only, no

@@ -54,6 +54,7 @@ type adminHolds struct {
 	mu      sync.Mutex
 	held    map[string]*adminHold
 	stopped bool
+	taking  sync.WaitGroup // holds being taken: stop waits for them
 }
 
 // lockHoldJSON is the answer of the hold route.
@@ -118,7 +119,9 @@ func (a *App) serveLockHold(w http.ResponseWriter, r *http.Request, who string, 
 	holder := "operator " + who + " via " + processName()
 	hold := &adminHold{mu: a.Mutex(name, lock.WithHolder(holder))}
 	h.held[name] = hold // reserved while the lock is taken
+	h.taking.Add(1)     // under mu, before stop can see stopped and wait
 	h.mu.Unlock()
+	defer h.taking.Done()
 
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
@@ -142,7 +145,10 @@ func (a *App) serveLockHold(w http.ResponseWriter, r *http.Request, who string, 
 	stopped := h.stopped
 	h.mu.Unlock()
 	if stopped {
-		h.release(name, hold)
+		// stop waits for this release (taking), so the node is still open.
+		_ = h.release(name, hold)
+		writeConfigJSON(w, http.StatusServiceUnavailable, &configErrorJSON{Error: "the app is stopping; the lock was given back"})
+		return
 	}
 	a.cfg.logger.Info("concord: lock held for an operator", "lock", name, "token", token, "for", d, "operator", who)
 	writeConfigJSON(w, http.StatusOK, &lockHoldJSON{Name: name, Token: token, Holder: holder, HeldForMillis: d.Milliseconds()})
@@ -156,8 +162,9 @@ func (h *adminHolds) serveRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Lock()
 	hold := h.held[name]
+	taken := hold != nil && hold.timer != nil // nil while the hold is being taken
 	h.mu.Unlock()
-	if hold == nil || hold.timer == nil {
+	if !taken {
 		writeConfigJSON(w, http.StatusNotFound, &configErrorJSON{Error: fmt.Sprintf("this app does not hold %s through %s", name, LocksPath)})
 		return
 	}
@@ -201,4 +208,5 @@ func (h *adminHolds) stop() {
 		wg.Go(func() { _ = h.release(name, hold) })
 	}
 	wg.Wait()
+	h.taking.Wait() // holds being taken see stopped and give their lock back
 }

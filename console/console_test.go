@@ -126,7 +126,7 @@ func TestPage(t *testing.T) {
 		}
 	}
 	// The token goes only into a header, never into a URL or localStorage.
-	if strings.Contains(js, "localStorage") || !strings.Contains(js, `Authorization: "Bearer " + dlToken`) {
+	if strings.Contains(js, "localStorage") || !strings.Contains(js, `Authorization: "Bearer " + sent`) {
 		t.Error("console.js keeps the admin token elsewhere than sessionStorage and the Authorization header")
 	}
 }

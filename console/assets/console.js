@@ -418,9 +418,17 @@
       if (ctrl) ctrl.abort();
     }, 30000);
     var status = 0;
+    var sent = dlToken; // a 401 forgets this token, not one pasted since
+    // finish ends this request before done runs: done may start the next
+    // one (a reload after an action), which must find dlBusy its own.
+    var finish = function (data, why) {
+      clearTimeout(timer);
+      dlBusy = false;
+      done(data, why);
+    };
     dlBusy = true;
     fetch(path, { method: method, cache: "no-store", credentials: "same-origin", referrerPolicy: "no-referrer",
-      headers: { Accept: "application/json", Authorization: "Bearer " + dlToken }, signal: ctrl ? ctrl.signal : undefined })
+      headers: { Accept: "application/json", Authorization: "Bearer " + sent }, signal: ctrl ? ctrl.signal : undefined })
       .then(function (res) {
         status = res.status;
         return res.text();
@@ -434,22 +442,18 @@
         }
         var why = data !== null && typeof data === "object" && typeof data.error === "string" ? data.error : "";
         if (status === 401) {
-          setToken("");
-          done(null, "The admin token was refused (HTTP 401): paste a token from the app's admin credentials file (admin.creds in its data directory, the second field of a line).");
+          if (dlToken === sent) setToken("");
+          finish(null, "The admin token was refused (HTTP 401): paste a token from the app's admin credentials file (admin.creds in its data directory, the second field of a line).");
         } else if (status === 404 && path.indexOf(dlPath + "?") === 0) {
-          done(null, "This listener serves no dead-letter routes (HTTP 404): use concord dead-letters with -nats URL.");
+          finish(null, "This listener serves no dead-letter routes (HTTP 404): use concord dead-letters with -nats URL.");
         } else if (status < 200 || status > 299 || data === null || typeof data !== "object") {
-          done(data, (why || "the dead-letter route answered without JSON") + " (HTTP " + status + ")");
+          finish(data, (why || "the dead-letter route answered without JSON") + " (HTTP " + status + ")");
         } else {
-          done(data, "");
+          finish(data, "");
         }
       })
       .catch(function (e) {
-        done(null, e && e.name === "AbortError" ? "the dead-letter route did not answer within 30 s" : "the dead-letter route cannot be reached: " + str(e && e.message));
-      })
-      .then(function () {
-        clearTimeout(timer);
-        dlBusy = false;
+        finish(null, e && e.name === "AbortError" ? "the dead-letter route did not answer within 30 s" : "the dead-letter route cannot be reached: " + str(e && e.message));
       });
   }
 
