@@ -3,10 +3,16 @@ package metrics_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
+	"github.com/concordrpc/concord/examples/greeter/greeter"
 	"github.com/concordrpc/concord/metrics"
 	"github.com/concordrpc/concord/rpc"
 )
@@ -67,4 +73,30 @@ func ExampleNewClient() {
 		}
 	}
 	// Output: concord_rpc_client_retries_total 1
+}
+
+// Rate-limit and breaker metrics read from a server (and a Conn) when
+// scraped: here, the greeter's Shout (3 a second) called ten times in a
+// row through the server's handler.
+func ExampleNewGovernance() {
+	srv := rpc.NewServer(rpc.WithLogger(slog.New(slog.DiscardHandler)))
+	greeterv1concord.RegisterGreeterService(srv, greeter.Service{})
+	h := srv.Handler()
+	for range 10 {
+		req := httptest.NewRequest(http.MethodPost, "/greeter.v1.GreeterService/Shout", strings.NewReader(`{"name":"Ada"}`))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewGovernance(metrics.GovernanceSource{Limits: srv.LimitStatus, Shed: srv.ShedCalls}))
+	families, _ := reg.Gather()
+	counts := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			counts[f.GetName()] += m.GetCounter().GetValue()
+		}
+	}
+	admitted, refused := counts["concord_rpc_limit_admitted_calls_total"], counts["concord_rpc_limit_refused_calls_total"]
+	fmt.Println("calls counted:", admitted+refused, "some refused:", refused > 0)
+	// Output: calls counted: 10 some refused: true
 }

@@ -114,3 +114,31 @@ func ExampleElection() {
 	// leader: 10.0.0.7:8080
 	// resign: <nil>
 }
+
+// What a status page shows of the locks: the held ones with their holder
+// and fencing token (ReadStatus makes one direct read per bucket, cheap to
+// poll).
+func ExampleReadStatus() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dir, _ := os.MkdirTemp("", "lock-example")
+	defer os.RemoveAll(dir)
+	node, err := coord.Open(ctx, coord.WithDataDir(dir), coord.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		panic(err)
+	}
+	defer node.Close()
+	mu := lock.NewMutex(lock.FromNode(node), "reports/daily", lock.WithHolder("worker-1"))
+	token, err := mu.Lock(ctx)
+	if err != nil {
+		panic(err)
+	}
+	st := lock.ReadStatus(ctx, node, time.Second)
+	for _, l := range st.Held {
+		fmt.Println(l.Name, l.Holder, l.Token == token)
+	}
+	fmt.Println("unlock:", mu.Unlock(ctx))
+	// Output:
+	// reports/daily worker-1 true
+	// unlock: <nil>
+}
