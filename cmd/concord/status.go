@@ -350,18 +350,27 @@ func printLocks(w io.Writer, l *lock.Status, all bool) (unknown []string) {
 	return nil
 }
 
+// noTable reports whether a per-app section has no rows to print: the
+// endpoint did not report it (a node's), or it is empty. Shown on its own
+// (not all), the section then says which, in notReported or none.
+func noTable(w io.Writer, all, reported bool, rows int, notReported, none string) bool {
+	switch {
+	case !reported:
+	case rows == 0:
+		notReported = none
+	default:
+		return false
+	}
+	if !all {
+		fmt.Fprintln(w, notReported)
+	}
+	return true
+}
+
 // printLimits prints the app's rate limits with their counts.
 func printLimits(w io.Writer, st *concord.Status, all bool) {
-	switch {
-	case st.Limits == nil:
-		if !all {
-			fmt.Fprintln(w, "limits: not reported by this endpoint (limits are per app: -addr an app's admin listener)")
-		}
-		return
-	case len(st.Limits) == 0:
-		if !all {
-			fmt.Fprintln(w, "no rate limits")
-		}
+	if noTable(w, all, st.Limits != nil, len(st.Limits),
+		"limits: not reported by this endpoint (limits are per app: -addr an app's admin listener)", "no rate limits") {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -380,16 +389,8 @@ func printLimits(w io.Writer, st *concord.Status, all bool) {
 // printBreakers prints the circuit breakers of the app's upstream
 // instances.
 func printBreakers(w io.Writer, st *concord.Status, all bool) {
-	switch {
-	case st.Breakers == nil:
-		if !all {
-			fmt.Fprintln(w, "breakers: not reported by this endpoint (breakers are per app: -addr an app's admin listener)")
-		}
-		return
-	case len(st.Breakers) == 0:
-		if !all {
-			fmt.Fprintln(w, "no upstream instances called yet")
-		}
+	if noTable(w, all, st.Breakers != nil, len(st.Breakers),
+		"breakers: not reported by this endpoint (breakers are per app: -addr an app's admin listener)", "no upstream instances called yet") {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
