@@ -771,21 +771,21 @@ const file_bank_v1_bank_proto_rawDesc = "" +
 	"\x04Side\x12\x14\n" +
 	"\x10SIDE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSIDE_CHECKING\x10\x01\x12\x10\n" +
-	"\fSIDE_SAVINGS\x10\x022\xd4\x02\n" +
+	"\fSIDE_SAVINGS\x10\x022\xdc\x02\n" +
 	"\x0fCheckingService\x12\\\n" +
 	"\x06Change\x12\x16.bank.v1.ChangeRequest\x1a\x17.bank.v1.ChangeResponse\"!\x82\xa1\x19\x1d\n" +
 	"\rConfirmChange\x12\fCancelChange\x12@\n" +
 	"\rConfirmChange\x12\x16.bank.v1.ChangeRequest\x1a\x17.bank.v1.ChangeResponse\x12?\n" +
-	"\fCancelChange\x12\x16.bank.v1.ChangeRequest\x1a\x17.bank.v1.ChangeResponse\x12P\n" +
-	"\fListBalances\x12\x1c.bank.v1.ListBalancesRequest\x1a\x1d.bank.v1.ListBalancesResponse\"\x03\x90\x02\x01\x1a\x0e\xfa\xa0\x19\n" +
+	"\fCancelChange\x12\x16.bank.v1.ChangeRequest\x1a\x17.bank.v1.ChangeResponse\x12X\n" +
+	"\fListBalances\x12\x1c.bank.v1.ListBalancesRequest\x1a\x1d.bank.v1.ListBalancesResponse\"\v\xfa\xa0\x19\x04\x12\x02\b\x03\x90\x02\x01\x1a\x0e\xfa\xa0\x19\n" +
 	"\n" +
-	"\bchecking2\xd2\x02\n" +
+	"\bchecking2\xda\x02\n" +
 	"\x0eSavingsService\x12\\\n" +
 	"\x06Change\x12\x16.bank.v1.ChangeRequest\x1a\x17.bank.v1.ChangeResponse\"!\x82\xa1\x19\x1d\n" +
 	"\rConfirmChange\x12\fCancelChange\x12@\n" +
 	"\rConfirmChange\x12\x16.bank.v1.ChangeRequest\x1a\x17.bank.v1.ChangeResponse\x12?\n" +
-	"\fCancelChange\x12\x16.bank.v1.ChangeRequest\x1a\x17.bank.v1.ChangeResponse\x12P\n" +
-	"\fListBalances\x12\x1c.bank.v1.ListBalancesRequest\x1a\x1d.bank.v1.ListBalancesResponse\"\x03\x90\x02\x01\x1a\r\xfa\xa0\x19\t\n" +
+	"\fCancelChange\x12\x16.bank.v1.ChangeRequest\x1a\x17.bank.v1.ChangeResponse\x12X\n" +
+	"\fListBalances\x12\x1c.bank.v1.ListBalancesRequest\x1a\x1d.bank.v1.ListBalancesResponse\"\v\xfa\xa0\x19\x04\x12\x02\b\x03\x90\x02\x01\x1a\r\xfa\xa0\x19\t\n" +
 	"\asavings2m\n" +
 	"\x0fTransferService\x12J\n" +
 	"\bTransfer\x12\x18.bank.v1.TransferRequest\x1a\x19.bank.v1.TransferResponse\"\t\xfa\xa0\x19\x05\n" +

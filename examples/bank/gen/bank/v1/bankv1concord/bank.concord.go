@@ -60,6 +60,13 @@ func CheckingServicePolicy() *rpc.ServicePolicy {
 				Procedure:   bankv1connect.CheckingServiceListBalancesProcedure,
 				StreamType:  connect.StreamTypeUnary,
 				Idempotency: connect.IdempotencyNoSideEffects,
+				Retry: &rpc.RetryPolicy{
+					MaxAttempts:    3,
+					InitialBackoff: 100 * time.Millisecond,
+					MaxBackoff:     2 * time.Second,
+					Multiplier:     2,
+					RetryableCodes: []connect.Code{connect.CodeUnavailable},
+				},
 			},
 		},
 	}
@@ -133,6 +140,13 @@ func SavingsServicePolicy() *rpc.ServicePolicy {
 				Procedure:   bankv1connect.SavingsServiceListBalancesProcedure,
 				StreamType:  connect.StreamTypeUnary,
 				Idempotency: connect.IdempotencyNoSideEffects,
+				Retry: &rpc.RetryPolicy{
+					MaxAttempts:    3,
+					InitialBackoff: 100 * time.Millisecond,
+					MaxBackoff:     2 * time.Second,
+					Multiplier:     2,
+					RetryableCodes: []connect.Code{connect.CodeUnavailable},
+				},
 			},
 		},
 	}

@@ -114,7 +114,8 @@ type CheckingServiceClient interface {
 	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	CancelChange(context.Context, *v1.ChangeRequest) (*v1.ChangeResponse, error)
-	// ListBalances returns every account's balances.
+	// ListBalances returns every account's balances. A read: retried on
+	// unavailable, which reaches another instance when the first is gone.
 	ListBalances(context.Context, *v1.ListBalancesRequest) (*v1.ListBalancesResponse, error)
 }
 
@@ -142,7 +143,8 @@ type CheckingServiceHandler interface {
 	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	CancelChange(context.Context, *v1.ChangeRequest) (*v1.ChangeResponse, error)
-	// ListBalances returns every account's balances.
+	// ListBalances returns every account's balances. A read: retried on
+	// unavailable, which reaches another instance when the first is gone.
 	ListBalances(context.Context, *v1.ListBalancesRequest) (*v1.ListBalancesResponse, error)
 }
 
@@ -308,7 +310,8 @@ type SavingsServiceClient interface {
 	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	CancelChange(context.Context, *v1.ChangeRequest) (*v1.ChangeResponse, error)
-	// ListBalances returns every account's balances.
+	// ListBalances returns every account's balances. A read: retried on
+	// unavailable, which reaches another instance when the first is gone.
 	ListBalances(context.Context, *v1.ListBalancesRequest) (*v1.ListBalancesResponse, error)
 }
 
@@ -331,7 +334,8 @@ type SavingsServiceHandler interface {
 	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	CancelChange(context.Context, *v1.ChangeRequest) (*v1.ChangeResponse, error)
-	// ListBalances returns every account's balances.
+	// ListBalances returns every account's balances. A read: retried on
+	// unavailable, which reaches another instance when the first is gone.
 	ListBalances(context.Context, *v1.ListBalancesRequest) (*v1.ListBalancesResponse, error)
 }
 
