@@ -85,7 +85,7 @@ func NewTracingInterceptor(tp trace.TracerProvider, prop propagation.TextMapProp
 				ctx = prop.Extract(ctx, headerCarrier{info.RequestHeader()})
 			}
 			n := names.get(spec.Procedure, trace.SpanKindServer)
-			ctx, span := tracer.Start(ctx, n.span, n.kind)
+			ctx, span := tracer.Start(ctx, n.span, n.start...)
 			if span.IsRecording() {
 				span.SetAttributes(n.attrs(protocol)...)
 			}
@@ -121,7 +121,7 @@ func NewClientTracingInterceptor(tp trace.TracerProvider, prop propagation.TextM
 	return func(next connect.ClientFunc) connect.ClientFunc {
 		return func(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
 			n := names.get(spec.Procedure, trace.SpanKindClient)
-			ctx, span := tracer.Start(ctx, n.span, n.kind)
+			ctx, span := tracer.Start(ctx, n.span, n.start...)
 			if span.IsRecording() {
 				span.SetAttributes(n.attrs(proto)...)
 			}
@@ -156,8 +156,10 @@ func untraced(procedure string) bool {
 // Start: no built-in sampler reads them, and an unsampled call (tracing
 // on, sampling off) then pays for none of them.
 type procName struct {
-	span          string
-	kind          trace.SpanStartOption
+	span string
+	// start holds the span kind: Start's options, kept so that passing
+	// them allocates nothing.
+	start         []trace.SpanStartOption
 	connect, grpc []attribute.KeyValue // rpc.system "connect_rpc" or "grpc"
 }
 
@@ -206,7 +208,7 @@ func newProcName(procedure string, kind trace.SpanKind) *procName {
 	attrs := func(system string) []attribute.KeyValue {
 		return []attribute.KeyValue{attrRPCSystem.String(system), attrRPCService.String(service), attrRPCMethod.String(method)}
 	}
-	return &procName{span: name, kind: trace.WithSpanKind(kind), connect: attrs("connect_rpc"), grpc: attrs("grpc")}
+	return &procName{span: name, start: []trace.SpanStartOption{trace.WithSpanKind(kind)}, connect: attrs("connect_rpc"), grpc: attrs("grpc")}
 }
 
 // serverFault reports whether code says the server failed, which makes a
