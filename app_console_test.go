@@ -363,7 +363,7 @@ func TestConsoleInChromium(t *testing.T) {
 		}{
 			{"peers-table", "n1", []string{"n1", "leads 1 stream", "current", ""}},
 			{"peers-table", "n2", []string{"n2", "—", "offline", "n1 last heard from it 7s ago"}},
-			{"buckets-table", "CONCORD_TXLOG", []string{"CONCORD_TXLOG", "stream", "?", "none", "?", "no answer within 1s"}},
+			{"buckets-table", "CONCORD_TXLOG", []string{"CONCORD_TXLOG", "stream", "?", "none", "?", "?", "no answer within 1s"}},
 			{"services-table", hostile, []string{hostile, "i-1", "not ready", "http://127.0.0.1:8081", "eu-1", "v2"}},
 			{"locks-held", "demo", []string{"demo", "greeter-1/7f3a", "42", "8.1 s"}},
 			{"locks-elections", "concord-tcc-recovery", []string{"concord-tcc-recovery", "greeter-2/19bc", "7", "9 s"}},

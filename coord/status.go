@@ -129,11 +129,14 @@ type BucketStatus struct {
 	Leader string `json:"leader,omitempty"`
 	// Messages is the number of stored messages.
 	Messages uint64 `json:"messages"`
+	// Bytes is the size of the stored messages, as the stream counts it
+	// (headers and subjects included), on one replica.
+	Bytes uint64 `json:"bytes"`
 	// Unknown is "" when every field above is known. Otherwise it says
 	// why not, in one of two cases: the stream's info was not read (no
 	// answer within the time bound, as while its leader is down and a new
-	// one not yet elected, or an error), and Replicas, Leader and Messages
-	// are zero; or a replica answered while no leader is elected, and only
+	// one not yet elected, or an error), and Replicas, Leader, Messages
+	// and Bytes are zero; or a replica answered while no leader is elected, and only
 	// Leader is empty.
 	Unknown string `json:"unknown,omitempty"`
 }
@@ -286,7 +289,7 @@ func (v *localView) judgeMeta(book *peerBook) (leader, unknown string) {
 // its replicas in book. A stream's info is answered by its leader, or,
 // while it has none, by any replica, whose view of the others is ignored.
 func judgeStream(b *BucketStatus, info *jetstream.StreamInfo, book *peerBook) {
-	b.Replicas, b.Messages = info.Config.Replicas, info.State.Msgs
+	b.Replicas, b.Messages, b.Bytes = info.Config.Replicas, info.State.Msgs, info.State.Bytes
 	ci := info.Cluster
 	if ci == nil {
 		return

@@ -16,6 +16,14 @@ import (
 func TestStatusOfLoneNode(t *testing.T) {
 	n := openEmbedded(t, t.TempDir(), coord.WithName("solo"))
 	defer n.Close()
+	// One message in the locks bucket, so that its size shows.
+	kv, err := n.JetStream().KeyValue(t.Context(), coord.BucketLocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "status-test", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(n)
 	defer srv.Close()
 	read := func() (*coord.Status, int) {
@@ -42,8 +50,11 @@ func TestStatusOfLoneNode(t *testing.T) {
 		t.Fatalf("buckets: %s", dump(st))
 	}
 	for _, b := range st.Buckets {
-		if b.Replicas != 1 || b.Leader != "solo" {
+		if b.Replicas != 1 || b.Leader != "solo" || (b.Messages == 0) != (b.Bytes == 0) {
 			t.Fatalf("%+v", b)
+		}
+		if b.Name == "KV_"+coord.BucketLocks && (b.Messages != 1 || b.Bytes == 0) {
+			t.Fatalf("locks bucket after one put: %+v", b)
 		}
 	}
 	if err := n.Close(); err != nil {

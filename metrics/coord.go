@@ -49,8 +49,8 @@ func WithCacheFor(d time.Duration) CoordOption {
 //   - concord_coord_peers{state} and concord_coord_peer_state{peer,state}
 //   - concord_coord_peer_lag_entries{peer}: the most Raft entries the peer
 //     was behind a group's leader (coord.PeerStatus.Lag)
-//   - concord_coord_stream_replicas, concord_coord_stream_messages and
-//     concord_coord_stream_known{stream,kind}
+//   - concord_coord_stream_replicas, concord_coord_stream_messages,
+//     concord_coord_stream_bytes and concord_coord_stream_known{stream,kind}
 //   - concord_registry_instances{service,ready}
 //   - concord_tcc_transactions{state} (unfinished, by state) and
 //     concord_tcc_transactions_stuck
@@ -82,6 +82,7 @@ var (
 	descPeerLag     = prometheus.NewDesc("concord_coord_peer_lag_entries", "Most Raft entries a JetStream server was behind a group's leader in the last status read.", []string{"peer"}, nil)
 	descReplicas    = prometheus.NewDesc("concord_coord_stream_replicas", "Configured replicas of a Concord bucket or stream.", []string{"stream", "kind"}, nil)
 	descMessages    = prometheus.NewDesc("concord_coord_stream_messages", "Messages stored in a Concord bucket or stream.", []string{"stream", "kind"}, nil)
+	descBytes       = prometheus.NewDesc("concord_coord_stream_bytes", "Size of the messages stored in a Concord bucket or stream, on one replica.", []string{"stream", "kind"}, nil)
 	descKnown       = prometheus.NewDesc("concord_coord_stream_known", "1 if a Concord bucket or stream's info was read, with its leader known.", []string{"stream", "kind"}, nil)
 	descInstances   = prometheus.NewDesc("concord_registry_instances", "Registered instances per service, ready or not.", []string{"service", "ready"}, nil)
 	descTxs         = prometheus.NewDesc("concord_tcc_transactions", "Unfinished TCC transactions in the log, by state.", []string{"state"}, nil)
@@ -107,7 +108,7 @@ func NewCoord(read StatusReader, opts ...CoordOption) *Coord {
 // Describe implements prometheus.Collector.
 func (c *Coord) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descNode, descMetaLeader, descLeaderSelf, descPeers, descPeerState, descPeerLag,
-		descReplicas, descMessages, descKnown, descInstances, descTxs, descStuck,
+		descReplicas, descMessages, descBytes, descKnown, descInstances, descTxs, descStuck,
 		descPending, descUnacked, descRedelivered, descDead, descOutboxRows, descOutboxAge} {
 		ch <- d
 	}
@@ -173,6 +174,7 @@ func (c *Coord) Collect(ch chan<- prometheus.Metric) {
 		if b.Replicas > 0 { // the info was read
 			ch <- gauge(descReplicas, float64(b.Replicas), b.Name, b.Kind)
 			ch <- gauge(descMessages, float64(b.Messages), b.Name, b.Kind)
+			ch <- gauge(descBytes, float64(b.Bytes), b.Name, b.Kind)
 		}
 	}
 

@@ -36,7 +36,7 @@ func fullStatus() *registry.Status {
 			Mode: "cluster", Node: "n1", MetaLeader: "n1",
 			Peers: []coord.PeerStatus{{Name: "n1", State: coord.PeerCurrent}, {Name: "n2", State: coord.PeerCatchingUp, Lag: 152}},
 			Buckets: []coord.BucketStatus{
-				{Name: "KV_concord_locks", Kind: "kv", Replicas: 3, Leader: "n1", Messages: 4},
+				{Name: "KV_concord_locks", Kind: "kv", Replicas: 3, Leader: "n1", Messages: 4, Bytes: 512},
 				{Name: "CONCORD_TXLOG", Kind: "stream", Unknown: "no answer"},
 			},
 		},
@@ -150,6 +150,9 @@ concord_coord_stream_known{kind="stream",stream="CONCORD_TXLOG"} 0
 # HELP concord_coord_stream_replicas Configured replicas of a Concord bucket or stream.
 # TYPE concord_coord_stream_replicas gauge
 concord_coord_stream_replicas{kind="kv",stream="KV_concord_locks"} 3
+# HELP concord_coord_stream_bytes Size of the messages stored in a Concord bucket or stream, on one replica.
+# TYPE concord_coord_stream_bytes gauge
+concord_coord_stream_bytes{kind="kv",stream="KV_concord_locks"} 512
 # HELP concord_coord_meta_leader_is_self 1 if this process's node is the JetStream meta leader.
 # TYPE concord_coord_meta_leader_is_self gauge
 concord_coord_meta_leader_is_self 1
@@ -166,7 +169,7 @@ concord_coord_peer_lag_entries{peer="n2"} 152
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"concord_msg_outbox_rows", "concord_msg_outbox_oldest_age_seconds", "concord_registry_instances",
-		"concord_tcc_transactions", "concord_coord_stream_known", "concord_coord_stream_replicas",
+		"concord_tcc_transactions", "concord_coord_stream_known", "concord_coord_stream_replicas", "concord_coord_stream_bytes",
 		"concord_coord_meta_leader_is_self", "concord_coord_peers", "concord_coord_peer_lag_entries"); err != nil {
 		t.Fatal(err)
 	}

@@ -288,16 +288,16 @@ func printNodes(w io.Writer, st *coord.Status) (unknown []string) {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUCKET\tKIND\tREPLICAS\tLEADER\tMESSAGES")
+	fmt.Fprintln(tw, "BUCKET\tKIND\tREPLICAS\tLEADER\tMESSAGES\tBYTES")
 	for _, b := range st.Buckets {
-		replicas, leader, messages := fmt.Sprint(b.Replicas), cmp.Or(b.Leader, "?"), fmt.Sprint(b.Messages)
+		replicas, leader, messages, size := fmt.Sprint(b.Replicas), cmp.Or(b.Leader, "?"), fmt.Sprint(b.Messages), fmt.Sprint(b.Bytes)
 		if b.Unknown != "" {
 			unknown = append(unknown, b.Name+": "+b.Unknown)
 			if b.Replicas == 0 { // not read at all
-				replicas, messages = "?", "?"
+				replicas, messages, size = "?", "?", "?"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, b.Kind, replicas, leader, messages)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, b.Kind, replicas, leader, messages, size)
 	}
 	tw.Flush()
 	return unknown

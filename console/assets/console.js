@@ -184,10 +184,12 @@
     }
     var buckets = arr(s.buckets);
     out.push(table("buckets-table", "Buckets and streams (" + buckets.length + ")",
-      [["Name", "id"], ["Kind"], ["Replicas", "num"], ["Leader"], ["Messages", "num"], ["Note", "wide"]],
+      [["Name", "id"], ["Kind"], ["Replicas", "num"], ["Leader"], ["Messages", "num"], ["Bytes", "num"], ["Note", "wide"]],
       buckets.map(function (b) {
-        return [str(b.name), str(b.kind), b.unknown && !b.replicas ? "?" : fmtInt(b.replicas),
-          b.leader ? str(b.leader) : badge("none", "warn"), b.unknown && !b.replicas ? "?" : fmtInt(b.messages),
+        var unread = b.unknown && !b.replicas;
+        return [str(b.name), str(b.kind), unread ? "?" : fmtInt(b.replicas),
+          b.leader ? str(b.leader) : badge("none", "warn"), unread ? "?" : fmtInt(b.messages),
+          unread ? "?" : fmtInt(b.bytes),
           b.unknown ? { v: str(b.unknown), c: "warn-text" } : ""];
       })));
     fill("cluster-body", out);
