@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -176,6 +177,12 @@ type pickTransport struct {
 }
 
 func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
+	return t.open(ctx, spec, 0)
+}
+
+// open starts a call on an instance it picks; failovers is how many
+// earlier attempts of the call were never sent (see trackedStream).
+func (t *pickTransport) open(ctx context.Context, spec connect.Spec, failovers int) (*trackedStream, error) {
 	ans := t.conn.fixed
 	if r := t.conn.resolver; r != nil {
 		instances, err := r.Resolve(ctx, t.policy.DiscoveryName)
@@ -189,9 +196,10 @@ func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) 
 		bp = mp.CircuitBreaker
 	}
 	var (
-		e  *endpoint
-		br *breaker.Breaker
-		tk breaker.Ticket
+		e      *endpoint
+		br     *breaker.Breaker
+		tk     breaker.Ticket
+		pinned bool
 	)
 	// One clock reading serves the probation checks and the call's start:
 	// reading it costs about as much as the rest of the pick.
@@ -202,7 +210,7 @@ func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) 
 			return nil, connect.NewError(connect.CodeUnavailable,
 				fmt.Sprintf("instance %q of %s is not registered", id, t.policy.DiscoveryName))
 		}
-		e = ans.endpoints[i]
+		e, pinned = ans.endpoints[i], true
 	} else {
 		e, br, tk = t.pick(ans, spec.Procedure, bp, start.UnixNano())
 	}
@@ -216,7 +224,8 @@ func (t *pickTransport) NewClientStream(ctx context.Context, spec connect.Spec) 
 		t.finish(ctx, e, br, tk, start, err)
 		return nil, err
 	}
-	s := &trackedStream{ClientStream: stream, ctx: ctx, t: t, e: e, br: br, tk: tk, start: start}
+	s := &trackedStream{ClientStream: stream, ctx: ctx, t: t, e: e, br: br, tk: tk, start: start, spec: spec, failovers: failovers,
+		canFailover: spec.StreamType == connect.StreamTypeUnary && !pinned && len(ans.instances) > 1 && failovers < maxFailovers}
 	s.stop = context.AfterFunc(ctx, func() { s.settle(ctx.Err()) })
 	return s, nil
 }
@@ -314,10 +323,22 @@ func (t *pickTransport) finish(ctx context.Context, e *endpoint, br *breaker.Bre
 	}
 }
 
+// maxFailovers bounds how many times a unary call that was never sent
+// (its connection could not be opened) is sent to another instance.
+const maxFailovers = 2
+
 // trackedStream reports a call's end once: at the first error that is not
 // the end of the stream, at Close, or when the call's context ends, since a
 // caller may abandon a stream by cancelling it without reading it to the
 // end or closing it.
+//
+// A unary call to a service with several instances, not pinned to one
+// (WithInstance), fails over: if its connection could not be opened (the
+// dial failed: the request never left this process, whatever the
+// method's idempotency), the instance goes on probation and the call is
+// sent to another one, at most maxFailovers times, within its context.
+// This is what lets a call reach a live instance while a killed one is
+// still registered.
 type trackedStream struct {
 	connect.ClientStream
 	ctx   context.Context //nolint:containedctx // the call's context, to tell a dropped connection from a cancelled call
@@ -328,6 +349,12 @@ type trackedStream struct {
 	start time.Time
 	stop  func() bool // stops the settling at the context's end
 	done  atomic.Bool
+
+	spec        connect.Spec
+	canFailover bool // a unary call that may be sent to another instance
+	failovers   int
+	req         any            // the request, kept for a failover
+	next        *trackedStream // the attempt that replaced this one
 }
 
 func (s *trackedStream) end(err error) {
@@ -342,6 +369,9 @@ func (s *trackedStream) settle(err error) {
 }
 
 func (s *trackedStream) Send(msg any) error {
+	if s.canFailover {
+		s.req = msg
+	}
 	err := s.ClientStream.Send(msg)
 	if err != nil && !errors.Is(err, io.EOF) {
 		s.end(err)
@@ -349,19 +379,73 @@ func (s *trackedStream) Send(msg any) error {
 	return err
 }
 
+func (s *trackedStream) CloseSend() error {
+	if s.next != nil {
+		return nil // the failover sent and closed its request
+	}
+	err := s.ClientStream.CloseSend()
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.end(err)
+		if next := s.failover(err); next != nil {
+			s.next = next
+			return nil
+		}
+	}
+	return err
+}
+
 func (s *trackedStream) Receive(msg any) error {
+	if s.next != nil {
+		return s.next.Receive(msg)
+	}
 	err := s.ClientStream.Receive(msg)
 	switch {
 	case errors.Is(err, io.EOF):
 		s.end(nil)
 	case err != nil:
 		s.end(err)
+		if next := s.failover(err); next != nil {
+			s.next = next
+			return next.Receive(msg)
+		}
 	}
 	return err
+}
+
+// failover returns the call sent again to another instance, or nil if err
+// does not prove the request unsent, or the call may not fail over.
+func (s *trackedStream) failover(err error) *trackedStream {
+	if !s.canFailover || s.req == nil || !neverSent(err) || s.ctx.Err() != nil {
+		return nil
+	}
+	next, oerr := s.t.open(s.ctx, s.spec, s.failovers+1)
+	if oerr != nil {
+		return nil
+	}
+	if next.e == s.e { // no other instance off probation
+		next.end(nil)
+		_ = next.ClientStream.Close()
+		return nil
+	}
+	if serr := next.Send(s.req); serr != nil && !errors.Is(serr, io.EOF) {
+		return next // its Receive reports the failure
+	}
+	_ = next.ClientStream.CloseSend()
+	return next
+}
+
+// neverSent reports whether err says the call's connection could not be
+// opened, so that its request cannot have reached the server.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func (s *trackedStream) Close() error {
 	err := s.ClientStream.Close()
 	s.end(nil)
+	if s.next != nil {
+		return s.next.Close()
+	}
 	return err
 }

@@ -11,6 +11,7 @@ import (
 
 	greeterv1 "github.com/concordrpc/concord/examples/greeter/gen/greeter/v1"
 	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1concord"
+	"github.com/concordrpc/concord/examples/greeter/gen/greeter/v1/greeterv1connect"
 	"github.com/concordrpc/concord/rpc"
 )
 
@@ -135,5 +136,60 @@ func TestWithInstancePins(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("pinned to an unknown instance: failed after %v, want at once", d)
+	}
+}
+
+// deadURL returns the URL of a loopback port that nothing listens on.
+func deadURL(t *testing.T) string {
+	t.Helper()
+	ln := listen(t)
+	url := "http://" + ln.Addr().String()
+	ln.Close()
+	return url
+}
+
+// TestFailoverNeverSent: a unary call whose instance refuses the
+// connection goes to another instance even when its method has no retry
+// policy, since the request was never sent; the refusing instance goes on
+// probation. A call pinned to it, or with no other instance to go to,
+// fails with unavailable.
+func TestFailoverNeverSent(t *testing.T) {
+	for _, v := range []rpc.HTTPVersion{rpc.HTTPVersionAuto, rpc.HTTPVersion2} {
+		t.Run(v.String(), func(t *testing.T) { testFailoverNeverSent(t, v) })
+	}
+}
+
+func testFailoverNeverSent(t *testing.T, version rpc.HTTPVersion) {
+	g := &testGreeter{}
+	live := startServer(t, quietServer(), g)
+	dead := deadURL(t)
+	policy := greeterv1concord.GreeterServicePolicy()
+	for i := range policy.Methods {
+		policy.Methods[i].Retry = nil // only the failover may send a call again
+	}
+	// Round robin starts at the first instance: the dead one.
+	conn := rpc.NewResolvingConn(zonedResolver{{ID: "dead", BaseURL: dead}, {ID: "live", BaseURL: live.url}},
+		rpc.WithBalancing(rpc.BalanceRoundRobin), rpc.WithProbation(time.Minute), rpc.WithHTTPVersion(version))
+	defer conn.Close()
+	client := greeterv1connect.NewGreeterServiceClient(conn.Client(policy))
+	for i := range 10 {
+		if _, err := client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"}); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if n := g.calls.Load(); n != 10 {
+		t.Fatalf("live instance got %d calls, want 10", n)
+	}
+	_, err := client.Greet(rpc.WithInstance(t.Context(), "dead"), &greeterv1.GreetRequest{Name: "x"})
+	if connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("call pinned to the dead instance: %v, want unavailable", err)
+	}
+
+	allDead := rpc.NewResolvingConn(zonedResolver{{ID: "a", BaseURL: dead}, {ID: "b", BaseURL: deadURL(t)}, {ID: "c", BaseURL: deadURL(t)}},
+		rpc.WithHTTPVersion(version))
+	defer allDead.Close()
+	_, err = greeterv1connect.NewGreeterServiceClient(allDead.Client(policy)).Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"})
+	if connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("call with every instance dead: %v, want unavailable", err)
 	}
 }

@@ -21,7 +21,11 @@ type HTTPVersion uint8
 const (
 	// HTTPVersionAuto is the default. In cleartext, Connect and gRPC-Web
 	// unary and server-streaming calls go over HTTP/1.1 on a pool of
-	// keep-alive connections, and gRPC calls and client and bidirectional
+	// keep-alive connections (Concord's own client, which writes each
+	// request and reads its response on the calling goroutine; bounded by
+	// WithMaxConnsPerHost, idle connections closed after
+	// DefaultIdleConnTimeout, and one the server closed while idle is
+	// dropped before reuse), and gRPC calls and client and bidirectional
 	// streams over h2c (HTTP/2 with prior knowledge): gRPC is defined on
 	// HTTP/2 (grpc-go servers refuse anything else), a bidirectional stream
 	// needs a full-duplex connection, and client streams, which connect-go
@@ -92,7 +96,7 @@ func WithMaxConnsPerHost(n int) ClientOption {
 // calls that go over HTTP/1.1 (nil when none do), http2 for the rest.
 type httpClients struct {
 	http1, http2 connecthttp.HTTPClient
-	owned        []*http.Client // to close idle connections of at Close
+	owned        []interface{ CloseIdleConnections() } // to close idle connections of at Close
 }
 
 // newHTTPClients builds the clients of cfg: the one WithHTTPClient gave for
@@ -102,13 +106,20 @@ func newHTTPClients(cfg *clientConfig) httpClients {
 		return httpClients{http2: cfg.httpClient}
 	}
 	h2 := newHTTP2Client(cfg.tls)
-	hc := httpClients{http2: h2, owned: []*http.Client{h2}}
+	hc := httpClients{http2: h2, owned: []interface{ CloseIdleConnections() }{h2}}
 	if cfg.httpVersion == HTTPVersion2 || (cfg.tls != nil && cfg.httpVersion == HTTPVersionAuto) {
 		return hc
 	}
 	maxConns := cfg.maxConnsPerHost
 	if maxConns < 1 {
 		maxConns = DefaultMaxConnsPerHost
+	}
+	if cfg.tls == nil {
+		// Cleartext: Concord's own HTTP/1.1 client (h1Client).
+		h1 := newH1Client(maxConns, DefaultIdleConnTimeout)
+		hc.http1 = h1
+		hc.owned = append(hc.owned, h1)
+		return hc
 	}
 	h1 := newHTTP1Client(cfg.tls, maxConns)
 	hc.http1 = oneWriteClient{h1}

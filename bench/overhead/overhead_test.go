@@ -6,11 +6,12 @@
 //
 // BenchmarkChain runs the server and client interceptors over connect-go's
 // in-process transport, with no HTTP, so each one's cost stands alone.
-// BenchmarkLoopback makes serial calls on 127.0.0.1, over HTTP/1.1 (the
-// keep-alive pool that Concord's default client uses for unary Connect
+// BenchmarkLoopback makes serial calls on 127.0.0.1, over HTTP/1.1 (a
+// keep-alive pool, as Concord's default client uses for unary Connect
 // calls) and over h2c, with Concord's server and client swapped in one side
-// at a time; each raw client has the settings of Concord's client for the
-// same HTTP version.
+// at a time; each raw client is net/http's with the bounds of Concord's
+// client for the same HTTP version. BenchmarkHTTP1Client compares
+// Concord's own HTTP/1.1 client with net/http's.
 package overhead
 
 import (

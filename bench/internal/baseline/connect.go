@@ -50,11 +50,12 @@ func NewHTTPClient() *http.Client {
 // HTTP/1.1 pool per host.
 const MaxConnsPerHost = 128
 
-// NewHTTP1Client returns an HTTP/1.1-only client with the settings of the
-// HTTP/1.1 keep-alive pool of Concord's rpc.NewConn (rpc/transport.go,
-// newHTTP1Client): one connection per call in flight, up to
-// MaxConnsPerHost, idle ones kept for reuse. The raw connect-go HTTP/1.1
-// rows use it.
+// NewHTTP1Client returns an HTTP/1.1-only net/http client with the
+// settings of the HTTP/1.1 keep-alive pool of Concord's rpc.NewConn (over
+// TLS: rpc/transport.go, newHTTP1Client; in cleartext rpc.NewConn uses a
+// client of its own with the same bounds): one connection per call in
+// flight, up to MaxConnsPerHost, idle ones kept for reuse. The raw
+// connect-go HTTP/1.1 rows use it.
 func NewHTTP1Client() *http.Client {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
