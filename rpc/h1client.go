@@ -53,10 +53,17 @@ type h1Host struct {
 // right to dial one.
 type h1Go struct{ c *h1Conn }
 
+// h1MaxResponseHeader bounds the bytes a response's status line and
+// headers may take: past it the call fails and its connection is closed,
+// so that a hostile or broken server cannot make the client buffer
+// without end.
+const h1MaxResponseHeader = 1 << 20
+
 // h1Conn is one pooled connection.
 type h1Conn struct {
 	h    *h1Host
 	conn net.Conn
+	lr   *limitedConn // the reader under br, limited while headers are read
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	// idleTimer closes the connection once idle for idleTimeout since
@@ -113,10 +120,12 @@ func (c *h1Client) Do(req *http.Request) (*http.Response, error) {
 	if err := pc.bw.Flush(); err != nil {
 		return fail(err)
 	}
+	pc.lr.left = h1MaxResponseHeader
 	res, err := http.ReadResponse(pc.br, req)
 	for err == nil && res.StatusCode >= 100 && res.StatusCode < 200 && res.StatusCode != http.StatusSwitchingProtocols {
 		res, err = http.ReadResponse(pc.br, req) // an informational response: the final one follows
 	}
+	pc.lr.left = -1
 	if err != nil {
 		return fail(err)
 	}
@@ -260,7 +269,34 @@ func (c *h1Client) dial(ctx context.Context, h *h1Host) (*h1Conn, error) {
 		c.release(h)
 		return nil, err
 	}
-	return &h1Conn{h: h, conn: conn, br: bufio.NewReader(conn), bw: bufio.NewWriter(conn)}, nil
+	lr := &limitedConn{Conn: conn, left: -1}
+	return &h1Conn{h: h, conn: conn, lr: lr, br: bufio.NewReader(lr), bw: bufio.NewWriter(conn)}, nil
+}
+
+// errResponseHeaderTooLarge fails a response whose headers pass
+// h1MaxResponseHeader.
+var errResponseHeaderTooLarge = fmt.Errorf("rpc: response headers larger than %d bytes", h1MaxResponseHeader)
+
+// limitedConn reads from its connection at most left bytes more, or
+// without limit when left is negative.
+type limitedConn struct {
+	net.Conn
+	left int
+}
+
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return c.Conn.Read(p)
+	}
+	if c.left == 0 {
+		return 0, errResponseHeaderTooLarge
+	}
+	if len(p) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.Conn.Read(p)
+	c.left -= n
+	return n, err
 }
 
 // put gives pc to the oldest waiting call, or keeps it idle.

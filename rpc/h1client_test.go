@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -282,5 +283,38 @@ func TestH1ClientDialError(t *testing.T) {
 		if !errors.As(err, &op) || op.Op != "dial" {
 			t.Fatalf("call to a closed port: %v, want a dial error", err)
 		}
+	}
+}
+
+// TestH1ClientHugeHeaders: a server that sends headers without end fails
+// the call once they pass h1MaxResponseHeader, instead of being buffered.
+func TestH1ClientHugeHeaders(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+			return
+		}
+		_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\n")
+		line := "X-Filler: " + strings.Repeat("z", 1000) + "\r\n"
+		for range 2 * h1MaxResponseHeader / len(line) {
+			if _, err := io.WriteString(conn, line); err != nil {
+				return
+			}
+		}
+		_, _ = io.Copy(io.Discard, conn) // until the client closes: a close now could reset what it has not read
+	}()
+	c := newH1Client(1, time.Minute)
+	_, err = h1Post(t.Context(), t, c, "http://"+ln.Addr().String(), "a")
+	if !errors.Is(err, errResponseHeaderTooLarge) {
+		t.Fatalf("endless headers: %v, want errResponseHeaderTooLarge", err)
 	}
 }
