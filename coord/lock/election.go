@@ -147,7 +147,7 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 	var last uint64
 	for i := 0; ctx.Err() == nil && !st.nc.IsClosed(); i++ {
 		if w == nil {
-			if w, err = st.watch(ctx, e.h.key); err != nil {
+			if w, err = st.watch(ctx, e.h.key, true); err != nil {
 				w = nil
 				wait.Sleep(ctx, backoff(min(i, 8)))
 				continue

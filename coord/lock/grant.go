@@ -19,6 +19,7 @@ type grant struct {
 	key     string
 	data    []byte
 	attempt string // unique to this grant; written in every message of it
+	ticket  string // the ticket the grant consumed, named in its messages; "" if none
 	token   uint64 // the fencing token: the sequence of the grant's message
 
 	op  sync.Mutex // serializes the grant's writes (keepalive, release)
@@ -89,7 +90,7 @@ func (g *grant) refresh() (ok bool, err error) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), opDeadline)
 	defer cancel()
-	seq, err := g.st.put(ctx, g.key, g.data, g.attempt, g.token, g.seq, g.s.cfg.ttl)
+	seq, err := g.st.put(ctx, g.key, g.data, g.attempt, g.ticket, g.token, g.seq, g.s.cfg.ttl)
 	switch {
 	case err == nil:
 		// An acknowledgement after the deadline does not count: the old
@@ -182,8 +183,9 @@ func (g *grant) revoke(ctx context.Context) (uint64, error) {
 			seq, err = h.released(seq, err)
 		}
 		if err == nil {
-			// The first in line for the key in this process, if any, may
-			// write its grant expecting the key free at our marker.
+			// The first in line for the key, if it waits in this
+			// process, may write its grant expecting the key free at our
+			// marker.
 			g.st.hub.released(watchKey{stream: g.st.b.Stream(), key: g.key}, seq)
 			return seq, nil
 		}

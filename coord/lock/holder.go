@@ -98,8 +98,7 @@ func (h *holder) acquire(ctx context.Context, data []byte, wait bool) (uint64, e
 	if wait {
 		g, err = s.acquire(ctx, h.bucket(s), h.key, data, &h.hint, &waited)
 	} else {
-		g, _, err = s.tryAcquire(ctx, h.bucket(s), h.key, data, h.hint)
-		h.hint = unknownSeq
+		g, err = s.acquireFree(ctx, h.bucket(s), h.key, data, &h.hint, false)
 	}
 	if err == nil {
 		if h.cfg.hooks != nil && h.cfg.hooks.granted != nil {

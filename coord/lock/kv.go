@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,12 +40,16 @@ func newKVStore(node *coord.Node, bucket string) *kvStore {
 
 // put writes data under key with the lease headers and ttl, only if the
 // key's last message has sequence expect (0: the key has no message). It
-// returns the new message's sequence.
-func (s *kvStore) put(ctx context.Context, key string, data []byte, attempt string, token, expect uint64, ttl time.Duration) (uint64, error) {
+// returns the new message's sequence. ticket, if set, names the ticket the
+// grant consumed.
+func (s *kvStore) put(ctx context.Context, key string, data []byte, attempt, ticket string, token, expect uint64, ttl time.Duration) (uint64, error) {
 	h := nats.Header{}
 	h.Set(hdrAttempt, attempt)
 	if token != 0 {
 		h.Set(hdrToken, strconv.FormatUint(token, 10))
+	}
+	if ticket != "" {
+		h.Set(hdrTicket, ticket)
 	}
 	return s.b.Put(ctx, key, data, h, expect, ttl)
 }
@@ -82,6 +87,40 @@ func (s *kvStore) last(ctx context.Context, key string) (entry, error) {
 	return en, nil
 }
 
+// lookup reads key's last message and its tickets in one batched direct
+// read (condkv.LastOf), a hint: a lagging replica may answer. It returns
+// the key's entry and whether some ticket counts as waiting (one not
+// consumed by the key's current grant). More tickets than one read returns
+// count as waiting.
+func (s *kvStore) lookup(ctx context.Context, key string) (entry, bool, error) {
+	e := entry{free: true} // no message
+	var ids []string
+	consumed := ""
+	err := s.b.LastOf(ctx, []string{key, ticketPattern(key)}, func(k string, m condkv.Entry) {
+		switch {
+		case k == key && m.Live:
+			e = entry{seq: m.Seq, attempt: m.Header.Get(hdrAttempt), token: tokenOf(m), value: m.Data, expires: m.Expires}
+			consumed = m.Header.Get(hdrTicket)
+		case k == key:
+			e = entry{seq: m.Seq, free: true}
+		case m.Live:
+			ids = append(ids, strings.TrimPrefix(k, ticketPrefix(key)))
+		}
+	})
+	if errors.Is(err, condkv.ErrTooMany) {
+		return entry{}, true, nil
+	}
+	if err != nil {
+		return entry{}, false, err
+	}
+	for _, id := range ids {
+		if id != consumed {
+			return e, true, nil
+		}
+	}
+	return e, false, nil
+}
+
 // hubKey is the key of a node's watchHub (coord.Node.Shared).
 type hubKey struct{}
 
@@ -91,7 +130,7 @@ type hubKey struct{}
 // waiter uses it.
 func watchHubOf(node *coord.Node) *watchHub {
 	return node.Shared(hubKey{}, func() any {
-		return &watchHub{keys: map[watchKey]*sharedWatch{}, queues: map[watchKey]*turnQueue{}}
+		return &watchHub{keys: map[watchKey]*sharedWatch{}}
 	}).(*watchHub)
 }
 
@@ -102,19 +141,16 @@ type watchKey struct {
 }
 
 // watchHub is the registry of shared watches, reference-counted: the first
-// waiter on a key creates its watch (one ordered consumer), later waiters
-// subscribe to it, and the last to leave stops it, which deletes the
-// consumer (condkv.Watch.Stop). It also holds the process's queues of
-// acquisitions per key (queue.go).
+// waiter on a key creates its watch (one ordered consumer on the key and
+// its tickets), later waiters subscribe to it, and the last to leave stops
+// it, which deletes the consumer (condkv.Watch.Stop).
 type watchHub struct {
 	mu   sync.Mutex
 	keys map[watchKey]*sharedWatch
-
-	qmu    sync.Mutex // guards queues and their turns
-	queues map[watchKey]*turnQueue
 }
 
-// sharedWatch is one condkv watch and the waiters it wakes.
+// sharedWatch is one condkv watch, the view of the key it keeps, and the
+// waiters it wakes.
 type sharedWatch struct {
 	hub   *watchHub
 	k     watchKey
@@ -122,8 +158,9 @@ type sharedWatch struct {
 	cw    *condkv.Watch
 	err   error
 	refs  int        // guarded by watchHub.mu
-	mu    sync.Mutex // guards subs
+	mu    sync.Mutex // guards subs and view
 	subs  map[*watch]struct{}
+	view  *keyView
 }
 
 // watch is one waiter's subscription to the shared watch of a key.
@@ -131,39 +168,53 @@ type sharedWatch struct {
 // after a node dies, so they only wake; the waiter re-checks, and also
 // re-checks on a timer.
 type watch struct {
-	sw     *sharedWatch
-	wake   chan struct{}
-	ignore atomic.Pointer[string] // a holder attempt whose refreshes do not wake
-	seen   atomic.Uint64          // the highest stream sequence that woke w
-	left   atomic.Bool
+	sw      *sharedWatch
+	wake    chan struct{}
+	keyOnly bool                   // not woken by tickets
+	ignore  atomic.Pointer[string] // a holder attempt whose refreshes do not wake
+	left    atomic.Bool
 }
 
 // ignoring makes refreshes by the holder with this attempt ID not wake.
 func (w *watch) ignoring(attempt string) { w.ignore.Store(&attempt) }
 
-// notify wakes w for a message with headers h and stream sequence seq,
-// unless it is a refresh by the holder w ignores.
-func (w *watch) notify(h nats.Header, seq uint64) {
-	if a := w.ignore.Load(); a != nil && *a != "" && !condkv.IsMarker(h) && h.Get(hdrAttempt) == *a {
+// notify wakes w for a message with headers h, on the key itself or (onKey
+// false) on one of its tickets, unless w does not want it: a ticket for a
+// keyOnly watch, or a refresh by the holder w ignores.
+func (w *watch) notify(h nats.Header, onKey bool) {
+	if !onKey && w.keyOnly {
+		return
+	}
+	if a := w.ignore.Load(); onKey && a != nil && *a != "" && !condkv.IsMarker(h) && h.Get(hdrAttempt) == *a {
 		return // the holder we wait for refreshed its lease
 	}
-	if seq > w.seen.Load() {
-		w.seen.Store(seq) // only the watch's callback goroutine stores
-	}
+	w.poke()
+}
+
+// poke wakes w.
+func (w *watch) poke() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
 }
 
+// look calls f with w's view of the key, under the view's lock.
+func (w *watch) look(f func(v *keyView)) {
+	w.sw.mu.Lock()
+	defer w.sw.mu.Unlock()
+	f(w.sw.view)
+}
+
 // watch subscribes to the shared watch of key, creating it if no waiter in
 // the process has one. Creation waits for ctx; a watch whose connection
 // closed is replaced. A waiter that found the watch being created by
-// another, whose ctx ended first, tries again (at most 3 times).
-func (s *kvStore) watch(ctx context.Context, key string) (*watch, error) {
+// another, whose ctx ended first, tries again (at most 3 times). A keyOnly
+// watch is not woken by the key's tickets.
+func (s *kvStore) watch(ctx context.Context, key string, keyOnly bool) (*watch, error) {
 	k := watchKey{stream: s.b.Stream(), key: key}
 	for i := 0; ; i++ {
-		w, err := s.hub.join(ctx, s.b, k)
+		w, err := s.hub.join(ctx, s.b, k, keyOnly)
 		if err == nil || ctx.Err() != nil || i == 2 || !isCtxErr(err) {
 			return w, err
 		}
@@ -175,9 +226,10 @@ func isCtxErr(err error) bool {
 }
 
 // join subscribes a new waiter to the shared watch k, creating it (with b)
-// if there is none or it ended.
-func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey) (*watch, error) {
-	w := &watch{wake: make(chan struct{}, 1)}
+// if there is none or it ended. The watch starts with the last message of
+// the key and of each of its tickets, then delivers new ones.
+func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey, keyOnly bool) (*watch, error) {
+	w := &watch{wake: make(chan struct{}, 1), keyOnly: keyOnly}
 	h.mu.Lock()
 	sw := h.keys[k]
 	if sw != nil && sw.dead() {
@@ -186,23 +238,26 @@ func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey) (*wat
 	}
 	create := sw == nil
 	if create {
-		sw = &sharedWatch{hub: h, k: k, ready: make(chan struct{}), subs: map[*watch]struct{}{}}
+		sw = &sharedWatch{hub: h, k: k, ready: make(chan struct{}), subs: map[*watch]struct{}{}, view: newKeyView(k.key)}
 		h.keys[k] = sw
 	}
 	sw.refs++
 	w.sw = sw
 	h.mu.Unlock()
 	if create {
-		sw.cw, sw.err = b.Watch(ctx, k.key, condkv.WatchConfig{HeadersOnly: true}, func(_ string, m jetstream.Msg) {
+		cfg := condkv.WatchConfig{LastPerKey: true, HeadersOnly: true, More: []string{ticketPattern(k.key)}}
+		sw.cw, sw.err = b.Watch(ctx, k.key, cfg, func(key string, m jetstream.Msg) {
 			hdr := m.Headers()
 			seq := uint64(math.MaxUint64) // unknown: later than any
+			var at time.Time
 			if md, err := m.Metadata(); err == nil {
-				seq = md.Sequence.Stream
+				seq, at = md.Sequence.Stream, md.Timestamp
 			}
 			sw.mu.Lock()
 			defer sw.mu.Unlock()
+			onKey := sw.view.apply(key, hdr, seq, at)
 			for sub := range sw.subs {
-				sub.notify(hdr, seq)
+				sub.notify(hdr, onKey)
 			}
 		})
 		close(sw.ready)
@@ -223,6 +278,28 @@ func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey) (*wat
 	sw.subs[w] = struct{}{}
 	sw.mu.Unlock()
 	return w, nil
+}
+
+// released records in the view of k, if a waiter in this process watches
+// it, that k is free at seq: the sequence of a release marker whose write
+// was acknowledged. It wakes the waiters, so that the first in line may
+// write its grant expecting the key free at seq, before the watch
+// delivers the marker.
+func (h *watchHub) released(k watchKey, seq uint64) {
+	h.mu.Lock()
+	sw := h.keys[k]
+	h.mu.Unlock()
+	if sw == nil {
+		return
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.view.released(seq)
+	for sub := range sw.subs {
+		if !sub.keyOnly {
+			sub.poke()
+		}
+	}
 }
 
 // dead reports a created watch that has ended (its connection closed).

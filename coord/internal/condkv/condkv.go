@@ -218,7 +218,27 @@ func (b *Bucket) LastAll(ctx context.Context, pattern string, f func(key string,
 		MultiLast []string `json:"multi_last"`
 		Batch     int      `json:"batch"`
 	}{[]string{b.Subject(pattern)}, MaxListed})
-	return b.direct(ctx, req, MaxListed, f)
+	return b.direct(ctx, req, MaxListed, false, f)
+}
+
+// LastOf calls f with the key and last message of every key matching one
+// of patterns (see CheckPattern), markers included (Live false, with their
+// Seq), in one batched direct read like LastAll: at most MaxListed keys
+// (ErrTooMany beyond). A key without messages is not reported. Direct
+// reads may come from a lagging replica: the answer is a hint.
+func (b *Bucket) LastOf(ctx context.Context, patterns []string, f func(key string, e Entry)) error {
+	subjects := make([]string, len(patterns))
+	for i, p := range patterns {
+		if err := CheckPattern(p); err != nil {
+			return err
+		}
+		subjects[i] = b.Subject(p)
+	}
+	req, _ := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjects, MaxListed})
+	return b.direct(ctx, req, MaxListed, true, f)
 }
 
 // Range calls f with the key and message of each live message whose key
@@ -242,13 +262,13 @@ func (b *Bucket) Range(ctx context.Context, pattern string, from uint64, n int, 
 		NextFor string `json:"next_by_subj"`
 		Batch   int    `json:"batch"`
 	}{from, b.Subject(pattern), n})
-	return b.direct(ctx, req, n, f)
+	return b.direct(ctx, req, n, false, f)
 }
 
 // direct sends a batched direct get and calls f with each live message of
-// the answer, which ends with an end-of-batch status after at most max
-// messages.
-func (b *Bucket) direct(ctx context.Context, req []byte, max int, f func(key string, e Entry)) error {
+// the answer (and each marker, with Live false, if markers is set), which
+// ends with an end-of-batch status after at most max messages.
+func (b *Bucket) direct(ctx context.Context, req []byte, max int, markers bool, f func(key string, e Entry)) error {
 	inbox := b.nc.NewRespInbox()
 	sub, err := b.nc.SubscribeSync(inbox)
 	if err != nil {
@@ -274,11 +294,15 @@ func (b *Bucket) direct(ctx context.Context, req []byte, max int, f func(key str
 		default:
 			return fmt.Errorf("condkv: direct read of %s: %s %s", b.stream, status, m.Header.Get("Description"))
 		}
-		if IsMarker(m.Header) {
+		marker := IsMarker(m.Header)
+		subj := m.Header.Get("Nats-Subject")
+		if marker && !markers || !strings.HasPrefix(subj, b.prefix) {
 			continue
 		}
-		subj := m.Header.Get("Nats-Subject")
-		if !strings.HasPrefix(subj, b.prefix) {
+		if marker {
+			e := Entry{}
+			e.Seq, _ = strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+			f(subj[len(b.prefix):], e)
 			continue
 		}
 		e := Entry{Live: true, Header: m.Header, Data: m.Data}
@@ -321,6 +345,9 @@ type WatchConfig struct {
 	LastPerKey bool
 	// HeadersOnly delivers messages without their data.
 	HeadersOnly bool
+	// More are further patterns to watch with the same consumer (its
+	// filter subjects). No two patterns may match a common key.
+	More []string
 }
 
 // Watch delivers the messages of the keys matching a pattern through an
@@ -355,20 +382,25 @@ const inactiveThreshold = 30 * time.Second
 // deleteWait bounds the request that deletes a stopped watch's consumer.
 const deleteWait = 2 * time.Second
 
-// Watch starts a watch of the keys matching pattern (see CheckPattern) and
-// calls fn with each message's key and message. fn runs on one goroutine,
+// Watch starts a watch of the keys matching pattern or one of cfg.More
+// (see CheckPattern) and calls fn with each message's key and message, in
+// one consumer. fn runs on one goroutine,
 // in stream order, and must not block; it may still be called for a
 // moment after Stop returns.
 func (b *Bucket) Watch(ctx context.Context, pattern string, cfg WatchConfig, fn func(key string, m jetstream.Msg)) (*Watch, error) {
-	if err := CheckPattern(pattern); err != nil {
-		return nil, err
+	var filters []string
+	for _, p := range append([]string{pattern}, cfg.More...) {
+		if err := CheckPattern(p); err != nil {
+			return nil, err
+		}
+		filters = append(filters, b.Subject(p))
 	}
 	deliver := jetstream.DeliverNewPolicy
 	if cfg.LastPerKey {
 		deliver = jetstream.DeliverLastPerSubjectPolicy
 	}
 	cons, err := b.js.OrderedConsumer(ctx, b.stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{b.Subject(pattern)},
+		FilterSubjects:    filters,
 		DeliverPolicy:     deliver,
 		HeadersOnly:       cfg.HeadersOnly,
 		InactiveThreshold: inactiveThreshold,

@@ -388,3 +388,68 @@ func TestRange(t *testing.T) {
 		t.Fatalf("Range over %d keys: %d messages, %v; want %d", condkv.MaxListed+1, n, err, condkv.MaxListed)
 	}
 }
+
+// TestLastOfAndWatchMore: LastOf reads the last message of the keys
+// matching several patterns in one read, markers included (not live, with
+// their sequence); a Watch with More patterns delivers the messages of
+// every pattern, in stream order, through one consumer.
+func TestLastOfAndWatchMore(t *testing.T) {
+	t.Parallel()
+	b, _, _ := bucket(t, 1, time.Second)
+	ctx := nodetest.Within(t, 30*time.Second)
+	type msg struct {
+		key string
+		seq uint64
+	}
+	got := make(chan msg, 16)
+	w, err := b.Watch(ctx, "k", condkv.WatchConfig{HeadersOnly: true, More: []string{"q.k.*"}}, func(key string, m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		got <- msg{key, md.Sequence.Stream}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var want []msg
+	for _, k := range []string{"k", "q.k.1", "q.k.2", "q.k.2.x", "other"} {
+		seq, err := b.Put(ctx, k, []byte("v"), nil, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k != "q.k.2.x" && k != "other" {
+			want = append(want, msg{k, seq})
+		}
+	}
+	marker, err := b.Purge(ctx, "k", want[0].seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, msg{"k", marker})
+	for i, m := range want {
+		select {
+		case g := <-got:
+			if g != m {
+				t.Fatalf("watch message %d: %+v, want %+v", i, g, m)
+			}
+		case <-ctx.Done():
+			t.Fatalf("watch message %d: none, want %+v", i, m)
+		}
+	}
+	lasts := map[string]condkv.Entry{}
+	if err := b.LastOf(ctx, []string{"k", "q.k.*"}, func(key string, e condkv.Entry) { lasts[key] = e }); err != nil {
+		t.Fatal(err)
+	}
+	if keys := slices.Sorted(maps.Keys(lasts)); !slices.Equal(keys, []string{"k", "q.k.1", "q.k.2"}) {
+		t.Fatalf("LastOf: keys %v", keys)
+	}
+	if e := lasts["k"]; e.Live || e.Seq != marker {
+		t.Errorf("LastOf: k %+v, want the marker at %d", e, marker)
+	}
+	if e := lasts["q.k.1"]; !e.Live || e.Seq != want[1].seq {
+		t.Errorf("LastOf: q.k.1 %+v, want live at %d", e, want[1].seq)
+	}
+}
