@@ -8,6 +8,7 @@ import (
 	"github.com/concordrpc/concord/internal/wait"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,15 +24,15 @@ var errRetry = errors.New("lock: acquisition attempt undecided")
 
 // tryAcquire makes one attempt to take key for the session, writing data
 // with a new attempt ID conditionally on the key being free at sequence
-// expect (unknownSeq: read it first). ticket, if set, names the waiter's
-// ticket, which the grant consumes. It returns the grant; or ErrLocked and
+// expect (unknownSeq: read it first). served, if not 0, is the order of the
+// waiter's ticket, which the grant consumes. It returns the grant; or ErrLocked and
 // the holder's entry; or the session's error, ctx's error, or errRetry.
 //
 // A write whose answer is lost (a timeout) may still commit. Every write of
 // the attempt carries the same attempt ID, so a read that shows it proves
 // the grant is ours; if the attempt ends undecided, abandon makes sure no
 // write of it can commit later, or releases what did.
-func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data []byte, ticket string, expect uint64) (*grant, entry, error) {
+func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data []byte, served, expect uint64) (*grant, entry, error) {
 	id := newID()
 	var firstSend time.Time
 	unclear := false // a write of this attempt may have committed unseen
@@ -61,7 +62,7 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 			read = false
 			switch {
 			case !e.free && e.attempt == id:
-				if g, ok := s.adopt(ctx, st, key, data, id, ticket, e.seq, e.token, firstSend); ok {
+				if g, ok := s.adopt(ctx, st, key, data, id, served, e.seq, e.token, firstSend); ok {
 					return g, entry{}, nil
 				}
 				id, firstSend, unclear, read = newID(), time.Time{}, false, true
@@ -78,11 +79,11 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 		if firstSend.IsZero() {
 			firstSend = send
 		}
-		seq, perr := st.put(pctx, key, data, id, ticket, 0, expect, s.cfg.ttl)
+		seq, perr := st.put(pctx, key, data, id, served, 0, expect, s.cfg.ttl)
 		cancel()
 		switch {
 		case perr == nil:
-			if g, ok := s.adopt(ctx, st, key, data, id, ticket, seq, seq, firstSend); ok {
+			if g, ok := s.adopt(ctx, st, key, data, id, served, seq, seq, firstSend); ok {
 				return g, entry{}, nil
 			}
 			id, firstSend, unclear, read = newID(), time.Time{}, false, true
@@ -104,9 +105,9 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 // adopt records a confirmed grant. A grant confirmed after its deadline
 // (its first write was sent more than a TTL ago) may expire at any moment,
 // so adopt gives it back and reports false.
-func (s *Session) adopt(ctx context.Context, st *kvStore, key string, data []byte, id, ticket string, seq, token uint64, firstSend time.Time) (*grant, bool) {
+func (s *Session) adopt(ctx context.Context, st *kvStore, key string, data []byte, id string, served, seq, token uint64, firstSend time.Time) (*grant, bool) {
 	g := &grant{
-		s: s, st: st, key: key, data: data, attempt: id, ticket: ticket, token: token, seq: seq,
+		s: s, st: st, key: key, data: data, attempt: id, served: served, token: token, seq: seq,
 		deadline: s.leaseEnd(firstSend), done: make(chan struct{}),
 	}
 	s.mu.Lock()
@@ -147,7 +148,7 @@ func (s *Session) abandon(ctx context.Context, st *kvStore, key, id string) {
 		}
 		// Free: fence it, so the key moves past every sequence our writes
 		// expected. Ours: release our unseen grant.
-		_, err = st.release(pctx, key, e.seq)
+		_, err = st.release(pctx, key, 0, e.seq)
 		pcancel()
 		if err == nil {
 			return
@@ -155,55 +156,71 @@ func (s *Session) abandon(ctx context.Context, st *kvStore, key, id string) {
 	}
 }
 
+// contender is a Mutex's or Election's place in the tickets: the last
+// token of its ticket key, which its acquisitions (one at a time) reuse,
+// and the sequence of that key's last message as last known.
+type contender struct {
+	id  string
+	seq atomic.Uint64
+}
+
 // acquire takes key for the session, waiting while another holder has it
 // or other waiters are ahead in line. A key that is free with nobody
 // waiting is taken as TryLock takes it (acquireFree). Otherwise the
 // acquisition waits in line (acquireInLine). *waited reports a wait.
-func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []byte, hint *uint64, waited *bool) (*grant, error) {
+func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []byte, c *contender, hint *uint64, waited *bool) (*grant, error) {
 	g, err := s.acquireFree(ctx, st, key, data, hint, true)
 	if !errors.Is(err, ErrLocked) {
 		return g, err
 	}
 	*waited = true
-	return s.acquireInLine(ctx, st, key, data)
+	return s.acquireInLine(ctx, st, key, data, c)
 }
 
-// acquireFree takes key if it is free and no ticket waits for it: one
-// batched read of the key and its tickets (kvStore.lookup), then, if
-// both are free, one attempt (tryAcquire) expecting the key free at the
-// sequence read. It returns ErrLocked, without writing, if the read shows
-// the key held or a ticket waiting. A failed read is a missing hint: the
-// attempt then expects the key free at *hint (the holder's own release
-// marker, or 0), which it consumes. queued runs the queued hook before the
-// attempt.
+// acquireFree takes key if it is free and no ticket waits for it, and
+// otherwise returns ErrLocked. If a waiter in this process watches the
+// key, the watch's view decides, without a read: a ticket waiting or the
+// key held means ErrLocked, and a key seen free at a marker is expected
+// free there. Otherwise one read (kvStore.waiting) tells whether a ticket
+// waits. Then it makes one attempt (tryAcquire) expecting the key free at
+// the marker the view saw, or at *hint (the holder's own release marker,
+// or 0), which it consumes; an attempt that finds the key held returns
+// ErrLocked. A failed read is a missing hint: the attempt is made.
+// queued runs the queued hook after a grant.
 func (s *Session) acquireFree(ctx context.Context, st *kvStore, key string, data []byte, hint *uint64, queued bool) (*grant, error) {
 	expect := *hint
 	*hint = unknownSeq
-	pctx, cancel := s.opCtx(ctx)
-	e, waiting, err := st.lookup(pctx, key)
-	cancel()
-	switch {
-	case err != nil:
-	case waiting || !e.free:
-		return nil, ErrLocked
-	default:
-		expect = e.seq
+	if v, ok := st.glance(key); ok {
+		if v.waiting || v.keySeq != 0 && !v.keyFree {
+			return nil, ErrLocked
+		}
+		if v.keySeq != 0 {
+			expect = v.keySeq
+		}
+	} else {
+		pctx, cancel := s.opCtx(ctx)
+		waiting, err := st.waiting(pctx, key)
+		cancel()
+		if err == nil && waiting {
+			return nil, ErrLocked
+		}
 	}
-	if h := s.cfg.hooks; queued && h != nil && h.queued != nil {
+	g, _, err := s.tryAcquire(ctx, st, key, data, 0, expect)
+	if h := s.cfg.hooks; err == nil && queued && h != nil && h.queued != nil {
 		h.queued(s)
 	}
-	g, _, err := s.tryAcquire(ctx, st, key, data, "", expect)
 	return g, err
 }
 
 // acquireInLine waits in line for key. It joins the key's shared watch,
 // which starts with the last message of the key and of each of its
-// tickets, then publishes a ticket (see ticket): its place in line is the
-// ticket's order, the stream sequence of its first publish. It writes its
-// grant (tryAcquire, naming the ticket) only when the watch has delivered
-// its ticket, and with it every earlier one, no ticket before it counts
-// (removed, expired, or consumed by a grant), and the key is free or was
-// last seen with another message than the holder it waited for.
+// tickets, then publishes a ticket (see ticket) for contender c: its place
+// in line is the ticket's order, the stream sequence of its first
+// publish. It writes its grant (tryAcquire, naming the ticket's order)
+// only when the watch has delivered its ticket, and with it every earlier
+// one, no ticket before it counts (removed, expired, or served: a key
+// message names a later or equal order), and the key is free or was last
+// seen with another message than the holder it waited for.
 //
 // A wait ends on a watch event (of the key or a ticket), on a release of
 // the key in this process (which brings the sequence of its release
@@ -219,7 +236,7 @@ func (s *Session) acquireFree(ctx context.Context, st *kvStore, key string, data
 // (Session.background): with the grant, which no longer needs it, or
 // without. The watch is left in the background too, so acquireInLine
 // returns as soon as it has the grant.
-func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, data []byte) (*grant, error) {
+func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, data []byte, c *contender) (*grant, error) {
 	var w *watch
 	defer func() { s.stopWatch(w) }()
 	for i := 0; w == nil; i++ {
@@ -227,14 +244,37 @@ func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, da
 			return nil, err
 		}
 		var err error
-		if w, err = st.watch(ctx, key, false); err != nil {
-			w = nil
-			s.fallbacks.watchFailed.Add(1)
-			wait.Sleep(ctx, backoff(min(i, 8)))
+		if w, err = st.watch(ctx, key, false); err == nil {
+			break
 		}
+		// Without a watch there is no line to wait in: contend as
+		// without tickets, re-trying the watch with a backoff.
+		w = nil
+		s.fallbacks.watchFailed.Add(1)
+		if i > 0 {
+			g, _, err := s.tryAcquire(ctx, st, key, data, 0, unknownSeq)
+			if err == nil || !errors.Is(err, ErrLocked) && (ctx.Err() != nil || s.alive() != nil || errors.Is(err, ErrLeaseLost)) {
+				return g, err
+			}
+		}
+		wait.Sleep(ctx, backoff(min(i, 8)))
 	}
-	t := newTicket(st, key)
-	defer s.background(func() { t.remove(s) })
+	// Acquisitions in this process that arrive from now on queue behind
+	// this one (acquireFree), even before its ticket is seen.
+	w.look(func(v *keyView) { v.local++ })
+	defer w.look(func(v *keyView) { v.local-- })
+	t := newTicket(st, key, c.id, c.seq.Load())
+	defer func() {
+		// The contender's next ticket expects this one, or its removal's
+		// marker once that is written.
+		last := t.seq
+		c.seq.Store(last)
+		s.background(func() {
+			if seq := t.remove(s); seq != 0 {
+				c.seq.CompareAndSwap(last, seq)
+			}
+		})
+	}()
 	var holder *entry // the holder the key was last found with
 	force := false    // the fallback timer fired: read the key
 	placed := false   // the ticket was published
@@ -279,7 +319,7 @@ func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, da
 				expect = cur.seq
 			}
 			force = false
-			g, e, err := s.tryAcquire(ctx, st, key, data, t.id, expect)
+			g, e, err := s.tryAcquire(ctx, st, key, data, t.order, expect)
 			if err == nil {
 				return g, nil
 			}
@@ -299,6 +339,9 @@ func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, da
 				holder = &cur
 			}
 			until = earliest(until, holder.expires, 20*time.Millisecond)
+		}
+		if soon := time.Now().Add(20 * time.Millisecond); until.Before(soon) {
+			until = soon // a re-check at most every 20 ms, however late the server expires
 		}
 		if !s.await(ctx, w, until, t.due(s.cfg.ttl)) {
 			continue

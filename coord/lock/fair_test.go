@@ -299,6 +299,43 @@ func TestCancelledWaiterLeavesLine(t *testing.T) {
 	}
 }
 
+// TestTryLockDoesNotBarge checks that TryLock does not take a free key
+// while a ticket waits for it: the only waiter's connection is killed (its
+// ticket stays until its TTL), the holder releases, and TryLock finds the
+// key taken; Lock then gets it once the ticket expired.
+func TestTryLockDoesNotBarge(t *testing.T) {
+	node, clients := openClients(t, 1)
+	ctx := within(t, 30*time.Second)
+	holder := lock.NewMutex(lock.FromNode(node), "no-barging", lock.WithTTL(10*time.Second))
+	if _, err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	queued := make(chan struct{}, 1)
+	dead := lock.NewMutex(lock.FromNode(clients[0]), "no-barging", lock.WithTTL(3*time.Second),
+		lock.WithQueuedHookForTest(func(*lock.Session) { queued <- struct{}{} }))
+	deadErr := make(chan error, 1)
+	go func() {
+		_, err := dead.Lock(ctx)
+		deadErr <- err
+	}()
+	<-queued
+	clients[0].Conn().Close()
+	<-deadErr
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := lock.NewMutex(lock.FromNode(node), "no-barging")
+	if _, err := other.TryLock(ctx); !errors.Is(err, lock.ErrLocked) {
+		t.Fatalf("TryLock with a ticket waiting: %v, want ErrLocked", err)
+	}
+	if _, err := other.Lock(ctx); err != nil {
+		t.Fatalf("Lock after the dead waiter's ticket expired: %v", err)
+	}
+	if err := other.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestReservedNames checks that names in the tickets' namespace are
 // refused.
 func TestReservedNames(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,24 +39,29 @@ func newKVStore(node *coord.Node, bucket string) *kvStore {
 
 // put writes data under key with the lease headers and ttl, only if the
 // key's last message has sequence expect (0: the key has no message). It
-// returns the new message's sequence. ticket, if set, names the ticket the
-// grant consumed.
-func (s *kvStore) put(ctx context.Context, key string, data []byte, attempt, ticket string, token, expect uint64, ttl time.Duration) (uint64, error) {
+// returns the new message's sequence. served, if not 0, is the order of
+// the ticket the grant consumed.
+func (s *kvStore) put(ctx context.Context, key string, data []byte, attempt string, served, token, expect uint64, ttl time.Duration) (uint64, error) {
 	h := nats.Header{}
 	h.Set(hdrAttempt, attempt)
 	if token != 0 {
 		h.Set(hdrToken, strconv.FormatUint(token, 10))
 	}
-	if ticket != "" {
-		h.Set(hdrTicket, ticket)
+	if served != 0 {
+		h.Set(hdrServed, strconv.FormatUint(served, 10))
 	}
 	return s.b.Put(ctx, key, data, h, expect, ttl)
 }
 
 // release writes a short-lived purge marker on key, only if the key's last
-// message has sequence expect. It frees the key.
-func (s *kvStore) release(ctx context.Context, key string, expect uint64) (uint64, error) {
-	return s.b.Purge(ctx, key, expect)
+// message has sequence expect. It frees the key. served, if not 0, is the
+// order of the ticket the released grant consumed.
+func (s *kvStore) release(ctx context.Context, key string, served, expect uint64) (uint64, error) {
+	var h nats.Header
+	if served != 0 {
+		h = nats.Header{hdrServed: []string{strconv.FormatUint(served, 10)}}
+	}
+	return s.b.PurgeWith(ctx, key, h, expect)
 }
 
 // entry is the state of a key as read from the stream.
@@ -87,38 +91,57 @@ func (s *kvStore) last(ctx context.Context, key string) (entry, error) {
 	return en, nil
 }
 
-// lookup reads key's last message and its tickets in one batched direct
-// read (condkv.LastOf), a hint: a lagging replica may answer. It returns
-// the key's entry and whether some ticket counts as waiting (one not
-// consumed by the key's current grant). More tickets than one read returns
-// count as waiting.
-func (s *kvStore) lookup(ctx context.Context, key string) (entry, bool, error) {
-	e := entry{free: true} // no message
-	var ids []string
-	consumed := ""
-	err := s.b.LastOf(ctx, []string{key, ticketPattern(key)}, func(k string, m condkv.Entry) {
+// maxTicketScan bounds the reads of waiting.
+const maxTicketScan = 4
+
+// waiting reports whether a ticket waits for key, from the stream leader:
+// it reads the first message of key's ticket keys (condkv.Next) and, past
+// markers (tickets removed within the last second), the next, at most
+// maxTicketScan reads. One read when no contender waited in the last
+// second; a scan that finds only markers within its bound says waiting.
+func (s *kvStore) waiting(ctx context.Context, key string) (bool, error) {
+	from := uint64(0)
+	for range maxTicketScan {
+		_, e, err := s.b.Next(ctx, ticketPattern(key), from)
 		switch {
-		case k == key && m.Live:
-			e = entry{seq: m.Seq, attempt: m.Header.Get(hdrAttempt), token: tokenOf(m), value: m.Data, expires: m.Expires}
-			consumed = m.Header.Get(hdrTicket)
-		case k == key:
-			e = entry{seq: m.Seq, free: true}
-		case m.Live:
-			ids = append(ids, strings.TrimPrefix(k, ticketPrefix(key)))
+		case err != nil:
+			return false, err
+		case e.Seq == 0:
+			return false, nil
+		case e.Live:
+			return true, nil
 		}
-	})
-	if errors.Is(err, condkv.ErrTooMany) {
-		return entry{}, true, nil
+		from = e.Seq + 1
 	}
-	if err != nil {
-		return entry{}, false, err
+	return true, nil
+}
+
+// glance is what a shared watch's view says of a key, for acquireFree.
+type glance struct {
+	keySeq  uint64 // the key's last message; 0: not seen
+	keyFree bool
+	waiting bool // some ticket counts
+}
+
+// glance returns what the process's shared watch of key knows, if some
+// waiter in the process watches it and the watch is live.
+func (s *kvStore) glance(key string) (glance, bool) {
+	h := s.hub
+	h.mu.Lock()
+	sw := h.keys[watchKey{stream: s.b.Stream(), key: key}]
+	h.mu.Unlock()
+	if sw == nil || sw.dead() {
+		return glance{}, false
 	}
-	for _, id := range ids {
-		if id != consumed {
-			return e, true, nil
-		}
+	select {
+	case <-sw.ready:
+	default:
+		return glance{}, false
 	}
-	return e, false, nil
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	v := sw.view
+	return glance{keySeq: v.keySeq, keyFree: v.keyFree, waiting: v.waiting()}, true
 }
 
 // hubKey is the key of a node's watchHub (coord.Node.Shared).
@@ -282,10 +305,10 @@ func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey, keyOn
 
 // released records in the view of k, if a waiter in this process watches
 // it, that k is free at seq: the sequence of a release marker whose write
-// was acknowledged. It wakes the waiters, so that the first in line may
+// was acknowledged, by a grant that served the ticket of order served. It wakes the waiters, so that the first in line may
 // write its grant expecting the key free at seq, before the watch
 // delivers the marker.
-func (h *watchHub) released(k watchKey, seq uint64) {
+func (h *watchHub) released(k watchKey, seq, served uint64) {
 	h.mu.Lock()
 	sw := h.keys[k]
 	h.mu.Unlock()
@@ -294,7 +317,7 @@ func (h *watchHub) released(k watchKey, seq uint64) {
 	}
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
-	sw.view.released(seq)
+	sw.view.released(seq, served)
 	for sub := range sw.subs {
 		if !sub.keyOnly {
 			sub.poke()

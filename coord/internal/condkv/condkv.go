@@ -118,10 +118,18 @@ func (b *Bucket) Put(ctx context.Context, key string, data []byte, hdr nats.Head
 // only if the key's last message has sequence expect. It returns the
 // marker's sequence.
 func (b *Bucket) Purge(ctx context.Context, key string, expect uint64) (uint64, error) {
+	return b.PurgeWith(ctx, key, nil, expect)
+}
+
+// PurgeWith is Purge with the headers hdr (may be nil) on the marker.
+func (b *Bucket) PurgeWith(ctx context.Context, key string, hdr nats.Header, expect uint64) (uint64, error) {
 	if err := CheckKey(key); err != nil {
 		return 0, err
 	}
 	m := nats.NewMsg(b.Subject(key))
+	for k, v := range hdr {
+		m.Header[k] = v
+	}
 	m.Header.Set(hdrKVOp, "PURGE")
 	m.Header.Set(hdrRollup, "sub")
 	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(MarkerTTL))
@@ -159,12 +167,34 @@ func (b *Bucket) Last(ctx context.Context, key string) (Entry, error) {
 	req, _ := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
 	}{b.Subject(key)})
+	_, e, err := b.get(ctx, req)
+	return e, err
+}
+
+// Next reads, from the stream leader, the first message at or after
+// sequence from on a key matching pattern (see CheckPattern), markers
+// included, and returns its key; an Entry with Seq 0 if there is none.
+func (b *Bucket) Next(ctx context.Context, pattern string, from uint64) (string, Entry, error) {
+	if err := CheckPattern(pattern); err != nil {
+		return "", Entry{}, err
+	}
+	req, _ := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+	}{from, b.Subject(pattern)})
+	return b.get(ctx, req)
+}
+
+// get sends a stream message get request to the stream leader and returns
+// the message's key and entry (Seq 0 if not found).
+func (b *Bucket) get(ctx context.Context, req []byte) (string, Entry, error) {
 	resp, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+b.stream, req)
 	if err != nil {
-		return Entry{}, err
+		return "", Entry{}, err
 	}
 	var r struct {
 		Message *struct {
+			Subject  string    `json:"subject"`
 			Sequence uint64    `json:"seq"`
 			Header   []byte    `json:"hdrs"`
 			Data     []byte    `json:"data"`
@@ -173,32 +203,33 @@ func (b *Bucket) Last(ctx context.Context, key string) (Entry, error) {
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return Entry{}, fmt.Errorf("condkv: bad response from the stream leader: %w", err)
+		return "", Entry{}, fmt.Errorf("condkv: bad response from the stream leader: %w", err)
 	}
 	if r.Error != nil {
 		if r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
-			return Entry{}, nil
+			return "", Entry{}, nil
 		}
-		return Entry{}, r.Error
+		return "", Entry{}, r.Error
 	}
 	if r.Message == nil {
-		return Entry{}, errors.New("condkv: empty response from the stream leader")
+		return "", Entry{}, errors.New("condkv: empty response from the stream leader")
 	}
 	var h nats.Header
 	if len(r.Message.Header) > 0 {
 		if h, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
-			return Entry{}, fmt.Errorf("condkv: bad message headers: %w", err)
+			return "", Entry{}, fmt.Errorf("condkv: bad message headers: %w", err)
 		}
 	}
+	key := strings.TrimPrefix(r.Message.Subject, b.prefix)
 	e := Entry{Seq: r.Message.Sequence}
 	if IsMarker(h) {
-		return e, nil
+		return key, e, nil
 	}
 	e.Live, e.Header, e.Data, e.Time = true, h, r.Message.Data, r.Message.Time
 	if ttl, err := time.ParseDuration(h.Get(hdrTTL)); err == nil {
 		e.Expires = r.Message.Time.Add(ttl)
 	}
-	return e, nil
+	return key, e, nil
 }
 
 // MaxListed bounds how many keys LastAll returns: nats-server answers a
@@ -218,27 +249,7 @@ func (b *Bucket) LastAll(ctx context.Context, pattern string, f func(key string,
 		MultiLast []string `json:"multi_last"`
 		Batch     int      `json:"batch"`
 	}{[]string{b.Subject(pattern)}, MaxListed})
-	return b.direct(ctx, req, MaxListed, false, f)
-}
-
-// LastOf calls f with the key and last message of every key matching one
-// of patterns (see CheckPattern), markers included (Live false, with their
-// Seq), in one batched direct read like LastAll: at most MaxListed keys
-// (ErrTooMany beyond). A key without messages is not reported. Direct
-// reads may come from a lagging replica: the answer is a hint.
-func (b *Bucket) LastOf(ctx context.Context, patterns []string, f func(key string, e Entry)) error {
-	subjects := make([]string, len(patterns))
-	for i, p := range patterns {
-		if err := CheckPattern(p); err != nil {
-			return err
-		}
-		subjects[i] = b.Subject(p)
-	}
-	req, _ := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-		Batch     int      `json:"batch"`
-	}{subjects, MaxListed})
-	return b.direct(ctx, req, MaxListed, true, f)
+	return b.direct(ctx, req, MaxListed, f)
 }
 
 // Range calls f with the key and message of each live message whose key
@@ -262,13 +273,13 @@ func (b *Bucket) Range(ctx context.Context, pattern string, from uint64, n int, 
 		NextFor string `json:"next_by_subj"`
 		Batch   int    `json:"batch"`
 	}{from, b.Subject(pattern), n})
-	return b.direct(ctx, req, n, false, f)
+	return b.direct(ctx, req, n, f)
 }
 
 // direct sends a batched direct get and calls f with each live message of
-// the answer (and each marker, with Live false, if markers is set), which
-// ends with an end-of-batch status after at most max messages.
-func (b *Bucket) direct(ctx context.Context, req []byte, max int, markers bool, f func(key string, e Entry)) error {
+// the answer, which ends with an end-of-batch status after at most max
+// messages.
+func (b *Bucket) direct(ctx context.Context, req []byte, max int, f func(key string, e Entry)) error {
 	inbox := b.nc.NewRespInbox()
 	sub, err := b.nc.SubscribeSync(inbox)
 	if err != nil {
@@ -294,15 +305,11 @@ func (b *Bucket) direct(ctx context.Context, req []byte, max int, markers bool, 
 		default:
 			return fmt.Errorf("condkv: direct read of %s: %s %s", b.stream, status, m.Header.Get("Description"))
 		}
-		marker := IsMarker(m.Header)
-		subj := m.Header.Get("Nats-Subject")
-		if marker && !markers || !strings.HasPrefix(subj, b.prefix) {
+		if IsMarker(m.Header) {
 			continue
 		}
-		if marker {
-			e := Entry{}
-			e.Seq, _ = strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
-			f(subj[len(b.prefix):], e)
+		subj := m.Header.Get("Nats-Subject")
+		if !strings.HasPrefix(subj, b.prefix) {
 			continue
 		}
 		e := Entry{Live: true, Header: m.Header, Data: m.Data}

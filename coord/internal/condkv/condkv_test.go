@@ -389,11 +389,11 @@ func TestRange(t *testing.T) {
 	}
 }
 
-// TestLastOfAndWatchMore: LastOf reads the last message of the keys
-// matching several patterns in one read, markers included (not live, with
-// their sequence); a Watch with More patterns delivers the messages of
-// every pattern, in stream order, through one consumer.
-func TestLastOfAndWatchMore(t *testing.T) {
+// TestNextAndWatchMore: a Watch with More patterns delivers the
+// messages of every pattern, in stream order, through one consumer; Next
+// finds the first message of a pattern from a sequence on, markers
+// included; PurgeWith writes a marker with headers.
+func TestNextAndWatchMore(t *testing.T) {
 	t.Parallel()
 	b, _, _ := bucket(t, 1, time.Second)
 	ctx := nodetest.Within(t, 30*time.Second)
@@ -439,17 +439,35 @@ func TestLastOfAndWatchMore(t *testing.T) {
 			t.Fatalf("watch message %d: none, want %+v", i, m)
 		}
 	}
-	lasts := map[string]condkv.Entry{}
-	if err := b.LastOf(ctx, []string{"k", "q.k.*"}, func(key string, e condkv.Entry) { lasts[key] = e }); err != nil {
+	next := func(from uint64) (string, condkv.Entry) {
+		t.Helper()
+		k, e, err := b.Next(ctx, "q.k.*", from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, e
+	}
+	if k, e := next(0); k != "q.k.1" || !e.Live || e.Seq != want[1].seq {
+		t.Errorf("Next(0) = %s %+v, want q.k.1 live at %d", k, e, want[1].seq)
+	}
+	if k, e := next(want[1].seq + 1); k != "q.k.2" || e.Seq != want[2].seq {
+		t.Errorf("Next(%d) = %s %+v, want q.k.2 at %d", want[1].seq+1, k, e, want[2].seq)
+	}
+	if _, e := next(want[2].seq + 1); e.Seq != 0 {
+		t.Errorf("Next past the last = %+v, want none", e)
+	}
+	if _, err := b.PurgeWith(ctx, "q.k.2", nats.Header{"X-Test": []string{"y"}}, want[2].seq); err != nil {
 		t.Fatal(err)
 	}
-	if keys := slices.Sorted(maps.Keys(lasts)); !slices.Equal(keys, []string{"k", "q.k.1", "q.k.2"}) {
-		t.Fatalf("LastOf: keys %v", keys)
+	select {
+	case g := <-got:
+		if g.key != "q.k.2" {
+			t.Errorf("watch after PurgeWith: %+v", g)
+		}
+	case <-ctx.Done():
+		t.Fatal("the watch did not deliver the purge marker")
 	}
-	if e := lasts["k"]; e.Live || e.Seq != marker {
-		t.Errorf("LastOf: k %+v, want the marker at %d", e, marker)
-	}
-	if e := lasts["q.k.1"]; !e.Live || e.Seq != want[1].seq {
-		t.Errorf("LastOf: q.k.1 %+v, want live at %d", e, want[1].seq)
+	if k, e := next(want[2].seq); k != "q.k.2" || e.Live || e.Seq <= want[2].seq {
+		t.Errorf("Next after PurgeWith = %s %+v, want q.k.2's marker", k, e)
 	}
 }

@@ -17,8 +17,7 @@
 //   - Watch wakes a caller on new messages of one key. Watches can miss
 //     quickly replaced messages and resume late after a node dies: callers
 //     re-check with Last and on a timer, never trust a watch alone.
-//   - LastAll (the last message of every matching key), LastOf (the
-//     same for several patterns, markers included) and Range (a
+//   - LastAll (the last message of every matching key) and Range (a
 //     bounded window of the stream's messages on matching keys) read many
 //     keys in one batched direct get: one request, no consumer, so that a
 //     status read costs a fixed number of requests and creates nothing.
