@@ -20,6 +20,8 @@ import (
 // refreshes carry the grant's attempt ID, which no other writer uses, so a
 // reader can tell whose a key's current message is; refreshes also carry
 // the grant's token, which is the sequence of the grant's own message.
+// Tickets have headers of their own (ticket.go), and a grant that consumed
+// one says so in hdrServed.
 const (
 	hdrAttempt = "Concord-Lease"
 	hdrToken   = "Concord-Token"
