@@ -3,7 +3,6 @@ package lock
 import (
 	"context"
 	"errors"
-	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -273,14 +272,12 @@ func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey, keyOn
 		cfg := condkv.WatchConfig{LastPerKey: true, HeadersOnly: true, More: []string{ticketPattern(k.key)}}
 		sw.cw, sw.err = b.Watch(ctx, k.key, cfg, func(key string, m jetstream.Msg) {
 			hdr := m.Headers()
-			seq := uint64(math.MaxUint64) // unknown: later than any
-			var at time.Time
-			if md, err := m.Metadata(); err == nil {
-				seq, at = md.Sequence.Stream, md.Timestamp
-			}
 			sw.mu.Lock()
 			defer sw.mu.Unlock()
-			onKey := sw.view.apply(key, hdr, seq, at)
+			onKey := key == k.key
+			if md, err := m.Metadata(); err == nil { // else it only wakes
+				onKey = sw.view.apply(key, hdr, md.Sequence.Stream, md.Timestamp)
+			}
 			for sub := range sw.subs {
 				sub.notify(hdr, onKey)
 			}
