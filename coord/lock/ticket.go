@@ -21,8 +21,8 @@ import (
 const ReservedPrefix = ticketToken + "."
 
 // ticketToken is the first token of every ticket key:
-// _cq.<key>.<ticket ID>. A ticket ID is one token, so the tickets of key K
-// are exactly the keys matching _cq.<K>.*, none of another key's.
+// _cq.<key>.<contender ID>. A contender ID is one token, so the tickets of
+// key K are exactly the keys matching _cq.<K>.*, none of another key's.
 const ticketToken = "_cq"
 
 // Headers of tickets and of the key messages that serve them.
