@@ -8,6 +8,7 @@ import (
 	"github.com/concordrpc/concord/internal/wait"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,14 +24,15 @@ var errRetry = errors.New("lock: acquisition attempt undecided")
 
 // tryAcquire makes one attempt to take key for the session, writing data
 // with a new attempt ID conditionally on the key being free at sequence
-// expect (unknownSeq: read it first). It returns the grant; or ErrLocked and
+// expect (unknownSeq: read it first). served, if not 0, is the order of the
+// waiter's ticket, which the grant consumes. It returns the grant; or ErrLocked and
 // the holder's entry; or the session's error, ctx's error, or errRetry.
 //
 // A write whose answer is lost (a timeout) may still commit. Every write of
 // the attempt carries the same attempt ID, so a read that shows it proves
 // the grant is ours; if the attempt ends undecided, abandon makes sure no
 // write of it can commit later, or releases what did.
-func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data []byte, expect uint64) (*grant, entry, error) {
+func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data []byte, served, expect uint64) (*grant, entry, error) {
 	id := newID()
 	var firstSend time.Time
 	unclear := false // a write of this attempt may have committed unseen
@@ -60,7 +62,7 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 			read = false
 			switch {
 			case !e.free && e.attempt == id:
-				if g, ok := s.adopt(ctx, st, key, data, id, e.seq, e.token, firstSend); ok {
+				if g, ok := s.adopt(ctx, st, key, data, id, served, e.seq, e.token, firstSend); ok {
 					return g, entry{}, nil
 				}
 				id, firstSend, unclear, read = newID(), time.Time{}, false, true
@@ -77,11 +79,11 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 		if firstSend.IsZero() {
 			firstSend = send
 		}
-		seq, perr := st.put(pctx, key, data, id, 0, expect, s.cfg.ttl)
+		seq, perr := st.put(pctx, key, data, id, served, 0, expect, s.cfg.ttl)
 		cancel()
 		switch {
 		case perr == nil:
-			if g, ok := s.adopt(ctx, st, key, data, id, seq, seq, firstSend); ok {
+			if g, ok := s.adopt(ctx, st, key, data, id, served, seq, seq, firstSend); ok {
 				return g, entry{}, nil
 			}
 			id, firstSend, unclear, read = newID(), time.Time{}, false, true
@@ -103,9 +105,9 @@ func (s *Session) tryAcquire(ctx context.Context, st *kvStore, key string, data 
 // adopt records a confirmed grant. A grant confirmed after its deadline
 // (its first write was sent more than a TTL ago) may expire at any moment,
 // so adopt gives it back and reports false.
-func (s *Session) adopt(ctx context.Context, st *kvStore, key string, data []byte, id string, seq, token uint64, firstSend time.Time) (*grant, bool) {
+func (s *Session) adopt(ctx context.Context, st *kvStore, key string, data []byte, id string, served, seq, token uint64, firstSend time.Time) (*grant, bool) {
 	g := &grant{
-		s: s, st: st, key: key, data: data, attempt: id, token: token, seq: seq,
+		s: s, st: st, key: key, data: data, attempt: id, served: served, token: token, seq: seq,
 		deadline: s.leaseEnd(firstSend), done: make(chan struct{}),
 	}
 	s.mu.Lock()
@@ -146,7 +148,7 @@ func (s *Session) abandon(ctx context.Context, st *kvStore, key, id string) {
 		}
 		// Free: fence it, so the key moves past every sequence our writes
 		// expected. Ours: release our unseen grant.
-		_, err = st.release(pctx, key, e.seq)
+		_, err = st.release(pctx, key, 0, e.seq)
 		pcancel()
 		if err == nil {
 			return
@@ -154,69 +156,171 @@ func (s *Session) abandon(ctx context.Context, st *kvStore, key, id string) {
 	}
 }
 
-// acquire takes key for the session, waiting while another holder has it.
-// Acquisitions of one key in this process queue in arrival order
-// (turnQueue): acquire waits for its turn, then contends in the store, and
-// passes the turn on when it returns. While it waits for its turn it
-// subscribes to the key's shared watch, which keeps the process's one
-// consumer on the key alive from one waiter to the next.
-//
-// In the store, a wait ends on a watch event on the key, on a release of
-// the key in this process (which brings the sequence of its release
-// marker), on a timer set to when the holder's message would expire (at
-// most a TTL, since watchers can miss events), or when ctx or the session
-// ends; each wake is followed by one bounded attempt. *hint is the
-// sequence the key is expected free at. The watch is stopped in the
-// background (stopWatch), so acquire returns as soon as it has the grant.
-func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []byte, hint *uint64, waited *bool) (*grant, error) {
-	var w *watch
-	defer func() { s.stopWatch(w) }()
-	t := st.hub.enqueue(watchKey{stream: st.b.Stream(), key: key})
-	var held *entry // our grant, for the next in line
-	defer func() { t.leave(held) }()
-	if h := s.cfg.hooks; h != nil && h.queued != nil {
+// contender is a Mutex's or Election's place in the tickets: the last
+// token of its ticket key, which its acquisitions (one at a time) reuse,
+// and the sequence of that key's last message as last known.
+type contender struct {
+	id  string
+	seq atomic.Uint64
+}
+
+// acquire takes key for the session, waiting while another holder has it
+// or other waiters are ahead in line. A key that is free with nobody
+// waiting is taken as TryLock takes it (acquireFree). Otherwise the
+// acquisition waits in line (acquireInLine). *waited reports a wait.
+func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []byte, c *contender, hint *uint64, waited *bool) (*grant, error) {
+	g, err := s.acquireFree(ctx, st, key, data, hint, true)
+	if !errors.Is(err, ErrLocked) {
+		return g, err
+	}
+	*waited = true
+	return s.acquireInLine(ctx, st, key, data, c)
+}
+
+// acquireFree takes key if it is free and no ticket waits for it, and
+// otherwise returns ErrLocked. If a waiter in this process watches the
+// key, the watch's view decides, without a read: a ticket waiting or the
+// key held means ErrLocked, and a key seen free at a marker is expected
+// free there. Otherwise one read (kvStore.waiting) tells whether a ticket
+// waits. Then it makes one attempt (tryAcquire) expecting the key free at
+// the marker the view saw, or at *hint (the holder's own release marker,
+// or 0), which it consumes; an attempt that finds the key held returns
+// ErrLocked. A failed read is a missing hint: the attempt is made.
+// queued runs the queued hook after a grant.
+func (s *Session) acquireFree(ctx context.Context, st *kvStore, key string, data []byte, hint *uint64, queued bool) (*grant, error) {
+	expect := *hint
+	*hint = unknownSeq
+	if v, ok := st.glance(key); ok {
+		if v.waiting || v.keySeq != 0 && !v.keyFree {
+			return nil, ErrLocked
+		}
+		if v.keySeq != 0 {
+			expect = v.keySeq
+		}
+	} else {
+		pctx, cancel := s.opCtx(ctx)
+		waiting, err := st.waiting(pctx, key)
+		cancel()
+		if err == nil && waiting {
+			return nil, ErrLocked
+		}
+	}
+	g, _, err := s.tryAcquire(ctx, st, key, data, 0, expect)
+	if h := s.cfg.hooks; err == nil && queued && h != nil && h.queued != nil {
 		h.queued(s)
 	}
-	select {
-	case <-t.ready:
-	default:
-		*waited = true // behind another acquisition in this process
+	return g, err
+}
+
+// acquireInLine waits in line for key. It joins the key's shared watch,
+// which starts with the last message of the key and of each of its
+// tickets, then publishes a ticket (see ticket) for contender c: its place
+// in line is the ticket's order, the stream sequence of its first
+// publish. It writes its grant (tryAcquire, naming the ticket's order)
+// only when the watch has delivered its ticket, and with it every earlier
+// one, no ticket before it counts (removed, expired, or served: a key
+// message names a later or equal order), and the key is free or was last
+// seen with another message than the holder it waited for.
+//
+// A wait ends on a watch event (of the key or a ticket), on a release of
+// the key in this process (which brings the sequence of its release
+// marker: the first in line writes its grant expecting the key free at
+// it, without reading), when the ticket is due for a refresh (every
+// TTL/3), on the fallback timer, or when ctx or the session ends. The
+// fallback timer is set to when the holder's message would expire, or,
+// behind another ticket, when that ticket would expire, at most a TTL:
+// then the waiter reads the key (or that ticket) instead of trusting the
+// watch, which can skip messages or resume late after a node dies.
+//
+// The ticket is removed when acquireInLine returns, in the background
+// (Session.background): with the grant, which no longer needs it, or
+// without. The watch is left in the background too, so acquireInLine
+// returns as soon as it has the grant.
+func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, data []byte, c *contender) (*grant, error) {
+	var w *watch
+	defer func() { s.stopWatch(w) }()
+	for i := 0; w == nil; i++ {
+		if err := s.waitErr(ctx, st); err != nil {
+			return nil, err
+		}
 		var err error
-		if w, err = st.watch(ctx, key); err != nil {
-			w = nil // the first in line needs it, and creates it then
+		if w, err = st.watch(ctx, key, false); err == nil {
+			break
 		}
-		select {
-		case <-t.ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-s.done:
-			return nil, s.alive()
+		// Without a watch there is no line to wait in: contend as
+		// without tickets, re-trying the watch with a backoff.
+		w = nil
+		s.fallbacks.watchFailed.Add(1)
+		if i > 0 {
+			g, _, err := s.tryAcquire(ctx, st, key, data, 0, unknownSeq)
+			if err == nil || !errors.Is(err, ErrLocked) && (ctx.Err() != nil || s.alive() != nil || errors.Is(err, ErrLeaseLost)) {
+				return g, err
+			}
 		}
+		wait.Sleep(ctx, backoff(min(i, 8)))
 	}
-	// Given the turn by a waiter that just got its grant, we know the key
-	// is that grant's: wait for its release or expiry before the first
-	// attempt, unless the watch has seen a later message.
-	skip := t.held != nil && w != nil
+	// Acquisitions in this process that arrive from now on queue behind
+	// this one (acquireFree), even before its ticket is seen.
+	w.look(func(v *keyView) { v.local++ })
+	defer w.look(func(v *keyView) { v.local-- })
+	t := newTicket(st, key, c.id, c.seq.Load())
+	defer func() {
+		// The contender's next ticket expects this one, or its removal's
+		// marker once that is written.
+		last := t.seq
+		c.seq.Store(last)
+		s.background(func() {
+			if seq := t.remove(s); seq != 0 {
+				c.seq.CompareAndSwap(last, seq)
+			}
+		})
+	}()
+	var holder *entry // the holder the key was last found with
+	force := false    // the fallback timer fired: read the key
+	placed := false   // the ticket was published
 	for i := 0; ; i++ {
-		var holder entry
-		mustWait := false
-		if skip {
-			skip = false
-			select {
-			case <-w.wake: // it may predate the grant; seen tells
-			default:
-			}
-			holder, mustWait = *t.held, w.seen.Load() <= t.held.seq
+		if err := s.waitErr(ctx, st); err != nil {
+			return nil, err
 		}
-		if !mustWait {
-			if seq, ok := t.freedAt(); ok {
-				*hint = seq
+		if t.order == 0 || !time.Now().Before(t.due(s.cfg.ttl)) {
+			if err := t.put(ctx, s); err != nil {
+				wait.Sleep(ctx, backoff(min(i, 8)))
+				continue
 			}
-			g, e, err := s.tryAcquire(ctx, st, key, data, *hint)
-			*hint = unknownSeq
+			if h := s.cfg.hooks; !placed && h != nil && h.queued != nil {
+				h.queued(s)
+			}
+			placed = true
+		}
+		var (
+			headID       string
+			head         waiting
+			behind, seen bool
+			cur          entry // the key, as the view knows it; seq 0: unknown
+		)
+		w.look(func(v *keyView) {
+			headID, head, behind = v.ahead(t.order)
+			seen = v.seen >= t.order
+			cur = entry{seq: v.keySeq, free: v.keyFree, attempt: v.keyAttempt, expires: v.keyExpires}
+		})
+		until := time.Now().Add(s.cfg.ttl)
+		changed := holder == nil || cur.seq > holder.seq && (cur.free || cur.attempt != holder.attempt)
+		switch {
+		case behind:
+			until = earliest(until, head.expires, 20*time.Millisecond)
+		case !seen && !force:
+			// The watch has not delivered our ticket yet.
+			if !cur.free {
+				until = earliest(until, cur.expires, 20*time.Millisecond)
+			}
+		case force || changed && (cur.seq == 0 || cur.free):
+			expect := uint64(unknownSeq)
+			if !force && cur.free && cur.seq > 0 {
+				expect = cur.seq
+			}
+			force = false
+			g, e, err := s.tryAcquire(ctx, st, key, data, t.order, expect)
 			if err == nil {
-				deadline, _ := g.state()
-				held = &entry{seq: g.seq, attempt: g.attempt, expires: deadline}
 				return g, nil
 			}
 			if !errors.Is(err, ErrLocked) {
@@ -226,42 +330,73 @@ func (s *Session) acquire(ctx context.Context, st *kvStore, key string, data []b
 				wait.Sleep(ctx, backoff(min(i, 8)))
 				continue
 			}
-			if w == nil {
-				if w, err = st.watch(ctx, key); err != nil {
-					w = nil
-					s.fallbacks.watchFailed.Add(1)
-					wait.Sleep(ctx, backoff(min(i, 8)))
-				}
-				continue // re-check: the key may have changed before the watch began
+			holder = &e
+			until = earliest(until, e.expires, 20*time.Millisecond)
+		default:
+			// Held, as the view shows: by a holder we had not seen, or a
+			// refresh of the one we wait for.
+			if holder == nil || cur.seq > holder.seq {
+				holder = &cur
 			}
-			holder = e
+			until = earliest(until, holder.expires, 20*time.Millisecond)
 		}
-		*waited = true
-		s.await(ctx, w, t, holder, hint)
+		if soon := time.Now().Add(20 * time.Millisecond); until.Before(soon) {
+			until = soon // a re-check at most every 20 ms, however late the server expires
+		}
+		if !s.await(ctx, w, until, t.due(s.cfg.ttl)) {
+			continue
+		}
+		s.fallbacks.timerWakes.Add(1)
+		if !behind {
+			force = true // re-check the key itself
+			continue
+		}
+		rctx, cancel := s.opCtx(ctx)
+		e, err := st.b.Last(rctx, ticketPrefix(key)+headID)
+		cancel()
+		if err == nil {
+			w.look(func(v *keyView) { v.checked(headID, e) })
+		}
 	}
 }
 
-// await waits while holder has the key: until the watch w wakes, a
-// release in this process reaches t (it sets *hint to the marker's
-// sequence), the holder's message would expire (the fallback timer, at
-// most a TTL), or ctx or the session ends.
-func (s *Session) await(ctx context.Context, w *watch, t *turn, holder entry, hint *uint64) {
-	w.ignoring(holder.attempt)
-	timeout := s.cfg.ttl
-	if !holder.expires.IsZero() {
-		timeout = min(timeout, max(time.Until(holder.expires)+20*time.Millisecond, 20*time.Millisecond))
+// waitErr returns why a waiting acquisition must end, or nil: ctx ended,
+// the session ended, or the connection closed.
+func (s *Session) waitErr(ctx context.Context, st *kvStore) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	timer := time.NewTimer(timeout)
+	if err := s.alive(); err != nil {
+		return err
+	}
+	if st.nc.IsClosed() {
+		return fmt.Errorf("%w: connection to the coordination node closed", ErrLeaseLost)
+	}
+	return nil
+}
+
+// await waits until the watch w wakes, until (the fallback timer) or due
+// (the ticket's refresh) comes, or ctx or the session ends. It reports
+// whether the fallback timer fired.
+func (s *Session) await(ctx context.Context, w *watch, until, due time.Time) bool {
+	timer := time.NewTimer(max(time.Until(earliest(until, due, 0)), time.Millisecond))
 	defer timer.Stop()
 	select {
 	case <-w.wake:
-	case seq := <-t.freed:
-		*hint = seq
 	case <-timer.C:
-		s.fallbacks.timerWakes.Add(1)
+		return !time.Now().Before(until)
 	case <-ctx.Done():
 	case <-s.done:
 	}
+	return false
+}
+
+// earliest returns the earlier of a and b+slack, or a when b is zero.
+func earliest(a, b time.Time, slack time.Duration) time.Time {
+	if b.IsZero() || a.Before(b.Add(slack)) {
+		return a
+	}
+	return b.Add(slack)
 }
 
 // backoff returns a jittered delay that grows with attempt: 5ms to 640ms.

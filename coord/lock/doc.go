@@ -68,60 +68,93 @@
 // bounded by the op timeout (the caller's context may be what ended the
 // write), and if the key is no longer the grant's, reports success, since
 // its write may be what freed it. An acquisition skips its first read only
-// when it expects the key empty (a holder's first attempt) or at a
-// release marker known from the marker's acknowledgement in this process
-// (the holder's own, or one handed to the first in line; see Order); a
-// sequence read from the key is never used so, since it may be another
-// holder's live grant, which a write expecting it would replace.
+// when it expects the key empty (a holder's first attempt), at a release
+// marker known from the marker's acknowledgement in this process (the
+// holder's own, or one handed to the first in line; see Order), or at a
+// marker the key's watch delivered; a sequence of a live message is never
+// used so, since it may be another holder's live grant, which a write
+// expecting it would replace.
 //
-// Waiting. Lock and Campaign wait on a watch of the key (an ordered
-// consumer), with one bounded re-check per wake and a fallback timer at the
-// holder's lease expiry, never longer than a TTL, since watchers can skip
-// messages or resume late after a node dies. There is no polling loop:
-// a waiter re-checks without a wake only when that timer fires, or, after
-// its watch could not be created, with a backoff (5 ms to 640 ms) until
-// one is. Waiters on one key of one bucket over one connection share one
-// watch, whatever Session they wait under: the first creates it, the last
-// to leave stops it. Stopping deletes the watch's consumer on the server
-// once the ordered consumer has stopped (at once; after its retry backoff,
-// at most 10 s, if it was re-creating itself), with a request bounded by
-// 2 s; a consumer that request could not delete (the node unreachable) is
-// removed by the server after 30 s without pulls. So a process has, per
-// connection, at most one live consumer on the locks stream for each key
-// that some Lock is waiting on, and on the elections stream for each
-// election that some Campaign or Observe is waiting on; besides those,
-// only consumers being deleted (a watch stopped within the last 12 s, or
-// an ordered consumer that is re-creating itself and deletes its previous
-// consumer in the background), and those whose deletion failed, until 30 s
-// after their last pull.
-// A waiter that is first in its process's queue (see Order) and was
-// handed the turn by the grant just made also knows the key's state
-// without reading it: it waits for that grant's release or expiry at once,
-// unless the watch already saw a later message.
+// Waiting. A Lock or Campaign that cannot take the key at once (see Order)
+// waits in line: it publishes a ticket and waits on a watch (an ordered
+// consumer) of the key and its tickets, with a fallback timer, since
+// watchers can skip messages or resume late after a node dies. A wait ends
+// on a watch event, on a release of the key in this process, when the
+// ticket is due for a refresh, or on the fallback timer: at the holder's
+// lease expiry, or, behind another ticket, at that ticket's expiry, never
+// longer than a TTL, after which the waiter reads the key (or that ticket)
+// instead of trusting the watch. Re-checks without an event come at most
+// every 20 ms. There is no polling loop. While no watch can be created,
+// a waiter contends without order, re-trying the watch with a backoff (5
+// ms to 640 ms). Waiters on one key of one bucket over one connection
+// share one watch, whatever Session they wait under: the first creates it,
+// the last to leave stops it; the watch has one consumer, filtered on the
+// key and its tickets. Stopping deletes the watch's consumer on the server
+// once the ordered consumer has stopped (at once; after its retry
+// backoff, at most 10 s, if it was re-creating itself), with a request
+// bounded by 2 s; a consumer that request could not delete (the node
+// unreachable) is removed by the server after 30 s without pulls. So a
+// process has, per connection, at most one live consumer on the locks
+// stream for each key that some Lock is waiting on, and on the elections
+// stream for each election that some Campaign or Observe is waiting on;
+// besides those, only consumers being deleted (a watch stopped within the
+// last 12 s, or an ordered consumer that is re-creating itself and deletes
+// its previous consumer in the background), and those whose deletion
+// failed, until 30 s after their last pull.
 // Lock and Campaign return as soon as they have the grant: leaving the
-// watch is done in the background, since stopping an ordered consumer
-// that is retrying to re-create itself (after a node failure, or at the
-// stream's consumer limit) takes up to its retry backoff (10 s). The
-// session waits for that stop, at most 2 s, when it closes: on
-// Session.Close, and for a lease of a Mutex's or Election's own, on
-// Unlock, Resign or a failed acquisition.
+// watch and removing the ticket are done in the background, since
+// stopping an ordered consumer that is retrying to re-create itself
+// (after a node failure, or at the stream's consumer limit) takes up to
+// its retry backoff (10 s). The session waits for that work, at most 2 s
+// for a watch, when it closes: on Session.Close, and for a lease of a
+// Mutex's or Election's own, on Unlock, Resign or a failed acquisition.
 //
-// Order. Lock and Campaign calls on one key in one process (over one
-// connection, whatever Session they use) are served in the order they
-// began waiting: they queue in the process, only the first in line
-// contends in the store, and the turn passes to the next as soon as the
-// first returns, with its grant or without. A holder that unlocks and
-// locks again therefore queues behind the waiters of its process. A
-// release in the process hands the sequence of its acknowledged release
-// marker to the first in line, which writes its grant expecting the key
-// free at it: a handoff costs one conditional write and no read, and is
-// not delayed by the watch. Across processes, order is not guaranteed:
-// each process's first in line contends as described above, and the first
-// conditional write after a release or expiry wins. TryLock does not queue.
-// The queue decides nothing about safety; grants remain the conditional
-// writes above, and the first in line waits on the watch and the fallback
-// timer as every waiter did, so a holder in another process, or a paused
-// one in this process, is waited for as before.
+// Order. Lock and Campaign calls on one key are granted in the order they
+// began waiting, across processes: by ticket. A ticket is a message in
+// the key's bucket on the reserved key _cq.<key>.<contender>, one key per
+// Mutex or Election (which acquires once at a time), so the tickets of a
+// key are exactly the keys matching _cq.<key>.*; names whose first token
+// is "_cq" are refused (ReservedPrefix). Its place in line is the stream
+// sequence of its first publish. It carries the waiter's TTL (Nats-TTL)
+// and is re-published every TTL/3 while its waiter waits, with its place
+// in a header; a ticket not refreshed in time expires, and its waiter,
+// if alive, publishes a new one at the back of the line. A waiter writes
+// its grant, the conditional write above, only when its watch has
+// delivered its ticket (and, in stream order, every earlier one), no
+// earlier ticket counts, and the key is free; the grant, its refreshes
+// and its release marker name the ticket's place (Concord-Served), and
+// tickets up to it no longer count. The new holder then removes its
+// ticket in the background, with a purge marker that lives a second (a
+// grant names the ticket, so this removal is off the handoff's path; it
+// is one more write per waited grant, while leaving tickets to expire
+// would keep up to a TTL of served tickets in the stream, for every
+// watch to replay). A waiter that gives up (ctx or session ended) removes
+// its ticket too. A waiter that dies without removing it (its process or
+// connection gone) delays the waiters behind it at most until the ticket
+// expires: at most its TTL after its last refresh.
+//
+// A Lock or Campaign that finds the key free with no ticket waiting takes
+// it at once, as TryLock does: one read of the first ticket key from the
+// stream leader (condkv.Next; markers of removed tickets, which last a
+// second, are skipped, at most four reads in all) and the conditional
+// write; no read when a waiter in the process already watches the key,
+// whose watch then tells. Lock and Campaign that find a ticket waiting,
+// or the key held, wait in line; so does a holder that unlocks and locks
+// again, behind the waiters, and a call that arrives while another in its
+// process waits in line. A release in the process hands the sequence of
+// its acknowledged release marker to the process's watch of the key, so
+// that the first in line, if it waits in this process, writes its grant
+// expecting the key free at it, without a read and without waiting for
+// the watch. TryLock does not wait in line and publishes no ticket, and
+// does not take a free key while a ticket waits (it returns ErrLocked).
+//
+// Order is a matter of fairness, not safety: grants remain the
+// conditional writes above, and the watch only decides when a waiter
+// writes. A view that lags (a watch that resumed late, skipped messages,
+// or a read answered before a ticket arrived) can grant out of arrival
+// order, never two holders at once. Arrival is when a waiter's ticket is
+// stored (or, in one process, when it joins the line); calls that arrive
+// within a round trip of each other may be granted in either order.
 //
 // Handing out. Lock, TryLock and Campaign return a token only for a live
 // grant: not ended, and its deadline still ahead when they return. A grant
@@ -167,7 +200,7 @@
 // ReadStatus lists the held locks and the elections' leaders (holder or
 // leader value, token, time left), at most MaxStatusEntries of each, with
 // one batched direct read per bucket and no consumer: the status endpoint
-// and `concord status locks` show it. WithHolder names a Mutex's holder
+// and `concord status locks` show it. Tickets are not listed. WithHolder names a Mutex's holder
 // there. WithEvents reports grants, waits and lost leases, by kind only,
 // for metrics.
 //

@@ -43,9 +43,10 @@ func NewElection(b Backend, name string, opts ...Option) *Election {
 }
 
 // Campaign waits until this candidate is leader, with value as its Leader
-// value, and returns its term. It waits and returns like Mutex.Lock: at
-// once when leadership is confirmed, and a term only for a live
-// leadership (else ErrLeaseLost); it returns the same errors.
+// value, and returns its term. It waits and returns like Mutex.Lock: in
+// line behind earlier candidates (across processes, by ticket), at once
+// when leadership is confirmed, and a term only for a live leadership
+// (else ErrLeaseLost); it returns the same errors.
 func (e *Election) Campaign(ctx context.Context, value string) (uint64, error) {
 	return e.h.tracedAcquire(ctx, "lock.Campaign", "election", []byte(value), true)
 }
@@ -147,7 +148,7 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 	var last uint64
 	for i := 0; ctx.Err() == nil && !st.nc.IsClosed(); i++ {
 		if w == nil {
-			if w, err = st.watch(ctx, e.h.key); err != nil {
+			if w, err = st.watch(ctx, e.h.key, true); err != nil {
 				w = nil
 				wait.Sleep(ctx, backoff(min(i, 8)))
 				continue

@@ -45,9 +45,10 @@ func WithReleasedHookForTest(f func(seq uint64, err error) (uint64, error)) Opti
 	})
 }
 
-// WithQueuedHookForTest makes f run when Lock or Campaign has joined the
-// process's queue of waiters for its key (its place in line is fixed),
-// before it waits for its turn; f gets the acquisition's session.
+// WithQueuedHookForTest makes f run when Lock or Campaign has its place
+// (see testHooks.queued): its ticket is published, so every later ticket
+// is behind it, or it took the key, free with nobody waiting; f gets the
+// acquisition's session.
 func WithQueuedHookForTest(f func(*Session)) Option {
 	return optionFunc(func(c *config) {
 		if c.hooks == nil {

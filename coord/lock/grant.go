@@ -19,6 +19,7 @@ type grant struct {
 	key     string
 	data    []byte
 	attempt string // unique to this grant; written in every message of it
+	served  uint64 // the order of the ticket the grant consumed, in its messages; 0 if none
 	token   uint64 // the fencing token: the sequence of the grant's message
 
 	op  sync.Mutex // serializes the grant's writes (keepalive, release)
@@ -89,7 +90,7 @@ func (g *grant) refresh() (ok bool, err error) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), opDeadline)
 	defer cancel()
-	seq, err := g.st.put(ctx, g.key, g.data, g.attempt, g.token, g.seq, g.s.cfg.ttl)
+	seq, err := g.st.put(ctx, g.key, g.data, g.attempt, g.served, g.token, g.seq, g.s.cfg.ttl)
 	switch {
 	case err == nil:
 		// An acknowledgement after the deadline does not count: the old
@@ -176,15 +177,16 @@ func (g *grant) revoke(ctx context.Context) (uint64, error) {
 			break
 		}
 		pctx, cancel := g.s.opCtx(ctx)
-		seq, err := g.st.release(pctx, g.key, expect)
+		seq, err := g.st.release(pctx, g.key, g.served, expect)
 		cancel()
 		if h := g.s.cfg.hooks; h != nil && h.released != nil {
 			seq, err = h.released(seq, err)
 		}
 		if err == nil {
-			// The first in line for the key in this process, if any, may
-			// write its grant expecting the key free at our marker.
-			g.st.hub.released(watchKey{stream: g.st.b.Stream(), key: g.key}, seq)
+			// The first in line for the key, if it waits in this
+			// process, may write its grant expecting the key free at our
+			// marker.
+			g.st.hub.released(watchKey{stream: g.st.b.Stream(), key: g.key}, seq, g.served)
 			return seq, nil
 		}
 		if !coord.IsRefused(err) {

@@ -22,11 +22,13 @@ type holder struct {
 	g      *grant                  // the current grant, or nil
 	own    *Session                // the grant's own session, if any
 	hint   uint64                  // sequence the key is expected free at
+	c      contender               // its tickets' key
 	closed chan struct{}           // closed; Done's answer without a grant
 }
 
 func newHolder(b Backend, name, key string, bucket func(*Session) *kvStore, opts []Option) *holder {
 	h := &holder{b: b, key: key, name: name, cfg: newConfig(opts), bucket: bucket, sem: make(chan struct{}, 1), closed: make(chan struct{})}
+	h.c.id = newID()
 	close(h.closed)
 	switch {
 	case !validName(name):
@@ -96,10 +98,9 @@ func (h *holder) acquire(ctx context.Context, data []byte, wait bool) (uint64, e
 	var err error
 	start, waited := time.Now(), false
 	if wait {
-		g, err = s.acquire(ctx, h.bucket(s), h.key, data, &h.hint, &waited)
+		g, err = s.acquire(ctx, h.bucket(s), h.key, data, &h.c, &h.hint, &waited)
 	} else {
-		g, _, err = s.tryAcquire(ctx, h.bucket(s), h.key, data, h.hint)
-		h.hint = unknownSeq
+		g, err = s.acquireFree(ctx, h.bucket(s), h.key, data, &h.hint, false)
 	}
 	if err == nil {
 		if h.cfg.hooks != nil && h.cfg.hooks.granted != nil {

@@ -3,7 +3,6 @@ package lock
 import (
 	"context"
 	"errors"
-	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,8 @@ import (
 // refreshes carry the grant's attempt ID, which no other writer uses, so a
 // reader can tell whose a key's current message is; refreshes also carry
 // the grant's token, which is the sequence of the grant's own message.
+// Tickets have headers of their own (ticket.go), and a grant that consumed
+// one says so in hdrServed.
 const (
 	hdrAttempt = "Concord-Lease"
 	hdrToken   = "Concord-Token"
@@ -39,20 +40,29 @@ func newKVStore(node *coord.Node, bucket string) *kvStore {
 
 // put writes data under key with the lease headers and ttl, only if the
 // key's last message has sequence expect (0: the key has no message). It
-// returns the new message's sequence.
-func (s *kvStore) put(ctx context.Context, key string, data []byte, attempt string, token, expect uint64, ttl time.Duration) (uint64, error) {
+// returns the new message's sequence. served, if not 0, is the order of
+// the ticket the grant consumed.
+func (s *kvStore) put(ctx context.Context, key string, data []byte, attempt string, served, token, expect uint64, ttl time.Duration) (uint64, error) {
 	h := nats.Header{}
 	h.Set(hdrAttempt, attempt)
 	if token != 0 {
 		h.Set(hdrToken, strconv.FormatUint(token, 10))
 	}
+	if served != 0 {
+		h.Set(hdrServed, strconv.FormatUint(served, 10))
+	}
 	return s.b.Put(ctx, key, data, h, expect, ttl)
 }
 
 // release writes a short-lived purge marker on key, only if the key's last
-// message has sequence expect. It frees the key.
-func (s *kvStore) release(ctx context.Context, key string, expect uint64) (uint64, error) {
-	return s.b.Purge(ctx, key, expect)
+// message has sequence expect. It frees the key. served, if not 0, is the
+// order of the ticket the released grant consumed.
+func (s *kvStore) release(ctx context.Context, key string, served, expect uint64) (uint64, error) {
+	var h nats.Header
+	if served != 0 {
+		h = nats.Header{hdrServed: []string{strconv.FormatUint(served, 10)}}
+	}
+	return s.b.PurgeWith(ctx, key, h, expect)
 }
 
 // entry is the state of a key as read from the stream.
@@ -82,6 +92,59 @@ func (s *kvStore) last(ctx context.Context, key string) (entry, error) {
 	return en, nil
 }
 
+// maxTicketScan bounds the reads of waiting.
+const maxTicketScan = 4
+
+// waiting reports whether a ticket waits for key, from the stream leader:
+// it reads the first message of key's ticket keys (condkv.Next) and, past
+// markers (tickets removed within the last second), the next, at most
+// maxTicketScan reads. One read when no contender waited in the last
+// second; a scan that finds only markers within its bound says waiting.
+func (s *kvStore) waiting(ctx context.Context, key string) (bool, error) {
+	from := uint64(0)
+	for range maxTicketScan {
+		_, e, err := s.b.Next(ctx, ticketPattern(key), from)
+		switch {
+		case err != nil:
+			return false, err
+		case e.Seq == 0:
+			return false, nil
+		case e.Live:
+			return true, nil
+		}
+		from = e.Seq + 1
+	}
+	return true, nil
+}
+
+// glance is what a shared watch's view says of a key, for acquireFree.
+type glance struct {
+	keySeq  uint64 // the key's last message; 0: not seen
+	keyFree bool
+	waiting bool // some ticket counts
+}
+
+// glance returns what the process's shared watch of key knows, if some
+// waiter in the process watches it and the watch is live.
+func (s *kvStore) glance(key string) (glance, bool) {
+	h := s.hub
+	h.mu.Lock()
+	sw := h.keys[watchKey{stream: s.b.Stream(), key: key}]
+	h.mu.Unlock()
+	if sw == nil || sw.dead() {
+		return glance{}, false
+	}
+	select {
+	case <-sw.ready:
+	default:
+		return glance{}, false
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	v := sw.view
+	return glance{keySeq: v.keySeq, keyFree: v.keyFree, waiting: v.waiting()}, true
+}
+
 // hubKey is the key of a node's watchHub (coord.Node.Shared).
 type hubKey struct{}
 
@@ -91,7 +154,7 @@ type hubKey struct{}
 // waiter uses it.
 func watchHubOf(node *coord.Node) *watchHub {
 	return node.Shared(hubKey{}, func() any {
-		return &watchHub{keys: map[watchKey]*sharedWatch{}, queues: map[watchKey]*turnQueue{}}
+		return &watchHub{keys: map[watchKey]*sharedWatch{}}
 	}).(*watchHub)
 }
 
@@ -102,19 +165,16 @@ type watchKey struct {
 }
 
 // watchHub is the registry of shared watches, reference-counted: the first
-// waiter on a key creates its watch (one ordered consumer), later waiters
-// subscribe to it, and the last to leave stops it, which deletes the
-// consumer (condkv.Watch.Stop). It also holds the process's queues of
-// acquisitions per key (queue.go).
+// waiter on a key creates its watch (one ordered consumer on the key and
+// its tickets), later waiters subscribe to it, and the last to leave stops
+// it, which deletes the consumer (condkv.Watch.Stop).
 type watchHub struct {
 	mu   sync.Mutex
 	keys map[watchKey]*sharedWatch
-
-	qmu    sync.Mutex // guards queues and their turns
-	queues map[watchKey]*turnQueue
 }
 
-// sharedWatch is one condkv watch and the waiters it wakes.
+// sharedWatch is one condkv watch, the view of the key it keeps, and the
+// waiters it wakes.
 type sharedWatch struct {
 	hub   *watchHub
 	k     watchKey
@@ -122,8 +182,9 @@ type sharedWatch struct {
 	cw    *condkv.Watch
 	err   error
 	refs  int        // guarded by watchHub.mu
-	mu    sync.Mutex // guards subs
+	mu    sync.Mutex // guards subs and view
 	subs  map[*watch]struct{}
+	view  *keyView
 }
 
 // watch is one waiter's subscription to the shared watch of a key.
@@ -131,39 +192,53 @@ type sharedWatch struct {
 // after a node dies, so they only wake; the waiter re-checks, and also
 // re-checks on a timer.
 type watch struct {
-	sw     *sharedWatch
-	wake   chan struct{}
-	ignore atomic.Pointer[string] // a holder attempt whose refreshes do not wake
-	seen   atomic.Uint64          // the highest stream sequence that woke w
-	left   atomic.Bool
+	sw      *sharedWatch
+	wake    chan struct{}
+	keyOnly bool                   // not woken by tickets
+	ignore  atomic.Pointer[string] // a holder attempt whose refreshes do not wake
+	left    atomic.Bool
 }
 
 // ignoring makes refreshes by the holder with this attempt ID not wake.
 func (w *watch) ignoring(attempt string) { w.ignore.Store(&attempt) }
 
-// notify wakes w for a message with headers h and stream sequence seq,
-// unless it is a refresh by the holder w ignores.
-func (w *watch) notify(h nats.Header, seq uint64) {
-	if a := w.ignore.Load(); a != nil && *a != "" && !condkv.IsMarker(h) && h.Get(hdrAttempt) == *a {
+// notify wakes w for a message with headers h, on the key itself or (onKey
+// false) on one of its tickets, unless w does not want it: a ticket for a
+// keyOnly watch, or a refresh by the holder w ignores.
+func (w *watch) notify(h nats.Header, onKey bool) {
+	if !onKey && w.keyOnly {
+		return
+	}
+	if a := w.ignore.Load(); onKey && a != nil && *a != "" && !condkv.IsMarker(h) && h.Get(hdrAttempt) == *a {
 		return // the holder we wait for refreshed its lease
 	}
-	if seq > w.seen.Load() {
-		w.seen.Store(seq) // only the watch's callback goroutine stores
-	}
+	w.poke()
+}
+
+// poke wakes w.
+func (w *watch) poke() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
 }
 
+// look calls f with w's view of the key, under the view's lock.
+func (w *watch) look(f func(v *keyView)) {
+	w.sw.mu.Lock()
+	defer w.sw.mu.Unlock()
+	f(w.sw.view)
+}
+
 // watch subscribes to the shared watch of key, creating it if no waiter in
 // the process has one. Creation waits for ctx; a watch whose connection
 // closed is replaced. A waiter that found the watch being created by
-// another, whose ctx ended first, tries again (at most 3 times).
-func (s *kvStore) watch(ctx context.Context, key string) (*watch, error) {
+// another, whose ctx ended first, tries again (at most 3 times). A keyOnly
+// watch is not woken by the key's tickets.
+func (s *kvStore) watch(ctx context.Context, key string, keyOnly bool) (*watch, error) {
 	k := watchKey{stream: s.b.Stream(), key: key}
 	for i := 0; ; i++ {
-		w, err := s.hub.join(ctx, s.b, k)
+		w, err := s.hub.join(ctx, s.b, k, keyOnly)
 		if err == nil || ctx.Err() != nil || i == 2 || !isCtxErr(err) {
 			return w, err
 		}
@@ -175,9 +250,10 @@ func isCtxErr(err error) bool {
 }
 
 // join subscribes a new waiter to the shared watch k, creating it (with b)
-// if there is none or it ended.
-func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey) (*watch, error) {
-	w := &watch{wake: make(chan struct{}, 1)}
+// if there is none or it ended. The watch starts with the last message of
+// the key and of each of its tickets, then delivers new ones.
+func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey, keyOnly bool) (*watch, error) {
+	w := &watch{wake: make(chan struct{}, 1), keyOnly: keyOnly}
 	h.mu.Lock()
 	sw := h.keys[k]
 	if sw != nil && sw.dead() {
@@ -186,23 +262,24 @@ func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey) (*wat
 	}
 	create := sw == nil
 	if create {
-		sw = &sharedWatch{hub: h, k: k, ready: make(chan struct{}), subs: map[*watch]struct{}{}}
+		sw = &sharedWatch{hub: h, k: k, ready: make(chan struct{}), subs: map[*watch]struct{}{}, view: newKeyView(k.key)}
 		h.keys[k] = sw
 	}
 	sw.refs++
 	w.sw = sw
 	h.mu.Unlock()
 	if create {
-		sw.cw, sw.err = b.Watch(ctx, k.key, condkv.WatchConfig{HeadersOnly: true}, func(_ string, m jetstream.Msg) {
+		cfg := condkv.WatchConfig{LastPerKey: true, HeadersOnly: true, More: []string{ticketPattern(k.key)}}
+		sw.cw, sw.err = b.Watch(ctx, k.key, cfg, func(key string, m jetstream.Msg) {
 			hdr := m.Headers()
-			seq := uint64(math.MaxUint64) // unknown: later than any
-			if md, err := m.Metadata(); err == nil {
-				seq = md.Sequence.Stream
-			}
 			sw.mu.Lock()
 			defer sw.mu.Unlock()
+			onKey := key == k.key
+			if md, err := m.Metadata(); err == nil { // else it only wakes
+				onKey = sw.view.apply(key, hdr, md.Sequence.Stream, md.Timestamp)
+			}
 			for sub := range sw.subs {
-				sub.notify(hdr, seq)
+				sub.notify(hdr, onKey)
 			}
 		})
 		close(sw.ready)
@@ -223,6 +300,28 @@ func (h *watchHub) join(ctx context.Context, b *condkv.Bucket, k watchKey) (*wat
 	sw.subs[w] = struct{}{}
 	sw.mu.Unlock()
 	return w, nil
+}
+
+// released records in the view of k, if a waiter in this process watches
+// it, that k is free at seq: the sequence of a release marker whose write
+// was acknowledged, by a grant that served the ticket of order served. It wakes the waiters, so that the first in line may
+// write its grant expecting the key free at seq, before the watch
+// delivers the marker.
+func (h *watchHub) released(k watchKey, seq, served uint64) {
+	h.mu.Lock()
+	sw := h.keys[k]
+	h.mu.Unlock()
+	if sw == nil {
+		return
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.view.released(seq, served)
+	for sub := range sw.subs {
+		if !sub.keyOnly {
+			sub.poke()
+		}
+	}
 }
 
 // dead reports a created watch that has ended (its connection closed).

@@ -11,11 +11,12 @@ import (
 // grant carries a fencing token that is greater than every earlier grant's
 // on that name. See the package doc for the guarantees.
 //
-// Waiters in one process are served in arrival order: Lock calls on one
-// name queue in the process, and a release hands the lock to the first in
-// line with one conditional write. Across processes, order is not
-// guaranteed: after a release or expiry the first conditional write wins.
-// TryLock does not queue. See the package doc (Order).
+// Waiters are served in arrival order, across processes: a Lock that
+// must wait publishes a ticket in the coordination store, and the first
+// ticket in line writes the next grant, with one conditional write. A
+// waiter that dies delays the others at most until its ticket expires
+// (its TTL). TryLock does not queue, and does not take the lock while
+// others wait. See the package doc (Order).
 //
 // A Mutex is one holder: it holds the lock at most once (Lock while held
 // returns ErrAlreadyHeld), and its methods are safe for concurrent use. Use
@@ -31,10 +32,11 @@ func NewMutex(b Backend, name string, opts ...Option) *Mutex {
 	return &Mutex{h: newHolder(b, name, "mutex."+name, func(s *Session) *kvStore { return s.locks }, opts)}
 }
 
-// Lock acquires the lock, waiting while another holder has it, and returns
-// the grant's fencing token. A wait is woken by a watch on the lock's key
-// and by a timer at the holder's lease expiry (never longer than a TTL),
-// and re-checks with one bounded attempt; it does not poll. Lock returns as
+// Lock acquires the lock, waiting while another holder has it or earlier
+// waiters are in line, and returns the grant's fencing token. A wait is
+// woken by a watch on the lock's key and its waiters' tickets, and by a
+// timer at the holder's (or the ticket ahead's) expiry, never longer than
+// a TTL; it does not poll. Lock returns as
 // soon as the grant is confirmed: the watch is stopped in the background
 // (Unlock, or Session.Close with WithSession, waits for that, at most
 // 2 s).
@@ -56,8 +58,8 @@ func (m *Mutex) Lock(ctx context.Context) (uint64, error) {
 // token. It makes one attempt (a few bounded requests), and returns a
 // token only for a live grant, like Lock.
 //
-// TryLock returns ErrLocked when another holder has the lock, and the
-// errors of Lock.
+// TryLock returns ErrLocked when another holder has the lock or a Lock
+// waits for it (a ticket is queued), and the errors of Lock.
 func (m *Mutex) TryLock(ctx context.Context) (uint64, error) {
 	return m.h.tracedAcquire(ctx, "lock.TryLock", "mutex", m.holderData(), false)
 }

@@ -47,8 +47,9 @@ type testHooks struct {
 	// TryLock or Campaign checks that the grant is still live and
 	// returns it.
 	granted func(*Session)
-	// queued runs when Lock or Campaign has joined its process's queue
-	// for the key, before it waits for its turn.
+	// queued runs when Lock or Campaign has its place: once its ticket
+	// is published (acknowledged), before it waits in line, or when it
+	// took a key that was free with no ticket waiting.
 	queued func(*Session)
 	// released replaces the answer to a release's conditional write.
 	released func(seq uint64, err error) (uint64, error)

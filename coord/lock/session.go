@@ -50,10 +50,10 @@ type Session struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// Watches left (and stopped, by their last waiter) in the background
-	// after the acquisition that used them returned; Close waits for them.
-	// closing (guarded by mu) is set before that wait, after which stops
-	// are no longer added to it.
+	// Work left in the background by acquisitions that returned: watches
+	// left (and stopped, by their last waiter) and tickets removed; Close
+	// waits for it. closing (guarded by mu) is set before that wait, after
+	// which work is no longer added to it.
 	stops   sync.WaitGroup
 	closing bool
 
@@ -177,18 +177,23 @@ func (s *Session) Close() error {
 	return s.closeErr
 }
 
-// stopWatch leaves w's shared watch without making the caller wait: the
-// last waiter to leave stops the watch, which can take up to 2 s
-// (condkv.Watch.Stop waits that long for an ordered consumer whose reset
-// is in its retry backoff, and for the deletion of its consumer), and an
-// acquisition must return its grant at once, while the grant's deadline is
-// still ahead. Close waits for the stop. Once Close has begun waiting, w is
-// stopped before stopWatch returns; the caller's session is closed then, so
-// it returns no grant.
+// stopWatch leaves w's shared watch without making the caller wait (see
+// background): the last waiter to leave stops the watch, which can take
+// up to 2 s (condkv.Watch.Stop waits that long for an ordered consumer
+// whose reset is in its retry backoff, and for the deletion of its
+// consumer), and an acquisition must return its grant at once, while the
+// grant's deadline is still ahead.
 func (s *Session) stopWatch(w *watch) {
-	if w == nil {
-		return
+	if w != nil {
+		s.background(w.stop)
 	}
+}
+
+// background runs f, work left by an acquisition (stopping a watch,
+// removing a ticket), without making the caller wait. Close waits for it.
+// Once Close has begun waiting, f runs before background returns; the
+// caller's session is closed then, so it returns no grant.
+func (s *Session) background(f func()) {
 	s.mu.Lock()
 	closing := s.closing
 	if !closing {
@@ -196,12 +201,12 @@ func (s *Session) stopWatch(w *watch) {
 	}
 	s.mu.Unlock()
 	if closing {
-		w.stop()
+		f()
 		return
 	}
 	go func() {
 		defer s.stops.Done()
-		w.stop()
+		f()
 	}()
 }
 

@@ -128,8 +128,8 @@ func readLive(ctx context.Context, node *coord.Node, bucket, prefix string) (key
 	var out []liveKey
 	err = b.LastAll(ctx, prefix+">", func(key string, e condkv.Entry) {
 		name, ok := strings.CutPrefix(key, prefix)
-		if !ok || name == "" {
-			return
+		if !ok || name == "" || reserved(name) {
+			return // not a lock or election: a waiter's ticket
 		}
 		left := int64(-1)
 		if !e.Expires.IsZero() {

@@ -91,3 +91,54 @@ func TestReadStatusTruncated(t *testing.T) {
 		t.Fatalf("truncated %v, unknown %q, %d held", st.Truncated, st.Unknown, len(st.Held))
 	}
 }
+
+// TestReadStatusIgnoresTickets checks that waiters' tickets, which live
+// in the same buckets as locks and elections, are not listed: with a
+// lock and an election each held and waited for, the status lists the
+// lock and the leader once each.
+func TestReadStatusIgnoresTickets(t *testing.T) {
+	n := openNode(t)
+	b := lock.FromNode(n)
+	ctx := within(t, 30*time.Second)
+	queued := make(chan struct{}, 2)
+	hook := lock.WithQueuedHookForTest(func(*lock.Session) { queued <- struct{}{} })
+	mu := lock.NewMutex(b, "queued-lock")
+	if _, err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leader := lock.NewElection(b, "queued-election")
+	if _, err := leader.Campaign(ctx, "leader"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = lock.NewMutex(b, "queued-lock", hook).Lock(wctx)
+		done <- struct{}{}
+	}()
+	go func() {
+		_, _ = lock.NewElection(b, "queued-election", hook).Campaign(wctx, "candidate")
+		done <- struct{}{}
+	}()
+	<-queued
+	<-queued
+	st := lock.ReadStatus(ctx, n, 5*time.Second)
+	stop()
+	<-done
+	<-done
+	if st.Unknown != "" {
+		t.Fatal(st.Unknown)
+	}
+	if len(st.Held) != 1 || st.Held[0].Name != "queued-lock" {
+		t.Errorf("held %+v, want queued-lock alone", st.Held)
+	}
+	if len(st.Elections) != 1 || st.Elections[0].Name != "queued-election" || st.Elections[0].Leader != "leader" {
+		t.Errorf("elections %+v, want queued-election led by leader alone", st.Elections)
+	}
+	if err := mu.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -118,10 +118,18 @@ func (b *Bucket) Put(ctx context.Context, key string, data []byte, hdr nats.Head
 // only if the key's last message has sequence expect. It returns the
 // marker's sequence.
 func (b *Bucket) Purge(ctx context.Context, key string, expect uint64) (uint64, error) {
+	return b.PurgeWith(ctx, key, nil, expect)
+}
+
+// PurgeWith is Purge with the headers hdr (may be nil) on the marker.
+func (b *Bucket) PurgeWith(ctx context.Context, key string, hdr nats.Header, expect uint64) (uint64, error) {
 	if err := CheckKey(key); err != nil {
 		return 0, err
 	}
 	m := nats.NewMsg(b.Subject(key))
+	for k, v := range hdr {
+		m.Header[k] = v
+	}
 	m.Header.Set(hdrKVOp, "PURGE")
 	m.Header.Set(hdrRollup, "sub")
 	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(MarkerTTL))
@@ -159,12 +167,34 @@ func (b *Bucket) Last(ctx context.Context, key string) (Entry, error) {
 	req, _ := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
 	}{b.Subject(key)})
+	_, e, err := b.get(ctx, req)
+	return e, err
+}
+
+// Next reads, from the stream leader, the first message at or after
+// sequence from on a key matching pattern (see CheckPattern), markers
+// included, and returns its key; an Entry with Seq 0 if there is none.
+func (b *Bucket) Next(ctx context.Context, pattern string, from uint64) (string, Entry, error) {
+	if err := CheckPattern(pattern); err != nil {
+		return "", Entry{}, err
+	}
+	req, _ := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+	}{from, b.Subject(pattern)})
+	return b.get(ctx, req)
+}
+
+// get sends a stream message get request to the stream leader and returns
+// the message's key and entry (Seq 0 if not found).
+func (b *Bucket) get(ctx context.Context, req []byte) (string, Entry, error) {
 	resp, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+b.stream, req)
 	if err != nil {
-		return Entry{}, err
+		return "", Entry{}, err
 	}
 	var r struct {
 		Message *struct {
+			Subject  string    `json:"subject"`
 			Sequence uint64    `json:"seq"`
 			Header   []byte    `json:"hdrs"`
 			Data     []byte    `json:"data"`
@@ -173,32 +203,33 @@ func (b *Bucket) Last(ctx context.Context, key string) (Entry, error) {
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return Entry{}, fmt.Errorf("condkv: bad response from the stream leader: %w", err)
+		return "", Entry{}, fmt.Errorf("condkv: bad response from the stream leader: %w", err)
 	}
 	if r.Error != nil {
 		if r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
-			return Entry{}, nil
+			return "", Entry{}, nil
 		}
-		return Entry{}, r.Error
+		return "", Entry{}, r.Error
 	}
 	if r.Message == nil {
-		return Entry{}, errors.New("condkv: empty response from the stream leader")
+		return "", Entry{}, errors.New("condkv: empty response from the stream leader")
 	}
 	var h nats.Header
 	if len(r.Message.Header) > 0 {
 		if h, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
-			return Entry{}, fmt.Errorf("condkv: bad message headers: %w", err)
+			return "", Entry{}, fmt.Errorf("condkv: bad message headers: %w", err)
 		}
 	}
+	key := strings.TrimPrefix(r.Message.Subject, b.prefix)
 	e := Entry{Seq: r.Message.Sequence}
 	if IsMarker(h) {
-		return e, nil
+		return key, e, nil
 	}
 	e.Live, e.Header, e.Data, e.Time = true, h, r.Message.Data, r.Message.Time
 	if ttl, err := time.ParseDuration(h.Get(hdrTTL)); err == nil {
 		e.Expires = r.Message.Time.Add(ttl)
 	}
-	return e, nil
+	return key, e, nil
 }
 
 // MaxListed bounds how many keys LastAll returns: nats-server answers a
@@ -321,6 +352,9 @@ type WatchConfig struct {
 	LastPerKey bool
 	// HeadersOnly delivers messages without their data.
 	HeadersOnly bool
+	// More are further patterns to watch with the same consumer (its
+	// filter subjects). No two patterns may match a common key.
+	More []string
 }
 
 // Watch delivers the messages of the keys matching a pattern through an
@@ -355,20 +389,25 @@ const inactiveThreshold = 30 * time.Second
 // deleteWait bounds the request that deletes a stopped watch's consumer.
 const deleteWait = 2 * time.Second
 
-// Watch starts a watch of the keys matching pattern (see CheckPattern) and
-// calls fn with each message's key and message. fn runs on one goroutine,
+// Watch starts a watch of the keys matching pattern or one of cfg.More
+// (see CheckPattern) and calls fn with each message's key and message, in
+// one consumer. fn runs on one goroutine,
 // in stream order, and must not block; it may still be called for a
 // moment after Stop returns.
 func (b *Bucket) Watch(ctx context.Context, pattern string, cfg WatchConfig, fn func(key string, m jetstream.Msg)) (*Watch, error) {
-	if err := CheckPattern(pattern); err != nil {
-		return nil, err
+	var filters []string
+	for _, p := range append([]string{pattern}, cfg.More...) {
+		if err := CheckPattern(p); err != nil {
+			return nil, err
+		}
+		filters = append(filters, b.Subject(p))
 	}
 	deliver := jetstream.DeliverNewPolicy
 	if cfg.LastPerKey {
 		deliver = jetstream.DeliverLastPerSubjectPolicy
 	}
 	cons, err := b.js.OrderedConsumer(ctx, b.stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{b.Subject(pattern)},
+		FilterSubjects:    filters,
 		DeliverPolicy:     deliver,
 		HeadersOnly:       cfg.HeadersOnly,
 		InactiveThreshold: inactiveThreshold,

@@ -388,3 +388,86 @@ func TestRange(t *testing.T) {
 		t.Fatalf("Range over %d keys: %d messages, %v; want %d", condkv.MaxListed+1, n, err, condkv.MaxListed)
 	}
 }
+
+// TestNextAndWatchMore: a Watch with More patterns delivers the
+// messages of every pattern, in stream order, through one consumer; Next
+// finds the first message of a pattern from a sequence on, markers
+// included; PurgeWith writes a marker with headers.
+func TestNextAndWatchMore(t *testing.T) {
+	t.Parallel()
+	b, _, _ := bucket(t, 1, time.Second)
+	ctx := nodetest.Within(t, 30*time.Second)
+	type msg struct {
+		key string
+		seq uint64
+	}
+	got := make(chan msg, 16)
+	w, err := b.Watch(ctx, "k", condkv.WatchConfig{HeadersOnly: true, More: []string{"q.k.*"}}, func(key string, m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		got <- msg{key, md.Sequence.Stream}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var want []msg
+	for _, k := range []string{"k", "q.k.1", "q.k.2", "q.k.2.x", "other"} {
+		seq, err := b.Put(ctx, k, []byte("v"), nil, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k != "q.k.2.x" && k != "other" {
+			want = append(want, msg{k, seq})
+		}
+	}
+	marker, err := b.Purge(ctx, "k", want[0].seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, msg{"k", marker})
+	for i, m := range want {
+		select {
+		case g := <-got:
+			if g != m {
+				t.Fatalf("watch message %d: %+v, want %+v", i, g, m)
+			}
+		case <-ctx.Done():
+			t.Fatalf("watch message %d: none, want %+v", i, m)
+		}
+	}
+	next := func(from uint64) (string, condkv.Entry) {
+		t.Helper()
+		k, e, err := b.Next(ctx, "q.k.*", from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, e
+	}
+	if k, e := next(0); k != "q.k.1" || !e.Live || e.Seq != want[1].seq {
+		t.Errorf("Next(0) = %s %+v, want q.k.1 live at %d", k, e, want[1].seq)
+	}
+	if k, e := next(want[1].seq + 1); k != "q.k.2" || e.Seq != want[2].seq {
+		t.Errorf("Next(%d) = %s %+v, want q.k.2 at %d", want[1].seq+1, k, e, want[2].seq)
+	}
+	if _, e := next(want[2].seq + 1); e.Seq != 0 {
+		t.Errorf("Next past the last = %+v, want none", e)
+	}
+	if _, err := b.PurgeWith(ctx, "q.k.2", nats.Header{"X-Test": []string{"y"}}, want[2].seq); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case g := <-got:
+		if g.key != "q.k.2" {
+			t.Errorf("watch after PurgeWith: %+v", g)
+		}
+	case <-ctx.Done():
+		t.Fatal("the watch did not deliver the purge marker")
+	}
+	if k, e := next(want[2].seq); k != "q.k.2" || e.Live || e.Seq <= want[2].seq {
+		t.Errorf("Next after PurgeWith = %s %+v, want q.k.2's marker", k, e)
+	}
+}

@@ -1,0 +1,84 @@
+package lock
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/concordrpc/concord/coord/internal/condkv"
+)
+
+// TestKeyViewOrder drives a keyView with the messages a watch of a key
+// and its tickets delivers, and checks who is first in line: by first
+// publish, past refreshes, removals, served grants and late messages.
+func TestKeyViewOrder(t *testing.T) {
+	v := newKeyView("mutex.k")
+	at := time.Now()
+	ticket := func(id string, seq, order uint64) {
+		h := nats.Header{}
+		if order != 0 {
+			h.Set(hdrOrder, strconv.FormatUint(order, 10))
+		}
+		h.Set("Nats-TTL", "10s")
+		if v.apply(ticketPrefix("mutex.k")+id, h, seq, at) {
+			t.Fatalf("ticket %s taken for the key", id)
+		}
+	}
+	marker := func(key string, seq uint64, served uint64) {
+		h := nats.Header{"KV-Operation": []string{"PURGE"}}
+		if served != 0 {
+			h.Set(hdrServed, strconv.FormatUint(served, 10))
+		}
+		v.apply(key, h, seq, at)
+	}
+	first := func(order uint64) string {
+		id, _, ok := v.ahead(order)
+		if !ok {
+			return ""
+		}
+		return id
+	}
+	ticket("a", 10, 0)
+	ticket("b", 11, 0)
+	ticket("c", 12, 0)
+	ticket("a", 13, 10) // a refresh keeps a's place
+	if got := first(12); got != "a" {
+		t.Fatalf("first before c: %q, want a", got)
+	}
+	if got := first(10); got != "" {
+		t.Fatalf("first before a: %q, want none", got)
+	}
+	grant := nats.Header{hdrAttempt: []string{"x"}, hdrServed: []string{"10"}}
+	if !v.apply("mutex.k", grant, 14, at) {
+		t.Fatal("the key's message taken for a ticket")
+	}
+	if got := first(12); got != "b" {
+		t.Fatalf("first before c once a was served: %q, want b", got)
+	}
+	if v.keySeq != 14 || v.keyFree || v.keyAttempt != "x" {
+		t.Fatalf("key %d free %v attempt %q", v.keySeq, v.keyFree, v.keyAttempt)
+	}
+	marker(ticketPrefix("mutex.k")+"b", 15, 0) // b gave up
+	if got := first(12); got != "" {
+		t.Fatalf("first before c once b left: %q, want none", got)
+	}
+	marker("mutex.k", 16, 10)
+	v.apply("mutex.k", grant, 14, at) // late: changes nothing
+	if !v.keyFree || v.keySeq != 16 {
+		t.Fatalf("key %d free %v after the release", v.keySeq, v.keyFree)
+	}
+	ticket("a", 17, 0) // a queues again: behind c
+	if got := first(17); got != "c" {
+		t.Fatalf("first before a's new ticket: %q, want c", got)
+	}
+	v.released(18, 12) // c served and released in this process
+	if got := first(17); got != "" || !v.keyFree || v.keySeq != 18 {
+		t.Fatalf("after c: first %q, key %d free %v", got, v.keySeq, v.keyFree)
+	}
+	v.checked("a", condkv.Entry{Seq: 19}) // a's ticket read back: gone
+	if v.waiting() {
+		t.Fatal("a ticket still waits after a's was read back gone")
+	}
+}
