@@ -353,8 +353,11 @@ type trackedStream struct {
 	spec        connect.Spec
 	canFailover bool // a unary call that may be sent to another instance
 	failovers   int
-	req         any            // the request, kept for a failover
-	next        *trackedStream // the attempt that replaced this one
+	req         any // the request, kept for a failover
+
+	mu     sync.Mutex     // guards next and closed: Close may run during Receive
+	next   *trackedStream // the attempt that replaced this one
+	closed bool
 }
 
 func (s *trackedStream) end(err error) {
@@ -366,6 +369,26 @@ func (s *trackedStream) settle(err error) {
 	if s.done.CompareAndSwap(false, true) {
 		s.t.finish(s.ctx, s.e, s.br, s.tk, s.start, err)
 	}
+}
+
+// abandon ends an attempt that was never made: it counts neither way on
+// the instance's latency or breaker.
+func (s *trackedStream) abandon() {
+	s.stop()
+	if s.done.CompareAndSwap(false, true) {
+		s.e.inFlight.Add(-1)
+		if s.br != nil {
+			s.br.Abandon(s.tk)
+		}
+	}
+	_ = s.ClientStream.Close()
+}
+
+// replacement returns the attempt that replaced this one, or nil.
+func (s *trackedStream) replacement() *trackedStream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
 }
 
 func (s *trackedStream) Send(msg any) error {
@@ -380,14 +403,13 @@ func (s *trackedStream) Send(msg any) error {
 }
 
 func (s *trackedStream) CloseSend() error {
-	if s.next != nil {
+	if s.replacement() != nil {
 		return nil // the failover sent and closed its request
 	}
 	err := s.ClientStream.CloseSend()
 	if err != nil && !errors.Is(err, io.EOF) {
 		s.end(err)
-		if next := s.failover(err); next != nil {
-			s.next = next
+		if s.failover(err) {
 			return nil
 		}
 	}
@@ -395,8 +417,8 @@ func (s *trackedStream) CloseSend() error {
 }
 
 func (s *trackedStream) Receive(msg any) error {
-	if s.next != nil {
-		return s.next.Receive(msg)
+	if next := s.replacement(); next != nil {
+		return next.Receive(msg)
 	}
 	err := s.ClientStream.Receive(msg)
 	switch {
@@ -404,34 +426,39 @@ func (s *trackedStream) Receive(msg any) error {
 		s.end(nil)
 	case err != nil:
 		s.end(err)
-		if next := s.failover(err); next != nil {
-			s.next = next
-			return next.Receive(msg)
+		if s.failover(err) {
+			return s.replacement().Receive(msg)
 		}
 	}
 	return err
 }
 
-// failover returns the call sent again to another instance, or nil if err
-// does not prove the request unsent, or the call may not fail over.
-func (s *trackedStream) failover(err error) *trackedStream {
+// failover sends the call again to another instance and reports whether
+// it did: only when err proves the request unsent, the call may fail over,
+// and the stream was not closed meanwhile.
+func (s *trackedStream) failover(err error) bool {
 	if !s.canFailover || s.req == nil || !neverSent(err) || s.ctx.Err() != nil {
-		return nil
+		return false
 	}
 	next, oerr := s.t.open(s.ctx, s.spec, s.failovers+1)
 	if oerr != nil {
-		return nil
+		return false
 	}
 	if next.e == s.e { // no other instance off probation
-		next.end(nil)
-		_ = next.ClientStream.Close()
-		return nil
+		next.abandon()
+		return false
 	}
-	if serr := next.Send(s.req); serr != nil && !errors.Is(serr, io.EOF) {
-		return next // its Receive reports the failure
+	if serr := next.Send(s.req); serr == nil || errors.Is(serr, io.EOF) {
+		_ = next.ClientStream.CloseSend()
+	} // else its Receive reports the failure
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		next.abandon()
+		return false
 	}
-	_ = next.ClientStream.CloseSend()
-	return next
+	s.next = next
+	return true
 }
 
 // neverSent reports whether err says the call's connection could not be
@@ -444,8 +471,12 @@ func neverSent(err error) bool {
 func (s *trackedStream) Close() error {
 	err := s.ClientStream.Close()
 	s.end(nil)
-	if s.next != nil {
-		return s.next.Close()
+	s.mu.Lock()
+	s.closed = true
+	next := s.next
+	s.mu.Unlock()
+	if next != nil {
+		return next.Close()
 	}
 	return err
 }

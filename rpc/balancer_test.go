@@ -193,3 +193,39 @@ func testFailoverNeverSent(t *testing.T, version rpc.HTTPVersion) {
 		t.Fatalf("call with every instance dead: %v, want unavailable", err)
 	}
 }
+
+// TestFailoverCountsTheDeadInstance: while the only other instance's
+// breaker is open, a failover that finds no instance to go to does not
+// count as a success on the dead instance: its failed dials open its
+// breaker.
+func TestFailoverCountsTheDeadInstance(t *testing.T) {
+	ga, gb := &testGreeter{}, &testGreeter{}
+	gb.failing.Store(true)
+	a := startServer(t, quietServer(), ga)
+	b := startServer(t, quietServer(), gb)
+	policy := greeterv1concord.GreeterServicePolicy()
+	for i := range policy.Methods {
+		policy.Methods[i].Retry = nil
+		policy.Methods[i].CircuitBreaker = &rpc.BreakerPolicy{FailureRatio: 0.6, MinRequests: 4, Window: time.Minute, OpenFor: time.Minute, HalfOpenProbes: 1}
+	}
+	conn := rpc.NewResolvingConn(zonedResolver{{ID: "a", BaseURL: a.url}, {ID: "b", BaseURL: b.url}},
+		rpc.WithBalancing(rpc.BalanceRoundRobin), rpc.WithProbation(time.Minute))
+	defer conn.Close()
+	client := greeterv1connect.NewGreeterServiceClient(conn.Client(policy))
+	for range 8 { // b fails every call: its breaker opens
+		_, _ = client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"})
+	}
+	if err := a.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := client.Greet(t.Context(), &greeterv1.GreetRequest{Name: "x"}); err == nil {
+			t.Fatal("a call succeeded with one instance dead and the other failing")
+		}
+	}
+	for _, s := range conn.BreakerStatus() {
+		if s.Instance == "a" && s.State != "open" {
+			t.Fatalf("dead instance a after 10 failed calls: %+v, want its breaker open", s)
+		}
+	}
+}

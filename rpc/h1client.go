@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,9 +91,13 @@ func newH1Client(maxConns int, idleTimeout time.Duration) *h1Client {
 }
 
 // Do sends req and returns its response. The response's body must be read
-// to its end or closed.
+// to its end or closed, or the request's context ended: any of the three
+// gives the connection back.
 func (c *h1Client) Do(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	if req.Body != nil {
+		defer req.Body.Close() // read by Write; closed whatever happens, as a RoundTripper does
+	}
 	addr := req.URL.Host
 	if req.URL.Port() == "" {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
@@ -101,12 +106,12 @@ func (c *h1Client) Do(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, urlError(req, err)
 	}
-	// The context's end interrupts the call's reads and writes; the
-	// connection is then closed, not reused.
-	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(time.Unix(1, 0)) })
+	call := &h1Call{c: c, pc: pc, ctx: ctx}
+	// The context's end closes the connection: it ends the call's reads
+	// and writes, and the connection goes, whoever holds the response.
+	call.stop = context.AfterFunc(ctx, func() { call.give(false) })
 	fail := func(err error) (*http.Response, error) {
-		stop()
-		c.discard(pc)
+		call.end(false)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = ctxErr
 		} else if reused && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
@@ -114,11 +119,19 @@ func (c *h1Client) Do(req *http.Request) (*http.Response, error) {
 		}
 		return nil, urlError(req, err)
 	}
-	if err := req.Write(pc.bw); err != nil {
-		return fail(err)
+	werr := req.Write(pc.bw)
+	if werr == nil {
+		werr = pc.bw.Flush()
 	}
-	if err := pc.bw.Flush(); err != nil {
-		return fail(err)
+	if werr != nil {
+		if ctx.Err() != nil {
+			return fail(werr)
+		}
+		// The server may have answered before reading the whole request,
+		// and closed (as Concord's does for a body over its limit): its
+		// answer, if any, is already here. Read it briefly; the connection
+		// is not reused.
+		_ = pc.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	}
 	pc.lr.left = h1MaxResponseHeader
 	res, err := http.ReadResponse(pc.br, req)
@@ -126,78 +139,120 @@ func (c *h1Client) Do(req *http.Request) (*http.Response, error) {
 		res, err = http.ReadResponse(pc.br, req) // an informational response: the final one follows
 	}
 	pc.lr.left = -1
-	if err != nil {
+	switch {
+	case err != nil && werr != nil:
+		return fail(werr)
+	case err != nil:
 		return fail(err)
-	}
-	if res.StatusCode == http.StatusSwitchingProtocols {
+	case res.StatusCode == http.StatusSwitchingProtocols:
 		_ = res.Body.Close()
 		return fail(errors.New("unexpected 101 Switching Protocols"))
 	}
-	body := &h1Body{rc: res.Body, c: c, pc: pc, stop: stop, reuse: !res.Close && !req.Close}
+	call.reuse = werr == nil && !res.Close && !req.Close && !hasToken(req.Header, "Connection", "close")
+	body := &h1Body{rc: res.Body, call: call}
 	if res.Body == http.NoBody {
-		body.finish(true)
+		call.end(true)
 	}
 	res.Body = body
 	return res, nil
 }
 
+// hasToken reports whether a comma-separated header of h lists token
+// (ASCII case-insensitively).
+func hasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // urlError wraps err as net/http's client does, so callers see the same
 // error shapes (and the context's errors through it) from either client.
 func urlError(req *http.Request, err error) error {
-	return &url.Error{Op: req.Method[:1] + lowerASCII(req.Method[1:]), URL: req.URL.String(), Err: err}
-}
-
-func lowerASCII(s string) string {
-	b := []byte(s)
-	for i, ch := range b {
-		if 'A' <= ch && ch <= 'Z' {
-			b[i] = ch + 'a' - 'A'
-		}
+	op := "Post"
+	if m := req.Method; m != "" {
+		op = m[:1] + strings.ToLower(m[1:])
 	}
-	return string(b)
+	return &url.Error{Op: op, URL: req.URL.String(), Err: err}
 }
 
-// h1Body is a response body that gives its connection back to the pool
-// when read to its end, and closes it if closed before. Close may be
-// called while a Read is blocked: it closes the connection, which ends
-// the Read.
-type h1Body struct {
-	rc    io.ReadCloser
+// h1Call is one call's hold on its connection, given back exactly once
+// (end): to the pool after a complete response, closed otherwise, and
+// closed when the call's context ends first.
+type h1Call struct {
 	c     *h1Client
 	pc    *h1Conn
-	stop  func() bool
-	reuse bool // the response and request allow the connection's reuse
+	ctx   context.Context //nolint:containedctx // the call's, to report its end as the caller's
+	stop  func() bool     // stops the context's watch
+	reuse bool            // set before the body is handed out: the connection may carry another call
 	done  atomic.Bool
 }
 
+// end gives the connection back if it still holds it: to the pool if
+// complete (the response read to its end) and reuse allows, else closed.
+func (call *h1Call) end(complete bool) {
+	call.stop()
+	call.give(complete)
+}
+
+// give is end without stopping the context's watch, which calls it.
+func (call *h1Call) give(complete bool) {
+	if !call.done.CompareAndSwap(false, true) {
+		return
+	}
+	if complete && call.reuse {
+		call.c.put(call.pc)
+		return
+	}
+	call.c.discard(call.pc)
+}
+
+// h1Body is a response body that gives its call's connection back when
+// read to its end, and closes it if closed before. Close may be called
+// while a Read is blocked: it closes the connection, which ends the Read.
+// An error, once returned, is returned again by later Reads.
+type h1Body struct {
+	rc     io.ReadCloser
+	call   *h1Call
+	closed atomic.Bool
+	err    error // the first error Read returned; only Read uses it
+}
+
+// errBodyClosed is returned by a Read after Close.
+var errBodyClosed = errors.New("rpc: read on a closed response body")
+
 func (b *h1Body) Read(p []byte) (int, error) {
-	if b.done.Load() {
-		return 0, io.EOF
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.closed.Load() {
+		return 0, errBodyClosed
 	}
 	n, err := b.rc.Read(p)
 	if err != nil {
-		b.finish(errors.Is(err, io.EOF))
+		if errors.Is(err, io.EOF) {
+			b.call.end(true)
+		} else {
+			b.call.end(false)
+			if cerr := b.call.ctx.Err(); cerr != nil {
+				err = cerr // the context's end closed the connection under the read
+			} else if b.closed.Load() {
+				err = errBodyClosed
+			}
+		}
+		b.err = err
 	}
 	return n, err
 }
 
 func (b *h1Body) Close() error {
-	b.finish(false)
+	b.closed.Store(true)
+	b.call.end(false)
 	return nil
-}
-
-// finish ends the call, once: the connection goes back to the pool if the
-// body was read to its end (complete), its reuse is allowed and the
-// context did not interrupt it; otherwise it is closed.
-func (b *h1Body) finish(complete bool) {
-	if !b.done.CompareAndSwap(false, true) {
-		return
-	}
-	if b.stop() && complete && b.reuse {
-		b.c.put(b.pc)
-		return
-	}
-	b.c.discard(b.pc)
 }
 
 // get returns a connection to addr: an idle one that is still open, or a
@@ -352,6 +407,9 @@ func (c *h1Client) release(h *h1Host) {
 		return
 	}
 	h.open--
+	if h.open == 0 && c.hosts[h.addr] == h {
+		delete(c.hosts, h.addr) // nothing refers to it: no connection, no waiter
+	}
 	c.mu.Unlock()
 }
 

@@ -128,7 +128,7 @@ func TestH1ClientServerClosedIdle(t *testing.T) {
 }
 
 // TestH1ClientIdleTimeout: an idle connection is closed after the idle
-// timeout, with no call to notice it.
+// timeout, with no call to notice it, and the host's pool goes with it.
 func TestH1ClientIdleTimeout(t *testing.T) {
 	s := startH1Server(t, echo)
 	c := newH1Client(4, 50*time.Millisecond)
@@ -137,10 +137,10 @@ func TestH1ClientIdleTimeout(t *testing.T) {
 	}
 	waitUntil(t, "the idle connection to be closed", func() bool { return s.active.Load() == 0 })
 	c.mu.Lock()
-	open := c.hosts[strings.TrimPrefix(s.url, "http://")].open
+	hosts := len(c.hosts)
 	c.mu.Unlock()
-	if open != 0 {
-		t.Fatalf("pool counts %d open connections after the idle timeout", open)
+	if hosts != 0 {
+		t.Fatalf("pool keeps %d hosts after its last connection closed, want none", hosts)
 	}
 }
 
@@ -316,5 +316,80 @@ func TestH1ClientHugeHeaders(t *testing.T) {
 	_, err = h1Post(t.Context(), t, c, "http://"+ln.Addr().String(), "a")
 	if !errors.Is(err, errResponseHeaderTooLarge) {
 		t.Fatalf("endless headers: %v, want errResponseHeaderTooLarge", err)
+	}
+}
+
+// partial answers with its headers and the first part of a body, then
+// waits for the caller to go away.
+func partial(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.ReadAll(r.Body)
+	_, _ = io.WriteString(w, "first part;")
+	w.(http.Flusher).Flush()
+	<-r.Context().Done()
+}
+
+// TestH1ClientAbandonByCancel: a response whose caller cancels the
+// context, neither reading the body to its end nor closing it (connect's
+// streams allow abandoning a call so), gives back its connection: the next
+// call gets the pool's only slot. A read of the body after the cancel
+// reports the context's error, not a timeout.
+func TestH1ClientAbandonByCancel(t *testing.T) {
+	s := startH1Server(t, partial)
+	c := newH1Client(1, time.Minute)
+	defer c.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url, strings.NewReader("a"))
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len("first part;"))
+	if _, err := io.ReadFull(res.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // abandoned: no Close
+	if _, err := res.Body.Read(buf); !errors.Is(err, context.Canceled) {
+		t.Fatalf("read after the cancel: %v, want context.Canceled", err)
+	}
+	ctx2, cancel2 := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel2()
+	req2, _ := http.NewRequestWithContext(ctx2, http.MethodPost, s.url, strings.NewReader("b"))
+	res2, err := c.Do(req2)
+	if err != nil {
+		t.Fatalf("next call after an abandoned one: %v (the slot was not given back)", err)
+	}
+	res2.Body.Close()
+	waitUntil(t, "the abandoned call's connection to close", func() bool { return s.active.Load() <= 1 })
+}
+
+// zeros is an endless reader of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// TestH1ClientEarlyResponse: a server that answers before reading the
+// whole request, and closes (as Concord's does for a body over its limit),
+// gets its answer through to the caller, not the write's error.
+func TestH1ClientEarlyResponse(t *testing.T) {
+	s := startH1Server(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = io.WriteString(w, "too large")
+	})
+	c := newH1Client(1, time.Minute)
+	const size = 64 << 20
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, s.url, io.LimitReader(zeros{}, size))
+	req.ContentLength = size
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("early answer lost: %v", err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestEntityTooLarge || string(body) != "too large" {
+		t.Fatalf("got %d %q, want 413 \"too large\"", res.StatusCode, body)
 	}
 }
