@@ -31,7 +31,7 @@ test: conformance ## Run every test, with -race
 # exceeded" when its workers are slow at the deadline (golang/go#75804),
 # which failed CI once on a loaded machine with no crasher.
 FUZZTIME ?= 100000x
-FUZZ_TARGETS := ./rpc:FuzzRequestDecoding ./rpc:FuzzParseFencing ./coord:FuzzLimitKey ./coord/registry:FuzzEscapeToken ./coord/registry:FuzzDecodeRegistration ./tcc:FuzzParseHeaders ./coord/txlog:FuzzDecode ./msg:FuzzDecodeEnvelope ./coord/config:FuzzDecodeEnvelope ./internal/admincreds:FuzzParse ./lambdafn:FuzzDecodeEvent
+FUZZ_TARGETS := ./rpc:FuzzRequestDecoding ./rpc:FuzzParseFencing ./rpc:FuzzH1Response ./rpc:FuzzTracingHeaders ./coord:FuzzLimitKey ./coord/registry:FuzzEscapeToken ./coord/registry:FuzzDecodeRegistration ./tcc:FuzzParseHeaders ./coord/txlog:FuzzDecode ./msg:FuzzDecodeEnvelope ./coord/config:FuzzDecodeEnvelope ./internal/admincreds:FuzzParse ./lambdafn:FuzzDecodeEvent
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME executions (default 100000x) each

@@ -36,7 +36,9 @@ import (
 type h1Client struct {
 	maxConns    int
 	idleTimeout time.Duration
-	dialer      net.Dialer
+	// dialConn opens a connection (a net.Dialer's DialContext; tests give
+	// their own).
+	dialConn func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu    sync.Mutex
 	hosts map[string]*h1Host
@@ -85,7 +87,7 @@ const h1PeekAfter = time.Millisecond
 func newH1Client(maxConns int, idleTimeout time.Duration) *h1Client {
 	return &h1Client{
 		maxConns: maxConns, idleTimeout: idleTimeout,
-		dialer: net.Dialer{Timeout: 30 * time.Second},
+		dialConn: (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
 		hosts:  map[string]*h1Host{},
 	}
 }
@@ -319,7 +321,7 @@ func (c *h1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) 
 // dial opens a connection to h, whose slot the caller holds; on failure
 // the slot is released.
 func (c *h1Client) dial(ctx context.Context, h *h1Host) (*h1Conn, error) {
-	conn, err := c.dialer.DialContext(ctx, "tcp", h.addr)
+	conn, err := c.dialConn(ctx, "tcp", h.addr)
 	if err != nil {
 		c.release(h)
 		return nil, err
