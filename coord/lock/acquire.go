@@ -275,15 +275,26 @@ func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, da
 			}
 		})
 	}()
-	var holder *entry // the holder the key was last found with
-	force := false    // the fallback timer fired: read the key
-	placed := false   // the ticket was published
+	var holder *entry       // the holder the key was last found with
+	force := false          // the fallback timer fired: read the key
+	placed := false         // the ticket was published
+	checkedAt := time.Now() // the last read of the key or the ticket ahead: the fallback is a TTL after it
 	for i := 0; ; i++ {
 		if err := s.waitErr(ctx, st); err != nil {
 			return nil, err
 		}
 		if t.order == 0 || !time.Now().Before(t.due(s.cfg.ttl)) {
 			if err := t.put(ctx, s); err != nil {
+				// Without a ticket there is no place in line (the
+				// stream refuses it, or cannot be reached): contend as
+				// without tickets meanwhile, as when no watch can be
+				// made.
+				if ctx.Err() == nil && s.alive() == nil {
+					g, _, err := s.tryAcquire(ctx, st, key, data, 0, unknownSeq)
+					if err == nil || !errors.Is(err, ErrLocked) && (ctx.Err() != nil || s.alive() != nil || errors.Is(err, ErrLeaseLost)) {
+						return g, err
+					}
+				}
 				wait.Sleep(ctx, backoff(min(i, 8)))
 				continue
 			}
@@ -303,7 +314,7 @@ func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, da
 			seen = v.seen >= t.order
 			cur = entry{seq: v.keySeq, free: v.keyFree, attempt: v.keyAttempt, expires: v.keyExpires}
 		})
-		until := time.Now().Add(s.cfg.ttl)
+		until := checkedAt.Add(s.cfg.ttl) // however often refreshes wake the loop
 		changed := holder == nil || cur.seq > holder.seq && (cur.free || cur.attempt != holder.attempt)
 		switch {
 		case behind:
@@ -319,6 +330,7 @@ func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, da
 				expect = cur.seq
 			}
 			force = false
+			checkedAt = time.Now()
 			g, e, err := s.tryAcquire(ctx, st, key, data, t.order, expect)
 			if err == nil {
 				return g, nil
@@ -351,6 +363,7 @@ func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, da
 			force = true // re-check the key itself
 			continue
 		}
+		checkedAt = time.Now()
 		rctx, cancel := s.opCtx(ctx)
 		e, err := st.b.Last(rctx, ticketPrefix(key)+headID)
 		cancel()

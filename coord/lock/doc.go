@@ -82,11 +82,12 @@
 // on a watch event, on a release of the key in this process, when the
 // ticket is due for a refresh, or on the fallback timer: at the holder's
 // lease expiry, or, behind another ticket, at that ticket's expiry, never
-// longer than a TTL, after which the waiter reads the key (or that ticket)
-// instead of trusting the watch. Re-checks without an event come at most
-// every 20 ms. There is no polling loop. While no watch can be created,
-// a waiter contends without order, re-trying the watch with a backoff (5
-// ms to 640 ms). Waiters on one key of one bucket over one connection
+// longer than a TTL after the waiter's last read of either (refreshes of
+// its own ticket do not put it off), after which the waiter reads the key
+// (or that ticket) instead of trusting the watch. Re-checks without an
+// event come at most every 20 ms. There is no polling loop. While no
+// watch can be created, or its ticket cannot be published, a waiter
+// contends without order, re-trying with a backoff (5 ms to 640 ms). Waiters on one key of one bucket over one connection
 // share one watch, whatever Session they wait under: the first creates it,
 // the last to leave stops it; the watch has one consumer, filtered on the
 // key and its tickets. Stopping deletes the watch's consumer on the server
@@ -129,7 +130,9 @@
 // is one more write per waited grant, while leaving tickets to expire
 // would keep up to a TTL of served tickets in the stream, for every
 // watch to replay). A waiter that gives up (ctx or session ended) removes
-// its ticket too. A waiter that dies without removing it (its process or
+// its ticket too, including one whose first publish it never saw
+// answered (it reads the ticket key and removes the ticket if it is its
+// own). A waiter that dies without removing it (its process or
 // connection gone) delays the waiters behind it at most until the ticket
 // expires: at most its TTL after its last refresh.
 //

@@ -56,6 +56,10 @@ type ticket struct {
 	order uint64    // sequence of the first publish; 0 before it
 	seq   uint64    // sequence of the ticket key's last message, if known
 	sent  time.Time // send time of its last acknowledged write
+	// sentFirst is set once a first publish was sent: with order still
+	// 0, it may have committed unseen (the answer lost, or the context
+	// ended first), and remove must look.
+	sentFirst bool
 }
 
 func newTicket(st *kvStore, key, contender string, seq uint64) *ticket {
@@ -90,6 +94,9 @@ func (t *ticket) put(ctx context.Context, s *Session) error {
 		}
 		pctx, cancel := s.opCtx(ctx)
 		send := time.Now()
+		if t.order == 0 {
+			t.sentFirst = true
+		}
 		var seq uint64
 		seq, err = t.st.b.Put(pctx, t.key, nil, h, t.seq, s.cfg.ttl)
 		cancel()
@@ -133,23 +140,31 @@ func (t *ticket) due(ttl time.Duration) time.Time { return t.sent.Add(ttl / 3) }
 // TTL. It returns the sequence of the ticket key's last message, if known
 // (0 otherwise): the next ticket of the contender expects it.
 func (t *ticket) remove(s *Session) uint64 {
-	if t.order == 0 {
-		return 0 // not published, or replaced
-	}
 	expect := t.seq
+	if t.order == 0 {
+		if !t.sentFirst {
+			return 0 // never published
+		}
+		// A first publish whose outcome is unknown: it may have
+		// committed, and would hold up the line for a TTL.
+		e, ok := t.last(s)
+		if !ok || !t.ours(e) {
+			return 0
+		}
+		expect = e.Seq
+	}
 	for i := range 3 {
 		if s.node.Conn().IsClosed() {
 			return 0
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.opTimeout)
 		seq, err := t.st.b.Purge(ctx, t.key, expect)
+		cancel()
 		if err == nil {
-			cancel()
 			return seq
 		}
-		e, rerr := t.st.b.Last(ctx, t.key)
-		cancel()
-		if rerr == nil {
+		e, ok := t.last(s)
+		if ok {
 			if !t.ours(e) {
 				return 0 // gone, or a later ticket
 			}
@@ -158,6 +173,18 @@ func (t *ticket) remove(s *Session) uint64 {
 		time.Sleep(backoff(i))
 	}
 	return 0
+}
+
+// last reads the ticket key's last message, bounded by the op timeout
+// alone (it runs after the acquisition returned).
+func (t *ticket) last(s *Session) (condkv.Entry, bool) {
+	if s.node.Conn().IsClosed() {
+		return condkv.Entry{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.opTimeout)
+	defer cancel()
+	e, err := t.st.b.Last(ctx, t.key)
+	return e, err == nil
 }
 
 // orderOf returns a ticket message's order: its hdrOrder, or its own
