@@ -37,6 +37,9 @@ type Status struct {
 	Elections []ElectedLeader `json:"elections"`
 	// Truncated is set when a list was cut at MaxStatusEntries, or the
 	// bucket held more keys than one read returns (then Unknown says so).
+	// In the elections bucket the tickets of waiting candidates count
+	// towards that read's bound (condkv.MaxListed keys): elections with
+	// many standby candidates each fill it sooner.
 	Truncated bool `json:"truncated"`
 	// Unknown is "" when both buckets were read; otherwise it says why
 	// not, and Held and Elections are empty.
