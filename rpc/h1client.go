@@ -88,7 +88,7 @@ func newH1Client(maxConns int, idleTimeout time.Duration) *h1Client {
 	return &h1Client{
 		maxConns: maxConns, idleTimeout: idleTimeout,
 		dialConn: (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
-		hosts:  map[string]*h1Host{},
+		hosts:    map[string]*h1Host{},
 	}
 }
 
