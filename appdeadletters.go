@@ -59,36 +59,50 @@ const maxDeadLettersPerCall = 10000
 // answer lists.
 const maxDeadLetterErrors = 10
 
-// deadLetterJSON is one dead letter as the list route serves it.
-type deadLetterJSON struct {
-	Seq              uint64    `json:"seq"`
-	Consumer         string    `json:"consumer"`
-	Topic            string    `json:"topic"` // empty for a malformed dead letter
-	Key              string    `json:"key,omitempty"`
-	ID               string    `json:"id"`
-	Deliveries       int       `json:"deliveries"`
-	Error            string    `json:"error"`
-	Written          time.Time `json:"written,omitzero"`
-	Time             time.Time `json:"time"`
-	PayloadSize      int       `json:"payload_size"`
-	Payload          string    `json:"payload_base64"` // at most maxDeadLetterPayload bytes, base64
-	PayloadTruncated bool      `json:"payload_truncated,omitempty"`
+// DeadLetterEntry is one dead letter as the DeadLettersPath list route
+// serves it (and `concord dead-letters list -json` prints it).
+type DeadLetterEntry struct {
+	// Seq, Consumer, Key, ID, Deliveries, Error, Written and Time are
+	// msg.DeadLetter's (times in UTC).
+	Seq        uint64    `json:"seq"`
+	Consumer   string    `json:"consumer"`
+	Topic      string    `json:"topic"` // empty for a malformed dead letter
+	Key        string    `json:"key,omitempty"`
+	ID         string    `json:"id"`
+	Deliveries int       `json:"deliveries"`
+	Error      string    `json:"error"`
+	Written    time.Time `json:"written,omitzero"`
+	Time       time.Time `json:"time"`
+	// PayloadSize is the payload's size in bytes; Payload is its first
+	// 1024 bytes at most, base64, and PayloadTruncated says it was cut.
+	PayloadSize      int    `json:"payload_size"`
+	Payload          string `json:"payload_base64"`
+	PayloadTruncated bool   `json:"payload_truncated,omitempty"`
 }
 
-// deadLettersJSON is the list route's answer.
-type deadLettersJSON struct {
-	DeadLetters []deadLetterJSON `json:"dead_letters"`
-	Next        uint64           `json:"next,omitempty"` // the from of the next page, if more may follow
+// DeadLetterList is the DeadLettersPath list route's answer.
+type DeadLetterList struct {
+	// DeadLetters are the dead letters listed, oldest first.
+	DeadLetters []DeadLetterEntry `json:"dead_letters"`
+	// Next is the from of the next page, if more may follow.
+	Next uint64 `json:"next,omitempty"`
 }
 
-// deadLetterOpJSON is the answer of a replay or discard.
-type deadLetterOpJSON struct {
-	Seq    uint64   `json:"seq,omitempty"`
+// DeadLetterResult is the answer of a DeadLettersPath replay or discard,
+// of one dead letter or of all.
+type DeadLetterResult struct {
+	// Seq is the dead letter's, for one; 0 for all.
+	Seq uint64 `json:"seq,omitempty"`
+	// Done and Failed count the dead letters replayed or discarded and
+	// those that failed; Errors holds the first few failures' reasons.
 	Done   int      `json:"done"`
 	Failed int      `json:"failed,omitempty"`
 	Errors []string `json:"errors,omitempty"`
-	More   bool     `json:"more,omitempty"`
-	Error  string   `json:"error,omitempty"`
+	// More says an "all" call stopped at its time bound with dead
+	// letters left: call again.
+	More bool `json:"more,omitempty"`
+	// Error says why the operation failed, if it did.
+	Error string `json:"error,omitempty"`
 }
 
 // mountDeadLetterAdmin adds the DeadLettersPath routes behind the admin
@@ -153,10 +167,10 @@ func (a *App) serveDeadLetters(w http.ResponseWriter, r *http.Request, _ string)
 		writeDeadLetterError(w, err)
 		return
 	}
-	out := &deadLettersJSON{DeadLetters: make([]deadLetterJSON, 0, len(dls))}
+	out := &DeadLetterList{DeadLetters: make([]DeadLetterEntry, 0, len(dls))}
 	for _, d := range dls {
 		p := d.Payload[:min(len(d.Payload), maxDeadLetterPayload)]
-		out.DeadLetters = append(out.DeadLetters, deadLetterJSON{
+		out.DeadLetters = append(out.DeadLetters, DeadLetterEntry{
 			Seq: d.Seq, Consumer: d.Consumer, Topic: d.Topic, Key: d.Key, ID: d.ID, Deliveries: d.Deliveries, Error: d.Error,
 			Written: d.Written.UTC(), Time: d.Time.UTC(), PayloadSize: len(d.Payload),
 			Payload: base64.StdEncoding.EncodeToString(p), PayloadTruncated: len(p) < len(d.Payload),
@@ -206,7 +220,7 @@ func (a *App) serveDeadLetterOp(w http.ResponseWriter, r *http.Request, who, op 
 		return
 	}
 	a.cfg.logger.Info("concord: dead letter "+op+"ed for an operator", "seq", seq, "operator", who)
-	writeConfigJSON(w, http.StatusOK, &deadLetterOpJSON{Seq: seq, Done: 1})
+	writeConfigJSON(w, http.StatusOK, &DeadLetterResult{Seq: seq, Done: 1})
 }
 
 // deadLetterOp replays or discards dead letter seq.
@@ -225,8 +239,8 @@ func deadLetterOp(ctx context.Context, node *coord.Node, op string, seq uint64) 
 // fails (a malformed one cannot be replayed) is counted and the others go
 // on. The error is non-nil only when the dead letters could not be read
 // at all.
-func deadLetterAll(ctx context.Context, node *coord.Node, op string) (*deadLetterOpJSON, error) {
-	out := &deadLetterOpJSON{}
+func deadLetterAll(ctx context.Context, node *coord.Node, op string) (*DeadLetterResult, error) {
+	out := &DeadLetterResult{}
 	fail := func(err error) {
 		out.Failed++
 		if len(out.Errors) < maxDeadLetterErrors {

@@ -10,35 +10,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/concordrpc/concord"
 	"github.com/concordrpc/concord/msg"
 )
-
-// adminDeadLetter is a dead letter as the list route serves it.
-type adminDeadLetter struct {
-	Seq              uint64    `json:"seq"`
-	Consumer         string    `json:"consumer"`
-	Topic            string    `json:"topic"`
-	Key              string    `json:"key,omitempty"`
-	ID               string    `json:"id"`
-	Deliveries       int       `json:"deliveries"`
-	Error            string    `json:"error"`
-	Written          time.Time `json:"written,omitzero"`
-	Time             time.Time `json:"time"`
-	PayloadSize      int       `json:"payload_size"`
-	Payload          string    `json:"payload_base64"`
-	PayloadTruncated bool      `json:"payload_truncated,omitempty"`
-}
-
-// adminDeadLetterOp is the answer of a replay or a discard.
-type adminDeadLetterOp struct {
-	Done   int      `json:"done"`
-	Failed int      `json:"failed"`
-	Errors []string `json:"errors"`
-	More   bool     `json:"more"`
-}
 
 // adminDeadLetters runs a dead-letters subcommand through an app's admin
 // listener.
@@ -50,16 +25,14 @@ func adminDeadLetters(ctx context.Context, c *adminClient, sub string, seq uint6
 		if from > 0 {
 			q += "&from=" + strconv.FormatUint(from, 10)
 		}
-		var out struct {
-			DeadLetters []adminDeadLetter `json:"dead_letters"`
-		}
+		var out concord.DeadLetterList
 		if err := c.do(ctx, http.MethodGet, path+q, &out); err != nil {
 			return fmt.Errorf("dead-letters list: %w", err)
 		}
 		if asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
-			return enc.Encode(append([]adminDeadLetter{}, out.DeadLetters...))
+			return enc.Encode(append([]concord.DeadLetterEntry{}, out.DeadLetters...))
 		}
 		dls := make([]msg.DeadLetter, 0, len(out.DeadLetters))
 		for _, d := range out.DeadLetters {
@@ -74,7 +47,7 @@ func adminDeadLetters(ctx context.Context, c *adminClient, sub string, seq uint6
 		// app says more remain and the last call got on.
 		total := 0
 		for {
-			var out adminDeadLetterOp
+			var out concord.DeadLetterResult
 			err := c.do(ctx, http.MethodPost, path+"/all/"+sub, &out)
 			total += out.Done
 			if err != nil {
@@ -90,7 +63,7 @@ func adminDeadLetters(ctx context.Context, c *adminClient, sub string, seq uint6
 			}
 		}
 	}
-	var out adminDeadLetterOp
+	var out concord.DeadLetterResult
 	err := c.do(ctx, http.MethodPost, path+"/"+strconv.FormatUint(seq, 10)+"/"+sub, &out)
 	var aerr *adminError
 	switch {
