@@ -307,13 +307,24 @@ func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, da
 			headID       string
 			head         waiting
 			behind, seen bool
+			served       uint64
 			cur          entry // the key, as the view knows it; seq 0: unknown
 		)
 		w.look(func(v *keyView) {
 			headID, head, behind = v.ahead(t.order)
 			seen = v.seen >= t.order
+			served = v.served
 			cur = entry{seq: v.keySeq, free: v.keyFree, attempt: v.keyAttempt, expires: v.keyExpires}
 		})
+		if t.order != 0 && served >= t.order {
+			// A grant counted our ticket as served and it was not ours
+			// (a grant whose writer's view missed our ticket, or an
+			// attempt of ours given back): every view now drops it, so
+			// later tickets would no longer wait for it. Queue again,
+			// at the back of the line as it is now.
+			t.requeue()
+			continue
+		}
 		until := checkedAt.Add(s.cfg.ttl) // however often refreshes wake the loop
 		changed := holder == nil || cur.seq > holder.seq && (cur.free || cur.attempt != holder.attempt)
 		switch {

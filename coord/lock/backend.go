@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/concordrpc/concord/coord"
 )
@@ -35,27 +34,17 @@ func (b nodeBackend) Node(ctx context.Context) (*coord.Node, error) {
 var nameRE = regexp.MustCompile(`^[-/_=A-Za-z0-9]+(\.[-/_=A-Za-z0-9]+)*$`)
 
 func validName(name string) bool {
-	return len(name) <= MaxNameLen && nameRE.MatchString(name) && !reserved(name)
-}
-
-// reserved reports a name whose first token is the tickets' (see
-// ReservedPrefix).
-func reserved(name string) bool {
-	return name == ticketToken || strings.HasPrefix(name, ReservedPrefix)
+	return len(name) <= MaxNameLen && nameRE.MatchString(name)
 }
 
 // CheckName returns nil for a valid lock or election name, and otherwise
 // ErrInvalidName: a name is 1 to MaxNameLen bytes of letters, digits and
-// "-/_=", in non-empty tokens separated by single dots, whose first token
-// is not "_cq" (ReservedPrefix: the keys of waiters' tickets). NewMutex and
+// "-/_=", in non-empty tokens separated by single dots. NewMutex and
 // NewElection apply the same check; use CheckName to refuse a name from
 // outside (a request, a command line) before making one.
 func CheckName(name string) error {
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("%w: %d bytes, want at most %d", ErrInvalidName, len(name), MaxNameLen)
-	}
-	if reserved(name) {
-		return fmt.Errorf("%w: %q: names starting %q are reserved for waiters' tickets", ErrInvalidName, name, ReservedPrefix)
 	}
 	if !validName(name) {
 		return fmt.Errorf("%w: %q (want 1 to %d bytes of letters, digits and -/_= in dot-separated tokens)", ErrInvalidName, name, MaxNameLen)

@@ -111,28 +111,28 @@
 // Mutex's or Election's own, on Unlock, Resign or a failed acquisition.
 //
 // Order. Lock and Campaign calls on one key are granted in the order they
-// began waiting, across processes: by ticket. A ticket is a message in
-// the key's bucket on the reserved key _cq.<key>.<contender>, one key per
-// Mutex or Election (which acquires once at a time), so the tickets of a
-// key are exactly the keys matching _cq.<key>.*; names whose first token
-// is "_cq" are refused (ReservedPrefix). Its place in line is the stream
-// sequence of its first publish. It carries the waiter's TTL (Nats-TTL)
-// and is re-published every TTL/3 while its waiter waits, with its place
-// in a header; a ticket not refreshed in time expires, and its waiter,
-// if alive, publishes a new one at the back of the line. A waiter writes
-// its grant, the conditional write above, only when its watch has
-// delivered its ticket (and, in stream order, every earlier one), no
-// earlier ticket counts, and the key is free; the grant, its refreshes
-// and its release marker name the ticket's place (Concord-Served), and
-// tickets up to it no longer count. The new holder then removes its
-// ticket in the background, with a purge marker that lives a second (a
-// grant names the ticket, so this removal is off the handoff's path; it
-// is one more write per waited grant, while leaving tickets to expire
-// would keep up to a TTL of served tickets in the stream, for every
-// watch to replay). A waiter that gives up (ctx or session ended) removes
-// its ticket too, including one whose first publish it never saw
-// answered (it reads the ticket key and removes the ticket if it is its
-// own). A waiter that dies without removing it (its process or
+// began waiting, across processes: by ticket. A ticket is a message in the
+// key's bucket on the key _cq.<key>.<contender>, one key per Mutex or
+// Election (which acquires once at a time), so the tickets of a key are
+// exactly the keys matching _cq.<key>.*. (A Mutex's key is "mutex." and
+// its name, an Election's "election." and its name: no name collides with
+// a ticket.) Its place in line is the stream sequence of its first
+// publish. It carries the waiter's TTL (Nats-TTL) and is re-published
+// every TTL/3 while its waiter waits, with its place in a header; a ticket
+// not refreshed in time expires, and its waiter, if alive, publishes a new
+// one at the back of the line. A waiter writes its grant, the conditional
+// write above, only when its watch has delivered its ticket (and, in
+// stream order, every earlier one), no earlier ticket counts, and the key
+// is free; the grant, its refreshes and its release marker name the
+// ticket's place (Concord-Served), and tickets up to it no longer count.
+// The new holder then removes its ticket in the background, with a purge
+// marker that lives a second (a grant names the ticket, so this removal is
+// off the handoff's path; it is one more write per waited grant, while
+// leaving tickets to expire would keep up to a TTL of served tickets in
+// the stream, for every watch to replay). A waiter that gives up (ctx or
+// session ended) removes its ticket too, including one whose first publish
+// it never saw answered (it reads the ticket key and removes the ticket if
+// it is its own). A waiter that dies without removing it (its process or
 // connection gone) delays the waiters behind it at most until the ticket
 // expires: at most its TTL after its last refresh.
 //
@@ -155,9 +155,13 @@
 // conditional writes above, and the watch only decides when a waiter
 // writes. A view that lags (a watch that resumed late, skipped messages,
 // or a read answered before a ticket arrived) can grant out of arrival
-// order, never two holders at once. Arrival is when a waiter's ticket is
-// stored (or, in one process, when it joins the line); calls that arrive
-// within a round trip of each other may be granted in either order.
+// order, never two holders at once. A waiter whose ticket such a grant
+// counted as served (its place is at or before the grant's) publishes a
+// new ticket as soon as its watch delivers that grant, at the back of
+// the line as it is then, since no view counts its old ticket any more.
+// Arrival is when a waiter's ticket is stored (or, in one process, when
+// it joins the line); calls that arrive within a round trip of each other
+// may be granted in either order.
 //
 // Handing out. Lock, TryLock and Campaign return a token only for a live
 // grant: not ended, and its deadline still ahead when they return. A grant

@@ -39,7 +39,7 @@ type Election struct {
 // does no I/O. An invalid name or TTL makes every method return
 // ErrInvalidName or ErrInvalidTTL.
 func NewElection(b Backend, name string, opts ...Option) *Election {
-	return &Election{b: b, h: newHolder(b, name, name, func(s *Session) *kvStore { return s.elections }, opts)}
+	return &Election{b: b, h: newHolder(b, name, electionPrefix+name, func(s *Session) *kvStore { return s.elections }, opts)}
 }
 
 // Campaign waits until this candidate is leader, with value as its Leader

@@ -336,17 +336,52 @@ func TestTryLockDoesNotBarge(t *testing.T) {
 	}
 }
 
-// TestReservedNames checks that names in the tickets' namespace are
-// refused.
-func TestReservedNames(t *testing.T) {
-	for _, name := range []string{"_cq", "_cq.x", "_cq.mutex.a.b"} {
-		if err := lock.CheckName(name); !errors.Is(err, lock.ErrInvalidName) {
-			t.Errorf("CheckName(%q): %v, want ErrInvalidName", name, err)
+// TestTicketLikeNames checks that a lock or election may be named like a
+// ticket key: keys of locks and elections have their own prefixes, so
+// such a name neither collides with the tickets of a waited-for lock nor
+// counts as one of them.
+func TestTicketLikeNames(t *testing.T) {
+	node := openNode(t)
+	b := lock.FromNode(node)
+	ctx := within(t, 30*time.Second)
+	holder := lock.NewMutex(b, "a", lock.WithTTL(10*time.Second))
+	if _, err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	queued := make(chan struct{}, 1)
+	waiter := lock.NewMutex(b, "a", lock.WithTTL(10*time.Second), lock.WithQueuedHookForTest(func(*lock.Session) { queued <- struct{}{} }))
+	got := make(chan error, 1)
+	go func() {
+		_, err := waiter.Lock(ctx)
+		got <- err
+	}()
+	<-queued
+	for _, name := range []string{"_cq", "_cq.mutex.a", "_cq.election.a"} {
+		if err := lock.CheckName(name); err != nil {
+			t.Fatalf("CheckName(%q): %v", name, err)
+		}
+		m := lock.NewMutex(b, name)
+		if _, err := m.TryLock(ctx); err != nil {
+			t.Fatalf("TryLock(%q) beside a waited-for lock: %v", name, err)
+		}
+		if err := m.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		e := lock.NewElection(b, name)
+		if _, err := e.Campaign(ctx, "x"); err != nil {
+			t.Fatalf("Campaign(%q): %v", name, err)
+		}
+		if err := e.Resign(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
-	for _, name := range []string{"_cqx", "a._cq", "x_cq.y"} {
-		if err := lock.CheckName(name); err != nil {
-			t.Errorf("CheckName(%q): %v", name, err)
-		}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter on a: %v", err)
+	}
+	if err := waiter.Unlock(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -136,8 +136,8 @@ func (g *Guard) verify(ctx context.Context, resource string, token uint64) error
 		return fmt.Errorf("lock: verify token for %q: %w", resource, err)
 	}
 	for _, k := range []struct{ bucket, key string }{
-		{coord.BucketLocks, "mutex." + resource},
-		{coord.BucketElections, resource},
+		{coord.BucketLocks, mutexPrefix + resource},
+		{coord.BucketElections, electionPrefix + resource},
 	} {
 		e, err := newKVStore(node, k.bucket).last(ctx, k.key)
 		if err != nil {

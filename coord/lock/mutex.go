@@ -29,7 +29,7 @@ type Mutex struct {
 // NewMutex returns a Mutex for name on b's node. It does no I/O. An invalid
 // name or TTL makes every method return ErrInvalidName or ErrInvalidTTL.
 func NewMutex(b Backend, name string, opts ...Option) *Mutex {
-	return &Mutex{h: newHolder(b, name, "mutex."+name, func(s *Session) *kvStore { return s.locks }, opts)}
+	return &Mutex{h: newHolder(b, name, mutexPrefix+name, func(s *Session) *kvStore { return s.locks }, opts)}
 }
 
 // Lock acquires the lock, waiting while another holder has it or earlier

@@ -145,9 +145,10 @@ func (s *Session) Deadline() time.Time {
 // Close stops the keepalive and revokes every key the session holds, with
 // conditional writes that leave alone keys that have meanwhile passed to
 // another holder. Keys it cannot revoke (the node is unreachable) expire
-// within a TTL. It then waits for the watches that Lock and Campaign calls
-// under the session waited on to stop: they are stopped in the background
-// once those calls return, each within 2 s. Close is idempotent; it
+// within a TTL. It then waits for what Lock and Campaign calls under the
+// session left in the background when they returned: the watches they
+// waited on stop within 2 s each, and their tickets are removed within
+// the op timeout (WithOpTimeout) each, concurrently. Close is idempotent; it
 // returns the first call's result: nil, or the revocations that failed.
 // The node's Release (which a stopping App and coord.Node.Close call)
 // closes every session on it.

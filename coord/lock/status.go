@@ -25,8 +25,15 @@ const MaxStatusEntries = 100
 // bytes; a longer value is cut and ends with "...".
 const maxHolderLen = MaxHolderLen
 
-// mutexPrefix starts the key of every Mutex in BucketLocks.
-const mutexPrefix = "mutex."
+// Key prefixes: a Mutex's key in BucketLocks is mutexPrefix and its name,
+// an Election's in BucketElections electionPrefix and its name. Waiters'
+// tickets (_cq.<key>.<contender>) are outside both, so that a status read
+// of the prefix lists held keys alone, and no name can collide with a
+// ticket.
+const (
+	mutexPrefix    = "mutex."
+	electionPrefix = "election."
+)
 
 // Status lists the held locks and the elected leaders, for display (the
 // status endpoint, the console, `concord status locks`).
@@ -36,10 +43,8 @@ type Status struct {
 	// Elections lists the elections with a leader, sorted by name.
 	Elections []ElectedLeader `json:"elections"`
 	// Truncated is set when a list was cut at MaxStatusEntries, or the
-	// bucket held more keys than one read returns (then Unknown says so).
-	// In the elections bucket the tickets of waiting candidates count
-	// towards that read's bound (condkv.MaxListed keys): elections with
-	// many standby candidates each fill it sooner.
+	// bucket held more held keys than one read returns (then Unknown says
+	// so). Waiters' tickets do not count towards that read's bound.
 	Truncated bool `json:"truncated"`
 	// Unknown is "" when both buckets were read; otherwise it says why
 	// not, and Held and Elections are empty.
@@ -97,7 +102,7 @@ func ReadStatus(ctx context.Context, node *coord.Node, timeout time.Duration) *S
 		held, heldCut, heldErr = readLive(ctx, node, coord.BucketLocks, mutexPrefix)
 	})
 	wg.Go(func() {
-		elected, electedCut, electedErr = readLive(ctx, node, coord.BucketElections, "")
+		elected, electedCut, electedErr = readLive(ctx, node, coord.BucketElections, electionPrefix)
 	})
 	wg.Wait()
 	if err := cmp.Or(heldErr, electedErr); err != nil {
@@ -131,8 +136,8 @@ func readLive(ctx context.Context, node *coord.Node, bucket, prefix string) (key
 	var out []liveKey
 	err = b.LastAll(ctx, prefix+">", func(key string, e condkv.Entry) {
 		name, ok := strings.CutPrefix(key, prefix)
-		if !ok || name == "" || reserved(name) {
-			return // not a lock or election: a waiter's ticket
+		if !ok || name == "" {
+			return
 		}
 		left := int64(-1)
 		if !e.Expires.IsZero() {

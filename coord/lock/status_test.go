@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/internal/condkv"
 	"github.com/concordrpc/concord/coord/lock"
 )
 
@@ -137,6 +141,36 @@ func TestReadStatusIgnoresTickets(t *testing.T) {
 	}
 	if err := mu.Unlock(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if err := leader.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadStatusManyCandidates checks that the tickets of waiting
+// candidates do not count towards the status read's bound: with more
+// tickets in the elections bucket than one read returns (written here
+// directly, as many standby candidates would keep them), the leader is
+// still listed.
+func TestReadStatusManyCandidates(t *testing.T) {
+	n := openNode(t)
+	b := lock.FromNode(n)
+	ctx := within(t, 60*time.Second)
+	leader := lock.NewElection(b, "busy")
+	if _, err := leader.Campaign(ctx, "leader"); err != nil {
+		t.Fatal(err)
+	}
+	js := n.JetStream()
+	for i := range condkv.MaxListed + 10 {
+		msg := nats.NewMsg(fmt.Sprintf("$KV.%s._cq.election.busy.c%d", coord.BucketElections, i))
+		msg.Header.Set("Nats-TTL", "30s")
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := lock.ReadStatus(ctx, n, 5*time.Second)
+	if st.Unknown != "" || st.Truncated || len(st.Elections) != 1 || st.Elections[0].Name != "busy" || st.Elections[0].Leader != "leader" {
+		t.Fatalf("unknown %q, truncated %v, elections %+v", st.Unknown, st.Truncated, st.Elections)
 	}
 	if err := leader.Resign(ctx); err != nil {
 		t.Fatal(err)

@@ -13,16 +13,11 @@ import (
 	"github.com/concordrpc/concord/internal/wait"
 )
 
-// ReservedPrefix starts the keys of waiters' tickets in the locks and
-// elections buckets. Lock and election names whose first token is
-// ReservedPrefix's (that is, "_cq" or anything starting "_cq.") are
-// refused with ErrInvalidName, so that no key of a lock or election is
-// ever a ticket's.
-const ReservedPrefix = ticketToken + "."
-
 // ticketToken is the first token of every ticket key:
 // _cq.<key>.<contender ID>. A contender ID is one token, so the tickets of
-// key K are exactly the keys matching _cq.<K>.*, none of another key's.
+// key K are exactly the keys matching _cq.<K>.*, none of another key's;
+// keys of locks and elections start with mutexPrefix or electionPrefix,
+// never with it.
 const ticketToken = "_cq"
 
 // Headers of tickets and of the key messages that serve them.
@@ -129,17 +124,27 @@ func (t *ticket) put(ctx context.Context, s *Session) error {
 	return err
 }
 
+// requeue makes the next put publish the ticket anew, with a new order
+// and a new nonce (so that put does not adopt the old ticket as its own):
+// for a ticket that a grant not its own counted as served.
+func (t *ticket) requeue() {
+	t.order, t.nonce = 0, newID()
+}
+
 // due returns when the ticket must be refreshed.
 func (t *ticket) due(ttl time.Duration) time.Time { return t.sent.Add(ttl / 3) }
 
 // remove replaces the ticket with a purge marker (which lives a second),
 // conditionally on its last message, so that it no longer counts as
-// waiting; it leaves alone a later ticket of the same contender. It has
-// its own bound (the op timeout, a few times), since it runs after the
-// acquisition returned; a ticket it cannot remove expires within the
-// TTL. It returns the sequence of the ticket key's last message, if known
-// (0 otherwise): the next ticket of the contender expects it.
+// waiting; it leaves alone a later ticket of the same contender. It runs
+// after the acquisition returned, in the background, and Session.Close
+// waits for it, so all its requests share one bound of their own: the op
+// timeout. A ticket it cannot remove expires within the TTL. It returns
+// the sequence of the ticket key's last message, if known (0 otherwise):
+// the next ticket of the contender expects it.
 func (t *ticket) remove(s *Session) uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.opTimeout)
+	defer cancel()
 	expect := t.seq
 	if t.order == 0 {
 		if !t.sentFirst {
@@ -147,42 +152,37 @@ func (t *ticket) remove(s *Session) uint64 {
 		}
 		// A first publish whose outcome is unknown: it may have
 		// committed, and would hold up the line for a TTL.
-		e, ok := t.last(s)
+		e, ok := t.last(ctx, s)
 		if !ok || !t.ours(e) {
 			return 0
 		}
 		expect = e.Seq
 	}
 	for i := range 3 {
-		if s.node.Conn().IsClosed() {
+		if s.node.Conn().IsClosed() || ctx.Err() != nil {
 			return 0
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.opTimeout)
 		seq, err := t.st.b.Purge(ctx, t.key, expect)
-		cancel()
 		if err == nil {
 			return seq
 		}
-		e, ok := t.last(s)
+		e, ok := t.last(ctx, s)
 		if ok {
 			if !t.ours(e) {
 				return 0 // gone, or a later ticket
 			}
 			expect = e.Seq
 		}
-		time.Sleep(backoff(i))
+		wait.Sleep(ctx, backoff(i))
 	}
 	return 0
 }
 
-// last reads the ticket key's last message, bounded by the op timeout
-// alone (it runs after the acquisition returned).
-func (t *ticket) last(s *Session) (condkv.Entry, bool) {
+// last reads the ticket key's last message within ctx.
+func (t *ticket) last(ctx context.Context, s *Session) (condkv.Entry, bool) {
 	if s.node.Conn().IsClosed() {
 		return condkv.Entry{}, false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.opTimeout)
-	defer cancel()
 	e, err := t.st.b.Last(ctx, t.key)
 	return e, err == nil
 }
@@ -245,7 +245,12 @@ func (v *keyView) apply(key string, h nats.Header, seq uint64, at time.Time) boo
 	v.seen = max(v.seen, seq)
 	marker := condkv.IsMarker(h)
 	if key == v.key {
-		v.serve(servedOf(h))
+		if o := servedOf(h); o < seq {
+			// A served order is a ticket's, written before the grant: a
+			// larger one is not believed (it would make every ticket
+			// re-queue, see acquireInLine).
+			v.serve(o)
+		}
 		if seq > v.keySeq {
 			v.keySeq, v.keyFree, v.keyAttempt, v.keyExpires = seq, marker, "", time.Time{}
 			if !marker {

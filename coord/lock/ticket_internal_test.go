@@ -81,4 +81,10 @@ func TestKeyViewOrder(t *testing.T) {
 	if v.waiting() {
 		t.Fatal("a ticket still waits after a's was read back gone")
 	}
+	ticket("d", 20, 0)
+	bogus := nats.Header{hdrAttempt: []string{"y"}, hdrServed: []string{"21"}}
+	v.apply("mutex.k", bogus, 21, at) // serves its own sequence: not believed
+	if got := first(22); got != "d" || v.served != 12 {
+		t.Fatalf("after a grant naming an order not before it: first %q, served %d", got, v.served)
+	}
 }
