@@ -133,7 +133,7 @@ func (a *App) serveDeadLetters(w http.ResponseWriter, r *http.Request, _ string)
 	q := r.URL.Query()
 	for k, vs := range q {
 		if (k != "from" && k != "limit") || len(vs) != 1 {
-			writeConfigJSON(w, http.StatusBadRequest, &configErrorJSON{Error: fmt.Sprintf("query parameter %.40q: want from and limit, each at most once", k)})
+			writeAdminJSON(w, http.StatusBadRequest, &AdminError{Error: fmt.Sprintf("query parameter %.40q: want from and limit, each at most once", k)})
 			return
 		}
 	}
@@ -141,7 +141,7 @@ func (a *App) serveDeadLetters(w http.ResponseWriter, r *http.Request, _ string)
 	if q.Has("from") {
 		n, ok := parseSeq(q.Get("from"))
 		if !ok {
-			writeConfigJSON(w, http.StatusBadRequest, &configErrorJSON{Error: fmt.Sprintf("from=%.40q: want a sequence number from 1", q.Get("from"))})
+			writeAdminJSON(w, http.StatusBadRequest, &AdminError{Error: fmt.Sprintf("from=%.40q: want a sequence number from 1", q.Get("from"))})
 			return
 		}
 		from = n
@@ -150,7 +150,7 @@ func (a *App) serveDeadLetters(w http.ResponseWriter, r *http.Request, _ string)
 	if q.Has("limit") {
 		n, ok := parseSeq(q.Get("limit"))
 		if !ok || n > MaxDeadLettersListed {
-			writeConfigJSON(w, http.StatusBadRequest, &configErrorJSON{Error: fmt.Sprintf("limit=%.40q: want a number from 1 to %d", q.Get("limit"), MaxDeadLettersListed)})
+			writeAdminJSON(w, http.StatusBadRequest, &AdminError{Error: fmt.Sprintf("limit=%.40q: want a number from 1 to %d", q.Get("limit"), MaxDeadLettersListed)})
 			return
 		}
 		limit = int(n)
@@ -179,18 +179,18 @@ func (a *App) serveDeadLetters(w http.ResponseWriter, r *http.Request, _ string)
 	if len(dls) == limit {
 		out.Next = dls[len(dls)-1].Seq + 1
 	}
-	writeConfigJSON(w, http.StatusOK, out)
+	writeAdminJSON(w, http.StatusOK, out)
 }
 
 func (a *App) serveDeadLetterOp(w http.ResponseWriter, r *http.Request, who, op string) {
 	if len(r.URL.RawQuery) > 0 {
-		writeConfigJSON(w, http.StatusBadRequest, &configErrorJSON{Error: op + " takes no query parameters"})
+		writeAdminJSON(w, http.StatusBadRequest, &AdminError{Error: op + " takes no query parameters"})
 		return
 	}
 	raw := r.PathValue("seq")
 	seq, ok := parseSeq(raw)
 	if !ok && raw != "all" {
-		writeConfigJSON(w, http.StatusBadRequest, &configErrorJSON{Error: fmt.Sprintf("%.40q: want a dead letter's sequence number (from 1) or all", raw)})
+		writeAdminJSON(w, http.StatusBadRequest, &AdminError{Error: fmt.Sprintf("%.40q: want a dead letter's sequence number (from 1) or all", raw)})
 		return
 	}
 	node, err := a.deadLetterNode(r.Context())
@@ -212,7 +212,7 @@ func (a *App) serveDeadLetterOp(w http.ResponseWriter, r *http.Request, who, op 
 			code = http.StatusInternalServerError
 			out.Error = fmt.Sprintf("%d dead letters not %sed (see errors)", out.Failed, op)
 		}
-		writeConfigJSON(w, code, out)
+		writeAdminJSON(w, code, out)
 		return
 	}
 	if err := deadLetterOp(ctx, node, op, seq); err != nil {
@@ -220,7 +220,7 @@ func (a *App) serveDeadLetterOp(w http.ResponseWriter, r *http.Request, who, op 
 		return
 	}
 	a.cfg.logger.Info("concord: dead letter "+op+"ed for an operator", "seq", seq, "operator", who)
-	writeConfigJSON(w, http.StatusOK, &DeadLetterResult{Seq: seq, Done: 1})
+	writeAdminJSON(w, http.StatusOK, &DeadLetterResult{Seq: seq, Done: 1})
 }
 
 // deadLetterOp replays or discards dead letter seq.
@@ -325,5 +325,5 @@ func writeDeadLetterError(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 		msgText += " (it cannot be replayed; discard it)"
 	}
-	writeConfigJSON(w, code, &configErrorJSON{Error: msgText})
+	writeAdminJSON(w, code, &AdminError{Error: msgText})
 }

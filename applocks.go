@@ -57,14 +57,6 @@ type adminHolds struct {
 	taking  sync.WaitGroup // holds being taken: stop waits for them
 }
 
-// lockHoldJSON is the answer of the hold route.
-type lockHoldJSON struct {
-	Name          string `json:"name"`
-	Token         uint64 `json:"token"`
-	Holder        string `json:"holder"`
-	HeldForMillis int64  `json:"held_for_ms"`
-}
-
 // processName names this process in lock holders and the TCC coordinator:
 // its host and process ID.
 func processName() string {
@@ -90,14 +82,14 @@ func (a *App) mountLockAdmin(mux *http.ServeMux) {
 func (a *App) serveLockHold(w http.ResponseWriter, r *http.Request, who string, h *adminHolds) {
 	name := r.PathValue("name")
 	if err := lock.CheckName(name); err != nil {
-		writeConfigJSON(w, http.StatusBadRequest, &configErrorJSON{Error: err.Error()})
+		writeAdminJSON(w, http.StatusBadRequest, &AdminError{Error: err.Error()})
 		return
 	}
 	d := defaultLockHold
 	if q := r.URL.Query().Get("for"); q != "" {
 		var err error
 		if d, err = time.ParseDuration(q); err != nil || d < time.Second || d > MaxLockHold {
-			writeConfigJSON(w, http.StatusBadRequest, &configErrorJSON{Error: fmt.Sprintf("for=%.40q: want a duration from 1s to %v", q, MaxLockHold)})
+			writeAdminJSON(w, http.StatusBadRequest, &AdminError{Error: fmt.Sprintf("for=%.40q: want a duration from 1s to %v", q, MaxLockHold)})
 			return
 		}
 	}
@@ -105,15 +97,15 @@ func (a *App) serveLockHold(w http.ResponseWriter, r *http.Request, who string, 
 	switch {
 	case h.stopped:
 		h.mu.Unlock()
-		writeConfigJSON(w, http.StatusServiceUnavailable, &configErrorJSON{Error: "the app is stopping"})
+		writeAdminJSON(w, http.StatusServiceUnavailable, &AdminError{Error: "the app is stopping"})
 		return
 	case h.held[name] != nil:
 		h.mu.Unlock()
-		writeConfigJSON(w, http.StatusConflict, &configErrorJSON{Error: fmt.Sprintf("%s is already held by this app through %s; release it first", name, LocksPath)})
+		writeAdminJSON(w, http.StatusConflict, &AdminError{Error: fmt.Sprintf("%s is already held by this app through %s; release it first", name, LocksPath)})
 		return
 	case len(h.held) >= maxAdminHolds:
 		h.mu.Unlock()
-		writeConfigJSON(w, http.StatusTooManyRequests, &configErrorJSON{Error: fmt.Sprintf("this app already holds %d locks for operators; release one first", maxAdminHolds)})
+		writeAdminJSON(w, http.StatusTooManyRequests, &AdminError{Error: fmt.Sprintf("this app already holds %d locks for operators; release one first", maxAdminHolds)})
 		return
 	}
 	holder := "operator " + who + " via " + processName()
@@ -137,7 +129,7 @@ func (a *App) serveLockHold(w http.ResponseWriter, r *http.Request, who string, 
 		case errors.Is(err, lock.ErrInvalidName):
 			code = http.StatusBadRequest
 		}
-		writeConfigJSON(w, code, &configErrorJSON{Error: fmt.Sprintf("lock %s: %v", name, err)})
+		writeAdminJSON(w, code, &AdminError{Error: fmt.Sprintf("lock %s: %v", name, err)})
 		return
 	}
 	h.mu.Lock()
@@ -147,17 +139,17 @@ func (a *App) serveLockHold(w http.ResponseWriter, r *http.Request, who string, 
 	if stopped {
 		// stop waits for this release (taking), so the node is still open.
 		_ = h.release(name, hold)
-		writeConfigJSON(w, http.StatusServiceUnavailable, &configErrorJSON{Error: "the app is stopping; the lock was given back"})
+		writeAdminJSON(w, http.StatusServiceUnavailable, &AdminError{Error: "the app is stopping; the lock was given back"})
 		return
 	}
 	a.cfg.logger.Info("concord: lock held for an operator", "lock", name, "token", token, "for", d, "operator", who)
-	writeConfigJSON(w, http.StatusOK, &lockHoldJSON{Name: name, Token: token, Holder: holder, HeldForMillis: d.Milliseconds()})
+	writeAdminJSON(w, http.StatusOK, &LockHold{Name: name, Token: token, Holder: holder, HeldForMillis: d.Milliseconds()})
 }
 
 func (h *adminHolds) serveRelease(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := lock.CheckName(name); err != nil {
-		writeConfigJSON(w, http.StatusBadRequest, &configErrorJSON{Error: err.Error()})
+		writeAdminJSON(w, http.StatusBadRequest, &AdminError{Error: err.Error()})
 		return
 	}
 	h.mu.Lock()
@@ -165,14 +157,14 @@ func (h *adminHolds) serveRelease(w http.ResponseWriter, r *http.Request) {
 	taken := hold != nil && hold.timer != nil // nil while the hold is being taken
 	h.mu.Unlock()
 	if !taken {
-		writeConfigJSON(w, http.StatusNotFound, &configErrorJSON{Error: fmt.Sprintf("this app does not hold %s through %s", name, LocksPath)})
+		writeAdminJSON(w, http.StatusNotFound, &AdminError{Error: fmt.Sprintf("this app does not hold %s through %s", name, LocksPath)})
 		return
 	}
 	if err := h.release(name, hold); err != nil && !errors.Is(err, lock.ErrNotHeld) {
-		writeConfigJSON(w, http.StatusServiceUnavailable, &configErrorJSON{Error: fmt.Sprintf("release %s: %v (the lock expires within its TTL)", name, err)})
+		writeAdminJSON(w, http.StatusServiceUnavailable, &AdminError{Error: fmt.Sprintf("release %s: %v (the lock expires within its TTL)", name, err)})
 		return
 	}
-	writeConfigJSON(w, http.StatusOK, map[string]string{"name": name, "released": "true"})
+	writeAdminJSON(w, http.StatusOK, map[string]string{"name": name, "released": "true"})
 }
 
 // release gives hold back, once, and forgets it.

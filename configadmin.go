@@ -2,7 +2,6 @@ package concord
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,31 +51,6 @@ const defaultAdminName = "admin"
 // maxConfigBody bounds a protojson body: JSON may be several times the
 // binary encoding that config.MaxValueSize bounds.
 const maxConfigBody = 4 * config.MaxValueSize
-
-// configEntryJSON is one version of a config as the admin listener serves it.
-type configEntryJSON struct {
-	Name    string          `json:"name"`
-	Version uint64          `json:"version"`
-	Type    string          `json:"type"`
-	Writer  string          `json:"writer"`
-	Time    time.Time       `json:"time"`
-	Value   json.RawMessage `json:"value"`
-}
-
-// configWriteJSON is the admin listener's answer to a write or a rollback.
-type configWriteJSON struct {
-	Name     string `json:"name"`
-	Version  uint64 `json:"version"`            // the new version
-	Replaced uint64 `json:"replaced"`           // the version it replaced, 0 if none
-	Restored uint64 `json:"restored,omitempty"` // for a rollback: the version whose value it wrote again
-}
-
-// configErrorJSON is the admin listener's error answer.
-type configErrorJSON struct {
-	Error      string   `json:"error"`
-	Violations []string `json:"violations,omitempty"` // 400: protovalidate's, "field: message"
-	Current    uint64   `json:"current,omitempty"`    // 409: the current version, if read
-}
 
 // mountConfigAdmin adds the ConfigPath routes to the admin mux, each
 // behind the admin credentials. The default credentials file is created
@@ -131,7 +105,7 @@ func adminGuard(path string) func(h func(http.ResponseWriter, *http.Request, str
 func authorizeAdmin(w http.ResponseWriter, r *http.Request, path string) (name string, ok bool) {
 	cs, err := admincreds.Read(path)
 	if err != nil {
-		writeConfigJSON(w, http.StatusServiceUnavailable, &configErrorJSON{Error: "admin credentials are unreadable on the server; see its log"})
+		writeAdminJSON(w, http.StatusServiceUnavailable, &AdminError{Error: "admin credentials are unreadable on the server; see its log"})
 		return "", false
 	}
 	if token, has := admincreds.BearerToken(r.Header.Get("Authorization")); has {
@@ -140,7 +114,7 @@ func authorizeAdmin(w http.ResponseWriter, r *http.Request, path string) (name s
 		}
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="concord admin"`)
-	writeConfigJSON(w, http.StatusUnauthorized, &configErrorJSON{Error: "an admin credential is required: send Authorization: Bearer <token> with a token from the App's admin credentials file (" + AdminCredentialsFile + " in its data directory unless WithAdminCredentials names one)"})
+	writeAdminJSON(w, http.StatusUnauthorized, &AdminError{Error: "an admin credential is required: send Authorization: Bearer <token> with a token from the App's admin credentials file (" + AdminCredentialsFile + " in its data directory unless WithAdminCredentials names one)"})
 	return "", false
 }
 
@@ -180,20 +154,20 @@ func (a *App) serveConfigGet(w http.ResponseWriter, r *http.Request, _ string) {
 	name := r.PathValue("name")
 	s, err := a.configStore(r.Context())
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
 	e, err := s.Get(r.Context(), name)
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
 	out, err := a.configEntry(e)
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
-	writeConfigJSON(w, http.StatusOK, out)
+	writeAdminJSON(w, http.StatusOK, out)
 }
 
 func (a *App) serveConfigHistory(w http.ResponseWriter, r *http.Request, _ string) {
@@ -202,102 +176,102 @@ func (a *App) serveConfigHistory(w http.ResponseWriter, r *http.Request, _ strin
 	if q := r.URL.Query().Get("limit"); q != "" {
 		n, err := strconv.Atoi(q)
 		if err != nil {
-			writeconfigErrorJSON(w, r, fmt.Errorf("%w: limit: %w", config.ErrInvalid, err), nil)
+			writeConfigError(w, r, fmt.Errorf("%w: limit: %w", config.ErrInvalid, err), nil)
 			return
 		}
 		limit = n
 	}
 	s, err := a.configStore(r.Context())
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
 	es, err := s.History(r.Context(), name, limit)
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
-	out := make([]*configEntryJSON, 0, len(es))
+	out := make([]*ConfigEntry, 0, len(es))
 	for _, e := range es {
 		ce, err := a.configEntry(e)
 		if err != nil {
-			writeconfigErrorJSON(w, r, err, nil)
+			writeConfigError(w, r, err, nil)
 			return
 		}
 		out = append(out, ce)
 	}
-	writeConfigJSON(w, http.StatusOK, out)
+	writeAdminJSON(w, http.StatusOK, out)
 }
 
 func (a *App) serveConfigSet(w http.ResponseWriter, r *http.Request, writer string) {
 	name := r.PathValue("name")
 	expect, err := uintParam(r, "expect")
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxConfigBody))
 	if err != nil {
-		writeconfigErrorJSON(w, r, fmt.Errorf("%w: body: %w", config.ErrInvalid, err), nil)
+		writeConfigError(w, r, fmt.Errorf("%w: body: %w", config.ErrInvalid, err), nil)
 		return
 	}
 	s, err := a.configStore(r.Context())
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
 	var current *config.Entry
 	if _, ok := a.configTypes.Load(name); !ok {
 		if current, err = s.Get(r.Context(), name); err != nil && !errors.Is(err, config.ErrNotFound) {
-			writeconfigErrorJSON(w, r, err, nil)
+			writeConfigError(w, r, err, nil)
 			return
 		}
 	}
 	t, err := a.configType(current, name)
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
 	msg := t.New().Interface()
 	if err := protojson.Unmarshal(body, msg); err != nil {
-		writeconfigErrorJSON(w, r, fmt.Errorf("%w: not a %s in protojson: %w", config.ErrInvalid, t.Descriptor().FullName(), err), nil)
+		writeConfigError(w, r, fmt.Errorf("%w: not a %s in protojson: %w", config.ErrInvalid, t.Descriptor().FullName(), err), nil)
 		return
 	}
 	v, err := s.Set(r.Context(), name, msg, expect, writer)
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, s)
+		writeConfigError(w, r, err, s)
 		return
 	}
-	writeConfigJSON(w, http.StatusOK, &configWriteJSON{Name: name, Version: v, Replaced: expect})
+	writeAdminJSON(w, http.StatusOK, &ConfigWrite{Name: name, Version: v, Replaced: expect})
 }
 
 func (a *App) serveConfigRollback(w http.ResponseWriter, r *http.Request, writer string) {
 	name := r.PathValue("name")
 	version, err := uintParam(r, "version")
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
 	expect, err := uintParam(r, "expect")
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
 	s, err := a.configStore(r.Context())
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, nil)
+		writeConfigError(w, r, err, nil)
 		return
 	}
 	v, err := s.Rollback(r.Context(), name, version, expect, writer)
 	if err != nil {
-		writeconfigErrorJSON(w, r, err, s)
+		writeConfigError(w, r, err, s)
 		return
 	}
-	writeConfigJSON(w, http.StatusOK, &configWriteJSON{Name: name, Version: v, Replaced: expect, Restored: version})
+	writeAdminJSON(w, http.StatusOK, &ConfigWrite{Name: name, Version: v, Replaced: expect, Restored: version})
 }
 
 // configEntry renders a stored version with its value as protojson.
-func (a *App) configEntry(e *config.Entry) (*configEntryJSON, error) {
+func (a *App) configEntry(e *config.Entry) (*ConfigEntry, error) {
 	t, err := protoregistry.GlobalTypes.FindMessageByName(e.Type)
 	if err != nil {
 		if t, err = a.configType(nil, e.Name); err != nil || t.Descriptor().FullName() != e.Type {
@@ -312,7 +286,7 @@ func (a *App) configEntry(e *config.Entry) (*configEntryJSON, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s version %d: %w", config.ErrCorrupt, e.Name, e.Version, err)
 	}
-	return &configEntryJSON{Name: e.Name, Version: e.Version, Type: string(e.Type), Writer: e.Writer, Time: e.Time.UTC(), Value: value}, nil
+	return &ConfigEntry{Name: e.Name, Version: e.Version, Type: string(e.Type), Writer: e.Writer, Time: e.Time.UTC(), Value: value}, nil
 }
 
 // uintParam reads a required unsigned query parameter.
@@ -328,10 +302,10 @@ func uintParam(r *http.Request, key string) (uint64, error) {
 	return v, nil
 }
 
-// writeconfigErrorJSON answers err with its status code; for a conflict it
+// writeConfigError answers err with its status code; for a conflict it
 // reads the current version with s (if not nil) to name it.
-func writeconfigErrorJSON(w http.ResponseWriter, r *http.Request, err error, s *config.Store) {
-	out := &configErrorJSON{Error: err.Error()}
+func writeConfigError(w http.ResponseWriter, r *http.Request, err error, s *config.Store) {
+	out := &AdminError{Error: err.Error()}
 	code := http.StatusServiceUnavailable
 	var verr *protovalidate.ValidationError
 	switch {
@@ -354,11 +328,5 @@ func writeconfigErrorJSON(w http.ResponseWriter, r *http.Request, err error, s *
 	case errors.Is(err, config.ErrCorrupt):
 		code = http.StatusInternalServerError
 	}
-	writeConfigJSON(w, code, out)
-}
-
-func writeConfigJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	writeAdminJSON(w, code, out)
 }

@@ -57,21 +57,25 @@ func newAdminClient(addr, creds, as string) (*adminClient, error) {
 type adminError struct {
 	code  int
 	msg   string
-	route bool // the answer came from the route (JSON {"error"}), not a listener without it
+	route bool               // the answer came from the route (JSON {"error"}), not a listener without it
+	body  concord.AdminError // the route's answer, when route is set
 }
 
 func (e *adminError) Error() string { return e.msg }
 
-// do sends a request without a body to path and decodes the JSON answer
-// into out, also for an error answer; a status other than 200 is an
-// *adminError.
-func (c *adminClient) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+// do sends a request to path, with body (JSON) if not nil, and decodes
+// the JSON answer into out, also for an error answer; a status other than
+// 200 is an *adminError.
+func (c *adminClient) do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return usageError{fmt.Sprintf("-addr: %v", err)}
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -81,16 +85,14 @@ func (c *adminClient) do(ctx context.Context, method, path string, out any) erro
 	if err != nil {
 		return err
 	}
-	var e struct {
-		Error string `json:"error"`
-	}
 	if res.StatusCode != http.StatusOK {
+		var e concord.AdminError
 		route, _, _ := strings.Cut(path, "?")
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			return &adminError{code: res.StatusCode, msg: fmt.Sprintf("%s answered %s (is it a Concord app's admin listener, of a version with %s?)", c.base, res.Status, route)}
 		}
 		_ = json.Unmarshal(data, out)
-		return &adminError{code: res.StatusCode, msg: e.Error, route: true}
+		return &adminError{code: res.StatusCode, msg: e.Error, route: true, body: e}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%s answered %s without the expected JSON: %w", c.base, res.Status, err)

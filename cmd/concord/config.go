@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,25 +12,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/concordrpc/concord"
 )
-
-// configEntry is one version of a config as an App's admin listener
-// serves it (concord.ConfigPath).
-type configEntry struct {
-	Name    string          `json:"name"`
-	Version uint64          `json:"version"`
-	Type    string          `json:"type"`
-	Writer  string          `json:"writer"`
-	Time    time.Time       `json:"time"`
-	Value   json.RawMessage `json:"value"`
-}
-
-// configWrite is the answer to a write or a rollback.
-type configWrite struct {
-	Version  uint64 `json:"version"`
-	Replaced uint64 `json:"replaced"`
-	Restored uint64 `json:"restored"`
-}
 
 // configCmd runs `concord config get|set|history|rollback NAME ...`
 // against an App's admin listener.
@@ -70,7 +52,7 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	c := &configClient{base: ac.base, name: pos[0], token: ac.token}
+	c := &configClient{ac: ac, name: pos[0]}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	switch args[0] {
@@ -92,7 +74,7 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	var w configWrite
+	var w concord.ConfigWrite
 	if args[0] == "set" {
 		err = c.do(ctx, http.MethodPut, "?expect="+strconv.FormatUint(exp, 10), strings.NewReader(pos[1]), &w)
 	} else {
@@ -124,13 +106,12 @@ func configCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // configClient calls one config's routes on an admin listener.
 type configClient struct {
-	base  string
-	name  string
-	token string // an admin credential's, sent as a bearer token
+	ac   *adminClient
+	name string
 }
 
-func (c *configClient) get(ctx context.Context) (*configEntry, error) {
-	var e configEntry
+func (c *configClient) get(ctx context.Context) (*concord.ConfigEntry, error) {
+	var e concord.ConfigEntry
 	if err := c.do(ctx, http.MethodGet, "", nil, &e); err != nil {
 		return nil, err
 	}
@@ -159,7 +140,7 @@ func (c *configClient) expect(ctx context.Context, flagValue string) (v uint64, 
 }
 
 func (c *configClient) history(ctx context.Context, limit int, w io.Writer) error {
-	var es []configEntry
+	var es []concord.ConfigEntry
 	if err := c.do(ctx, http.MethodGet, "/history?limit="+strconv.Itoa(limit), nil, &es); err != nil {
 		return err
 	}
@@ -172,7 +153,7 @@ func (c *configClient) history(ctx context.Context, limit int, w io.Writer) erro
 }
 
 // describe is a version's line under its value.
-func describe(e *configEntry) string {
+func describe(e *concord.ConfigEntry) string {
 	return fmt.Sprintf("version %d (%s), written by %s at %s", e.Version, e.Type, e.Writer, e.Time.Local().Format(time.RFC3339))
 }
 
@@ -208,41 +189,17 @@ func (e *statusError) Error() string {
 }
 
 // do sends one request to the config's route suffix and decodes the
-// answer into out; an error answer is a *statusError.
+// answer into out; an error answer of the route is a *statusError.
 func (c *configClient) do(ctx context.Context, method, suffix string, body io.Reader, out any) error {
-	u := c.base + "/concord/config/" + url.PathEscape(c.name) + suffix
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return usageError{fmt.Sprintf("-addr: %v", err)}
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, 8<<20))
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if res.StatusCode != http.StatusOK {
-		var e struct {
-			Error      string   `json:"error"`
-			Violations []string `json:"violations"`
-			Current    uint64   `json:"current"`
-		}
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			return fmt.Errorf("config: %s answered %s (is it a Concord app's admin listener?)", c.base, res.Status)
-		}
-		return &statusError{name: c.name, code: res.StatusCode, msg: e.Error, violations: e.Violations, current: e.Current,
+	err := c.ac.do(ctx, method, concord.ConfigPath+url.PathEscape(c.name)+suffix, body, out)
+	var aerr *adminError
+	if errors.As(err, &aerr) && aerr.route {
+		e := aerr.body
+		return &statusError{name: c.name, code: aerr.code, msg: e.Error, violations: e.Violations, current: e.Current,
 			unknownType: strings.Contains(e.Error, "not linked") || strings.Contains(e.Error, "no handle")}
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("config: %s did not answer with a config: %w", c.base, err)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ func adminDeadLetters(ctx context.Context, c *adminClient, sub string, seq uint6
 			q += "&from=" + strconv.FormatUint(from, 10)
 		}
 		var out concord.DeadLetterList
-		if err := c.do(ctx, http.MethodGet, path+q, &out); err != nil {
+		if err := c.do(ctx, http.MethodGet, path+q, nil, &out); err != nil {
 			return fmt.Errorf("dead-letters list: %w", err)
 		}
 		if asJSON {
@@ -48,7 +48,7 @@ func adminDeadLetters(ctx context.Context, c *adminClient, sub string, seq uint6
 		total := 0
 		for {
 			var out concord.DeadLetterResult
-			err := c.do(ctx, http.MethodPost, path+"/all/"+sub, &out)
+			err := c.do(ctx, http.MethodPost, path+"/all/"+sub, nil, &out)
 			total += out.Done
 			if err != nil {
 				fmt.Fprintf(stdout, "%s %d dead letters\n", past(sub), total)
@@ -64,7 +64,7 @@ func adminDeadLetters(ctx context.Context, c *adminClient, sub string, seq uint6
 		}
 	}
 	var out concord.DeadLetterResult
-	err := c.do(ctx, http.MethodPost, path+"/"+strconv.FormatUint(seq, 10)+"/"+sub, &out)
+	err := c.do(ctx, http.MethodPost, path+"/"+strconv.FormatUint(seq, 10)+"/"+sub, nil, &out)
 	var aerr *adminError
 	switch {
 	case errors.As(err, &aerr) && aerr.route && aerr.code == http.StatusNotFound:

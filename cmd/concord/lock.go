@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -50,34 +49,11 @@ func lockCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}
-	base := c.base
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+concord.LocksPath+url.PathEscape(name)+"/"+args[0]+query, nil)
-	if err != nil {
-		return usageError{fmt.Sprintf("-addr: %v", err)}
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	var out struct {
-		Error         string `json:"error"`
-		Token         uint64 `json:"token"`
-		Holder        string `json:"holder"`
-		HeldForMillis int64  `json:"held_for_ms"`
-	}
-	if json.Unmarshal(data, &out) != nil || (res.StatusCode != http.StatusOK && out.Error == "") {
-		return fmt.Errorf("lock: %s answered %s (is it a Concord app's admin listener?)", base, res.Status)
-	}
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("lock %s: %s", args[0], out.Error)
+	var out concord.LockHold
+	if err := c.do(ctx, http.MethodPost, concord.LocksPath+url.PathEscape(name)+"/"+args[0]+query, nil, &out); err != nil {
+		return fmt.Errorf("lock %s: %w", args[0], err)
 	}
 	if args[0] == "release" {
 		fmt.Fprintf(stdout, "%s released\n", name)
