@@ -13,9 +13,13 @@
 //
 // # Algorithm
 //
-// A lock is one key. Acquiring it is one conditional publish on the key's
-// subject (Nats-Expected-Last-Subject-Sequence): it succeeds only if the
-// key's last message is the sequence the acquirer saw free (none, a
+// A lock is one key: "mutex." and its name in BucketLocks, for an election
+// "election." and its name in BucketElections. (Elections were keyed by
+// the bare name before; a process from before that change and one from
+// after it do not see each other's leaders, so upgrade all candidates of
+// an election together.) Acquiring it is one conditional publish on the
+// key's subject (Nats-Expected-Last-Subject-Sequence): it succeeds only if
+// the key's last message is the sequence the acquirer saw free (none, a
 // release marker or an expiry marker). The message carries a per-message
 // TTL (Nats-TTL), the lease, and a random attempt ID. The keepalive
 // re-publishes it every TTL/3 with the same condition on the holder's own

@@ -95,8 +95,8 @@ func (e *Election) Valid() error {
 //
 // Leader returns ErrNoLeader, ErrInvalidName, ctx's error, or the node's.
 func (e *Election) Leader(ctx context.Context) (Leader, error) {
-	if !validName(e.h.key) {
-		return Leader{}, fmt.Errorf("%w: %q", ErrInvalidName, e.h.key)
+	if !validName(e.h.name) {
+		return Leader{}, fmt.Errorf("%w: %q", ErrInvalidName, e.h.name)
 	}
 	st, err := e.store(ctx)
 	if err != nil {
@@ -136,7 +136,7 @@ func (e *Election) Observe(ctx context.Context) <-chan Leader {
 
 func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 	defer close(ch)
-	if !validName(e.h.key) {
+	if !validName(e.h.name) {
 		return
 	}
 	st, err := e.store(ctx)

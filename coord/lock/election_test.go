@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,6 +139,32 @@ func TestElection(t *testing.T) {
 		t.Fatalf("Campaign while leader: %v, want ErrAlreadyHeld", err)
 	}
 	if err := cands[third].Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestElectionLongestName checks that an election with a name of
+// MaxNameLen bytes (its key is longer, with its prefix) works in full:
+// Campaign, Leader and Observe.
+func TestElectionLongestName(t *testing.T) {
+	n := openNode(t)
+	b := lock.FromNode(n)
+	ctx := within(t, 30*time.Second)
+	name := strings.Repeat("e", lock.MaxNameLen)
+	e := lock.NewElection(b, name)
+	term, err := e.Campaign(ctx, "me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := e.Leader(ctx); err != nil || l != (lock.Leader{Value: "me", Term: term}) {
+		t.Fatalf("Leader: %+v, %v", l, err)
+	}
+	octx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if l, ok := <-e.Observe(octx); !ok || l.Term != term {
+		t.Fatalf("Observe: %+v, %v", l, ok)
+	}
+	if err := e.Resign(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

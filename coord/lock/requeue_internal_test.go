@@ -103,3 +103,48 @@ func TestServedPastTicketRequeues(t *testing.T) {
 		}
 	}
 }
+
+// TestRequeuedTicketRemoved checks a ticket given up by requeue: the next
+// put publishes a new ticket (a new order, not the old message adopted),
+// and an acquisition that ends before that put still removes the old
+// ticket, which would otherwise make TryLock refuse the free key.
+func TestRequeuedTicketRemoved(t *testing.T) {
+	n := nodetest.Open(t)
+	b := FromNode(n)
+	ctx := nodetest.Within(t, 30*time.Second)
+	s, err := NewSession(ctx, b, WithTTL(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, publish := range []bool{true, false} {
+		key := "mutex.requeued"
+		tk := newTicket(s.locks, key, "c", 0)
+		if err := tk.put(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		old := tk.order
+		tk.requeue()
+		if publish {
+			if err := tk.put(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			if tk.order <= old {
+				t.Fatalf("order %d after requeue, want past %d", tk.order, old)
+			}
+		}
+		if seq := tk.remove(s); seq == 0 {
+			t.Fatalf("publish %v: ticket not removed", publish)
+		}
+		if e, err := s.locks.b.Last(ctx, tk.key); err != nil || e.Live {
+			t.Fatalf("publish %v: ticket key after remove: %+v, %v", publish, e, err)
+		}
+		m := NewMutex(b, "requeued")
+		if _, err := m.TryLock(ctx); err != nil {
+			t.Fatalf("publish %v: TryLock of the free key: %v", publish, err)
+		}
+		if err := m.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

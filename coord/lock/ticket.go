@@ -55,6 +55,10 @@ type ticket struct {
 	// 0, it may have committed unseen (the answer lost, or the context
 	// ended first), and remove must look.
 	sentFirst bool
+	// floor is the sequence of the last message of a ticket given up by
+	// requeue: a message of this acquisition up to it is not a new
+	// publish's.
+	floor uint64
 }
 
 func newTicket(st *kvStore, key, contender string, seq uint64) *ticket {
@@ -111,7 +115,7 @@ func (t *ticket) put(ctx context.Context, s *Session) error {
 		switch {
 		case rerr != nil:
 			err = rerr
-		case t.ours(e): // a write of ours committed unseen
+		case t.ours(e) && (t.order != 0 || e.Seq > t.floor): // a write of ours committed unseen
 			if t.order == 0 {
 				t.order = orderOf(e.Header, e.Seq)
 			}
@@ -124,11 +128,12 @@ func (t *ticket) put(ctx context.Context, s *Session) error {
 	return err
 }
 
-// requeue makes the next put publish the ticket anew, with a new order
-// and a new nonce (so that put does not adopt the old ticket as its own):
-// for a ticket that a grant not its own counted as served.
+// requeue makes the next put publish the ticket anew, with a new order,
+// replacing its last message: for a ticket that a grant not its own
+// counted as served. The nonce stays, so that remove still knows the old
+// ticket as its own if no new one is published.
 func (t *ticket) requeue() {
-	t.order, t.nonce = 0, newID()
+	t.order, t.floor = 0, t.seq
 }
 
 // due returns when the ticket must be refreshed.
