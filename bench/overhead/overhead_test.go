@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	rtmetrics "runtime/metrics"
 	"testing"
 	"time"
 
@@ -248,6 +249,13 @@ func callWithin(b *testing.B, client greeterv1connect.GreeterServiceClient, time
 	b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
+// heapAllocs returns how many heap objects the process has allocated.
+func heapAllocs() uint64 {
+	s := []rtmetrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	rtmetrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
 // BenchmarkObserved is BenchmarkLoopback's Concord server and client on
 // HTTP/1.1, plain and with what an App adds to see its calls: server and
 // client metrics, tracing on both sides with sampling off, and both
@@ -258,14 +266,16 @@ func callWithin(b *testing.B, client greeterv1connect.GreeterServiceClient, time
 // CPU time counted to its setup, so that a change in the machine's speed
 // or load during the run falls on all of them alike: on a shared machine
 // separate runs differ by more than the costs measured here. Each setup
-// reports its cpu-ns/op and, but plain, its ratio to plain (x-plain);
-// plain-again is plain once more, whose ratio shows the noise left.
+// reports its cpu-ns/op, its allocs/op (client and server together) and,
+// but plain, its ratio to plain (x-plain); plain-again is plain once more,
+// whose ratio shows the noise left.
 func BenchmarkObserved(b *testing.B) {
 	setups := []struct {
 		name             string
 		metrics, tracing bool
 		greet            func() error
 		cpu              time.Duration
+		allocs           uint64
 		calls            int
 	}{
 		{name: "plain"},
@@ -321,13 +331,14 @@ func BenchmarkObserved(b *testing.B) {
 	for round := 0; b.Loop(); round++ {
 		for k := range setups {
 			tc := &setups[(round+k)%len(setups)]
-			cpu := cputime.Process()
+			allocs, cpu := heapAllocs(), cputime.Process()
 			for range batch {
 				if err := tc.greet(); err != nil {
 					b.Fatal(err)
 				}
 			}
 			tc.cpu += cputime.Process() - cpu
+			tc.allocs += heapAllocs() - allocs
 			tc.calls += batch
 		}
 	}
@@ -335,6 +346,7 @@ func BenchmarkObserved(b *testing.B) {
 	for _, tc := range setups {
 		perCall := float64(tc.cpu) / float64(tc.calls)
 		b.ReportMetric(perCall, tc.name+"-cpu-ns/op")
+		b.ReportMetric(float64(tc.allocs)/float64(tc.calls), tc.name+"-allocs/op")
 		if tc.name != "plain" {
 			b.ReportMetric(perCall/plain, tc.name+"-x-plain")
 		}
