@@ -98,15 +98,29 @@ func countRetry(ctx context.Context) {
 	}
 }
 
+// retriesContext is a call's context with its retry counter under
+// retriesKey, kept in the call's meteredStream rather than allocated as a
+// context.WithValue of its own.
+type retriesContext struct {
+	context.Context
+	retries atomic.Int32
+}
+
+func (c *retriesContext) Value(key any) any {
+	if key == (retriesKey{}) {
+		return &c.retries
+	}
+	return c.Context.Value(key)
+}
+
 // newClientMetricsInterceptor reports each call of service's client to
 // hook once, when it ends.
 func newClientMetricsInterceptor(service string, hook ClientMetricsHook) connect.ClientInterceptor {
 	return func(next connect.ClientFunc) connect.ClientFunc {
 		return func(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
-			m := &meteredStream{ctx: ctx, hook: hook, report: ClientCallReport{Service: service, Procedure: spec.Procedure}, start: time.Now()}
+			m := &meteredStream{ctx: retriesContext{Context: ctx}, hook: hook, report: ClientCallReport{Service: service, Procedure: spec.Procedure}, start: time.Now()}
 			m.info, _ = connect.CallInfoForClientContext(ctx)
-			ctx = context.WithValue(ctx, retriesKey{}, &m.retries)
-			stream, err := next(ctx, spec)
+			stream, err := next(&m.ctx, spec)
 			if err != nil {
 				m.end(err)
 				return nil, err
@@ -123,13 +137,12 @@ func newClientMetricsInterceptor(service string, hook ClientMetricsHook) connect
 // after its one Receive).
 type meteredStream struct {
 	connect.ClientStream
-	ctx     context.Context //nolint:containedctx // the call's, for the hook
-	hook    ClientMetricsHook
-	report  ClientCallReport
-	info    *connect.CallInfo // the call's, or nil
-	start   time.Time
-	retries atomic.Int32
-	done    atomic.Bool
+	ctx    retriesContext // the call's (for the hook), and its retries
+	hook   ClientMetricsHook
+	report ClientCallReport
+	info   *connect.CallInfo // the call's, or nil
+	start  time.Time
+	done   atomic.Bool
 }
 
 func (m *meteredStream) end(err error) {
@@ -138,14 +151,14 @@ func (m *meteredStream) end(err error) {
 	}
 	r := m.report
 	r.Duration = time.Since(m.start)
-	r.Retries = int(m.retries.Load())
+	r.Retries = int(m.ctx.retries.Load())
 	if m.info != nil {
 		r.Protocol, r.SentBytes, r.ReceivedBytes = m.info.Protocol, m.info.SendStats.Size, m.info.ReceiveStats.Size
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		r.Code = connect.CodeOf(err)
 	}
-	m.hook(m.ctx, r)
+	m.hook(m.ctx.Context, r)
 }
 
 func (m *meteredStream) Send(msg any) error {
