@@ -118,7 +118,7 @@ func (c *retriesContext) Value(key any) any {
 func newClientMetricsInterceptor(service string, hook ClientMetricsHook) connect.ClientInterceptor {
 	return func(next connect.ClientFunc) connect.ClientFunc {
 		return func(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
-			m := &meteredStream{ctx: retriesContext{Context: ctx}, hook: hook, report: ClientCallReport{Service: service, Procedure: spec.Procedure}, start: time.Now()}
+			m := &meteredStream{ctx: retriesContext{Context: ctx}, hook: hook, service: service, procedure: spec.Procedure, start: time.Now()}
 			m.info, _ = connect.CallInfoForClientContext(ctx)
 			stream, err := next(&m.ctx, spec)
 			if err != nil {
@@ -137,21 +137,19 @@ func newClientMetricsInterceptor(service string, hook ClientMetricsHook) connect
 // after its one Receive).
 type meteredStream struct {
 	connect.ClientStream
-	ctx    retriesContext // the call's (for the hook), and its retries
-	hook   ClientMetricsHook
-	report ClientCallReport
-	info   *connect.CallInfo // the call's, or nil
-	start  time.Time
-	done   atomic.Bool
+	ctx                retriesContext // the call's (for the hook), and its retries
+	hook               ClientMetricsHook
+	service, procedure string
+	info               *connect.CallInfo // the call's, or nil
+	start              time.Time
+	done               atomic.Bool
 }
 
 func (m *meteredStream) end(err error) {
 	if !m.done.CompareAndSwap(false, true) {
 		return
 	}
-	r := m.report
-	r.Duration = time.Since(m.start)
-	r.Retries = int(m.ctx.retries.Load())
+	r := ClientCallReport{Service: m.service, Procedure: m.procedure, Duration: time.Since(m.start), Retries: int(m.ctx.retries.Load())}
 	if m.info != nil {
 		r.Protocol, r.SentBytes, r.ReceivedBytes = m.info.Protocol, m.info.SendStats.Size, m.info.ReceiveStats.Size
 	}
