@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect/v2"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -405,4 +406,50 @@ func TestTracingUnreachableServer(t *testing.T) {
 		t.Errorf("client span status %v, want error", cs.Status)
 	}
 	wantAttr(t, cs, "rpc.connect_rpc.error_code", connect.CodeOf(err).String())
+}
+
+// TestTracingUnsampledPropagates: with a provider that samples nothing,
+// the client still sends a traceparent with a span ID of its own and the
+// sampled flag off, in the caller's trace, and the handler's context
+// carries a valid unsampled span in that trace, under the client's span;
+// with the default propagator (nil: W3C Trace Context) and a composite
+// one.
+func TestTracingUnsampledPropagates(t *testing.T) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	spec := connect.Spec{Procedure: "/test.v1.Service/Method"}
+	for _, prop := range []propagation.TextMapPropagator{nil, propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})} {
+		var header string
+		var handler trace.SpanContext
+		s := connect.NewServer(rpc.NewTracingInterceptor(tp, prop))
+		s.Register(connect.Method{Spec: spec, Handler: func(ctx context.Context, _ connect.Spec, _ connect.ServerStream) error {
+			handler = trace.SpanFromContext(ctx).SpanContext()
+			return nil
+		}})
+		client := connect.NewClient(transportFunc(func(ctx context.Context, spec connect.Spec) (connect.ClientStream, error) {
+			ci, _ := connect.CallInfoForClientContext(ctx)
+			header = ci.RequestHeader().Get("Traceparent")
+			si := &connect.CallInfo{}
+			for k, v := range ci.RequestHeader().All() {
+				si.RequestHeader().SetValues(k, v)
+			}
+			return doneStream{}, s.Call(context.Background(), spec.Procedure, si, nil)
+		}), rpc.NewClientTracingInterceptor(tp, prop, rpc.ProtocolConnect))
+		parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6}, Remote: true})
+		ctx, _ := connect.NewClientContext(trace.ContextWithRemoteSpanContext(context.Background(), parent))
+		stream, err := client.CallClientStream(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = stream.Close()
+		prefix := "00-" + parent.TraceID().String() + "-"
+		if len(header) != 55 || !strings.HasPrefix(header, prefix) || !strings.HasSuffix(header, "-00") ||
+			strings.Contains(header, parent.SpanID().String()) || strings.Contains(header, "-0000000000000000-") {
+			t.Errorf("%T: traceparent %q, want %s<new span ID>-00", prop, header, prefix)
+		}
+		if !handler.IsValid() || handler.IsSampled() || handler.IsRemote() || handler.TraceID() != parent.TraceID() ||
+			handler.SpanID() == parent.SpanID() || strings.Contains(header, handler.SpanID().String()) {
+			t.Errorf("%T: handler's span %+v (traceparent %q), want a new unsampled span in trace %s", prop, handler, header, parent.TraceID())
+		}
+	}
 }
