@@ -239,9 +239,9 @@ func TestConsoleInChromium(t *testing.T) {
 		if !held {
 			t.Errorf("status JSON lists no lock demo held by the operator with token %d: %+v", token, st.Locks)
 		}
-		if row := tab.row(t, "locks-held", "demo"); len(row) != 4 || !strings.HasPrefix(row[1], "operator admin via ") ||
-			row[2] != groupDigits(token) || row[3] == "" {
-			t.Errorf("locks table row %q, want demo held by the operator with token %s and a time left", row, groupDigits(token))
+		if row := tab.row(t, "locks-held", "demo"); len(row) != 5 || !strings.HasPrefix(row[1], "operator admin via ") ||
+			row[2] != groupDigits(token) || row[3] == "" || row[4] != "0" {
+			t.Errorf("locks table row %q, want demo held by the operator with token %s, a time left and nobody waiting", row, groupDigits(token))
 		}
 		var reported uint64
 		for _, l := range st.Limits {
@@ -365,8 +365,8 @@ func TestConsoleInChromium(t *testing.T) {
 			{"peers-table", "n2", []string{"n2", "—", "offline", "n1 last heard from it 7s ago"}},
 			{"buckets-table", "CONCORD_TXLOG", []string{"CONCORD_TXLOG", "stream", "?", "none", "?", "?", "no answer within 1s"}},
 			{"services-table", hostile, []string{hostile, "i-1", "not ready", "http://127.0.0.1:8081", "eu-1", "v2"}},
-			{"locks-held", "demo", []string{"demo", "greeter-1/7f3a", "42", "8.1 s"}},
-			{"locks-elections", "concord-tcc-recovery", []string{"concord-tcc-recovery", "greeter-2/19bc", "7", "9 s"}},
+			{"locks-held", "demo", []string{"demo", "greeter-1/7f3a", "42", "8.1 s", "2"}},
+			{"locks-elections", "concord-tcc-recovery", []string{"concord-tcc-recovery", "greeter-2/19bc", "7", "9 s", "1"}},
 			{"limits-table", "/greeter.v1.GreeterService/Shout", []string{"/greeter.v1.GreeterService/Shout", "token bucket", "local", "5 / 1 s", "5", "12", "3", "60%"}},
 			{"breakers-table", "greeter.v1.GreeterService", []string{"greeter.v1.GreeterService", "i-2", "http://127.0.0.1:8082", "open", "5"}},
 			{"consumers-table", "audit", []string{"audit", "orders", "17", "4", "2", "1"}},
@@ -500,8 +500,8 @@ var everyPart = strings.ReplaceAll(`{
     "dead_letters": 3,
     "outboxes": [{"instance": "greeter-1", "store": "badger", "rows": 3, "oldest": "2026-01-01T10:00:00Z", "oldest_age_ms": 65000}]
   },
-  "locks": {"held": [{"name": "demo", "holder": "greeter-1/7f3a", "token": 42, "expires_in_ms": 8123}],
-    "elections": [{"name": "concord-tcc-recovery", "leader": "greeter-2/19bc", "token": 7, "expires_in_ms": 9000}],
+  "locks": {"held": [{"name": "demo", "holder": "greeter-1/7f3a", "token": 42, "expires_in_ms": 8123, "waiting": 2}],
+    "elections": [{"name": "concord-tcc-recovery", "leader": "greeter-2/19bc", "token": 7, "expires_in_ms": 9000, "waiting": 1}],
     "truncated": true, "unknown": ""},
   "limits": [{"procedure": "/greeter.v1.GreeterService/Shout", "algorithm": "token_bucket", "scope": "local", "rate": 5, "per_ms": 1000, "burst": 5,
     "admitted": 12, "refused": 3, "saturation": 0.6}],

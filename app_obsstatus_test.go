@@ -161,7 +161,7 @@ func TestAppStatusLocksLimitsBreakers(t *testing.T) {
 	if len(held) == 0 {
 		t.Fatal("no held lock in the status")
 	}
-	if got, want := keys(t, held[0]), []string{"expires_in_ms", "holder", "name", "token"}; !slices.Equal(got, want) {
+	if got, want := keys(t, held[0]), []string{"expires_in_ms", "holder", "name", "token", "waiting"}; !slices.Equal(got, want) {
 		t.Errorf("held lock fields %v, want %v", got, want)
 	}
 	limits := raw["limits"].([]any)

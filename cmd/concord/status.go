@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -311,6 +312,15 @@ func millis(ms int64) string {
 	return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
 }
 
+// waiting formats a lock's or election's count of waiters: "?" when
+// unknown (-1).
+func waiting(n int) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.Itoa(n)
+}
+
 // printLocks prints the held locks and the elections' leaders, and returns
 // why they could not be read, if so. In the full status (all) nothing is
 // printed for no locks.
@@ -326,9 +336,9 @@ func printLocks(w io.Writer, l *lock.Status, all bool) (unknown []string) {
 	}
 	if len(l.Held) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "\nLOCK\tHOLDER\tTOKEN\tEXPIRES IN")
+		fmt.Fprintln(tw, "\nLOCK\tHOLDER\tTOKEN\tEXPIRES IN\tWAITING")
 		for _, h := range l.Held {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", h.Name, h.Holder, h.Token, millis(h.ExpiresInMillis))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", h.Name, h.Holder, h.Token, millis(h.ExpiresInMillis), waiting(h.Waiting))
 		}
 		tw.Flush()
 	} else if !all {
@@ -336,9 +346,9 @@ func printLocks(w io.Writer, l *lock.Status, all bool) (unknown []string) {
 	}
 	if len(l.Elections) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "\nELECTION\tLEADER\tTERM\tEXPIRES IN")
+		fmt.Fprintln(tw, "\nELECTION\tLEADER\tTERM\tEXPIRES IN\tWAITING")
 		for _, e := range l.Elections {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", e.Name, e.Leader, e.Token, millis(e.ExpiresInMillis))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Name, e.Leader, e.Token, millis(e.ExpiresInMillis), waiting(e.Waiting))
 		}
 		tw.Flush()
 	} else if !all {

@@ -131,7 +131,7 @@ func TestStatusSectionsAgainstApp(t *testing.T) {
 		section string
 		want    []string
 	}{
-		{"locks", []string{"LOCK", "demo", "operator admin via", "EXPIRES IN", "ELECTION", "concord-tcc-recovery"}},
+		{"locks", []string{"LOCK", "demo", "operator admin via", "EXPIRES IN", "WAITING", "ELECTION", "concord-tcc-recovery"}},
 		{"limits", []string{"LIMIT", "/greeter.v1.GreeterService/Shout", "token_bucket", "local", "3/1s"}},
 		{"breakers", []string{"UPSTREAM", "stopped-1", dead, "open", rpcURL, "closed"}},
 		{"transactions", []string{"no transactions in flight, stuck or recently finished"}},

@@ -226,7 +226,8 @@
 
   function leaseRows(list, who) {
     return list.map(function (l) {
-      return [str(l.name), { v: str(l[who]), c: "id" }, { v: fmtInt(l.token), c: "token" }, fmtMs(l.expires_in_ms)];
+      return [str(l.name), { v: str(l[who]), c: "id" }, { v: fmtInt(l.token), c: "token" }, fmtMs(l.expires_in_ms),
+        l.waiting === undefined || l.waiting < 0 ? "?" : fmtInt(l.waiting)];
     });
   }
 
@@ -242,11 +243,11 @@
     var held = arr(l.held);
     out.push(held.length === 0 ? note("No lock is held.") :
       table("locks-held", "Locks held (" + held.length + ")",
-        [["Lock", "wide"], ["Holder", "id"], ["Token", "num"], ["Time left", "num"]], leaseRows(held, "holder")));
+        [["Lock", "wide"], ["Holder", "id"], ["Token", "num"], ["Time left", "num"], ["Waiting", "num"]], leaseRows(held, "holder")));
     var el2 = arr(l.elections);
     out.push(el2.length === 0 ? note("No election has a leader.") :
       table("locks-elections", "Elections (" + el2.length + ")",
-        [["Election", "wide"], ["Leader", "id"], ["Token", "num"], ["Time left", "num"]], leaseRows(el2, "leader")));
+        [["Election", "wide"], ["Leader", "id"], ["Token", "num"], ["Time left", "num"], ["Waiting", "num"]], leaseRows(el2, "leader")));
     fill("locks-body", out);
   }
 

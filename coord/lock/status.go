@@ -68,6 +68,12 @@ type HeldLock struct {
 	// refreshes the key every TTL/3; -1 for a message without a TTL (not
 	// written by this package).
 	ExpiresInMillis int64 `json:"expires_in_ms"`
+	// Waiting is how many Lock calls wait in line for it: tickets live at
+	// the read that no grant has served yet (see the package doc,
+	// "Order"); -1 when the tickets could not be read (more of them in
+	// the bucket than one read returns, condkv.MaxListed, or a failed
+	// read).
+	Waiting int `json:"waiting"`
 }
 
 // ElectedLeader is the leader of one election.
@@ -80,11 +86,14 @@ type ElectedLeader struct {
 	Token uint64 `json:"token"`
 	// ExpiresInMillis is as for HeldLock.
 	ExpiresInMillis int64 `json:"expires_in_ms"`
+	// Waiting is how many candidates wait in line, as for HeldLock.
+	Waiting int `json:"waiting"`
 }
 
-// ReadStatus reads the held locks and elected leaders of node. It costs
-// one batched direct read of each of the two buckets (BucketLocks and
-// BucketElections), concurrently, each bounded by timeout (and ctx); it
+// ReadStatus reads the held locks and elected leaders of node, and how
+// many wait for each. It costs two batched direct reads of each of the two
+// buckets (BucketLocks and BucketElections: the keys, then the waiters'
+// tickets), the buckets concurrently, bounded by timeout (and ctx); it
 // creates no consumer and sends no JetStream API request, so it is cheap
 // to poll. Direct reads may be answered by a lagging replica: the result
 // is for display, not for decisions. Released keys, and keys whose lease
@@ -111,10 +120,10 @@ func ReadStatus(ctx context.Context, node *coord.Node, timeout time.Duration) *S
 		return st
 	}
 	for _, k := range held {
-		st.Held = append(st.Held, HeldLock{Name: k.name, Holder: k.value, Token: k.token, ExpiresInMillis: k.left})
+		st.Held = append(st.Held, HeldLock{Name: k.name, Holder: k.value, Token: k.token, ExpiresInMillis: k.left, Waiting: k.waiting})
 	}
 	for _, k := range elected {
-		st.Elections = append(st.Elections, ElectedLeader{Name: k.name, Leader: k.value, Token: k.token, ExpiresInMillis: k.left})
+		st.Elections = append(st.Elections, ElectedLeader{Name: k.name, Leader: k.value, Token: k.token, ExpiresInMillis: k.left, Waiting: k.waiting})
 	}
 	st.Truncated = heldCut || electedCut
 	return st
@@ -124,7 +133,9 @@ func ReadStatus(ctx context.Context, node *coord.Node, timeout time.Duration) *S
 type liveKey struct {
 	name, value string
 	token       uint64
-	left        int64 // ms until it expires; -1 without a TTL
+	left        int64  // ms until it expires; -1 without a TTL
+	served      uint64 // the order of the ticket its grant served, or 0
+	waiting     int    // live tickets after served; -1: unknown
 }
 
 // readLive reads the live keys of bucket that start with prefix (which
@@ -145,7 +156,7 @@ func readLive(ctx context.Context, node *coord.Node, bucket, prefix string) (key
 				return // expired: the server removes it shortly
 			}
 		}
-		out = append(out, liveKey{name: name, value: holderOf(e), token: tokenOf(e), left: left})
+		out = append(out, liveKey{name: name, value: holderOf(e), token: tokenOf(e), left: left, served: servedOf(e.Header)})
 	})
 	if err != nil {
 		return nil, false, err
@@ -155,7 +166,37 @@ func readLive(ctx context.Context, node *coord.Node, bucket, prefix string) (key
 	if cut {
 		out = out[:MaxStatusEntries]
 	}
+	countWaiting(ctx, b, prefix, out, now)
 	return out, cut, nil
+}
+
+// countWaiting sets the waiting count of each key in keys (held keys of
+// the bucket, named without prefix, sorted by name) from one batched read
+// of the bucket's tickets: the live tickets of a key whose order is past
+// the one its grant served. A failed read sets every count to -1.
+func countWaiting(ctx context.Context, b *condkv.Bucket, prefix string, keys []liveKey, now time.Time) {
+	if len(keys) == 0 {
+		return
+	}
+	tprefix := ticketToken + "." + prefix
+	counts := map[string]int{}
+	err := b.LastAll(ctx, tprefix+">", func(key string, e condkv.Entry) {
+		rest, ok := strings.CutPrefix(key, tprefix)
+		i := strings.LastIndexByte(rest, '.')
+		if !ok || i <= 0 || !e.Expires.IsZero() && !e.Expires.After(now) {
+			return
+		}
+		name := rest[:i]
+		if j, found := slices.BinarySearchFunc(keys, name, func(k liveKey, n string) int { return strings.Compare(k.name, n) }); found && orderOf(e.Header, e.Seq) > keys[j].served {
+			counts[name]++
+		}
+	})
+	for i := range keys {
+		keys[i].waiting = counts[keys[i].name]
+		if err != nil {
+			keys[i].waiting = -1
+		}
+	}
 }
 
 // holderOf returns the holder a key's message names: its data, or the

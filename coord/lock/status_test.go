@@ -99,7 +99,7 @@ func TestReadStatusTruncated(t *testing.T) {
 // TestReadStatusIgnoresTickets checks that waiters' tickets, which live
 // in the same buckets as locks and elections, are not listed: with a
 // lock and an election each held and waited for, the status lists the
-// lock and the leader once each.
+// lock and the leader once each, each with one waiting.
 func TestReadStatusIgnoresTickets(t *testing.T) {
 	n := openNode(t)
 	b := lock.FromNode(n)
@@ -133,11 +133,11 @@ func TestReadStatusIgnoresTickets(t *testing.T) {
 	if st.Unknown != "" {
 		t.Fatal(st.Unknown)
 	}
-	if len(st.Held) != 1 || st.Held[0].Name != "queued-lock" {
-		t.Errorf("held %+v, want queued-lock alone", st.Held)
+	if len(st.Held) != 1 || st.Held[0].Name != "queued-lock" || st.Held[0].Waiting != 1 {
+		t.Errorf("held %+v, want queued-lock alone, one waiting", st.Held)
 	}
-	if len(st.Elections) != 1 || st.Elections[0].Name != "queued-election" || st.Elections[0].Leader != "leader" {
-		t.Errorf("elections %+v, want queued-election led by leader alone", st.Elections)
+	if len(st.Elections) != 1 || st.Elections[0].Name != "queued-election" || st.Elections[0].Leader != "leader" || st.Elections[0].Waiting != 1 {
+		t.Errorf("elections %+v, want queued-election led by leader alone, one waiting", st.Elections)
 	}
 	if err := mu.Unlock(ctx); err != nil {
 		t.Fatal(err)
@@ -151,7 +151,7 @@ func TestReadStatusIgnoresTickets(t *testing.T) {
 // candidates do not count towards the status read's bound: with more
 // tickets in the elections bucket than one read returns (written here
 // directly, as many standby candidates would keep them), the leader is
-// still listed.
+// still listed; how many wait is then unknown (-1).
 func TestReadStatusManyCandidates(t *testing.T) {
 	n := openNode(t)
 	b := lock.FromNode(n)
@@ -169,7 +169,7 @@ func TestReadStatusManyCandidates(t *testing.T) {
 		}
 	}
 	st := lock.ReadStatus(ctx, n, 5*time.Second)
-	if st.Unknown != "" || st.Truncated || len(st.Elections) != 1 || st.Elections[0].Name != "busy" || st.Elections[0].Leader != "leader" {
+	if st.Unknown != "" || st.Truncated || len(st.Elections) != 1 || st.Elections[0].Name != "busy" || st.Elections[0].Leader != "leader" || st.Elections[0].Waiting != -1 {
 		t.Fatalf("unknown %q, truncated %v, elections %+v", st.Unknown, st.Truncated, st.Elections)
 	}
 	if err := leader.Resign(ctx); err != nil {
