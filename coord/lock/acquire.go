@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/concordrpc/concord/coord"
-	"github.com/concordrpc/concord/internal/wait"
 	"math"
 	"math/rand/v2"
-	"sync/atomic"
+	"sync"
 	"time"
+
+	"github.com/concordrpc/concord/coord"
+	"github.com/concordrpc/concord/coord/internal/condkv"
+	"github.com/concordrpc/concord/internal/wait"
 )
 
 // unknownSeq asks tryAcquire to read the key before its first write.
@@ -160,8 +162,45 @@ func (s *Session) abandon(ctx context.Context, st *kvStore, key, id string) {
 // token of its ticket key, which its acquisitions (one at a time) reuse,
 // and the sequence of that key's last message as last known.
 type contender struct {
-	id  string
-	seq atomic.Uint64
+	id   string
+	mu   sync.Mutex
+	seq  uint64    // the ticket key's last message, as last known
+	gone time.Time // when that message, a removal's marker, has expired; zero if it is not one
+}
+
+// markerGone is how long after a ticket's removal its marker is taken to
+// be gone (condkv.MarkerTTL and a margin for the server's expiry): the
+// next ticket then expects an empty key. A wrong guess costs a conflict
+// and a read, as a stale sequence does.
+const markerGone = condkv.MarkerTTL + 250*time.Millisecond
+
+// expect returns what the contender's next ticket expects its key's last
+// message to be: the last known sequence, or 0 once that was a removal's
+// marker that has expired.
+func (c *contender) expect() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.gone.IsZero() && time.Now().After(c.gone) {
+		return 0
+	}
+	return c.seq
+}
+
+// wrote records the sequence of a ticket's last message.
+func (c *contender) wrote(seq uint64) {
+	c.mu.Lock()
+	c.seq, c.gone = seq, time.Time{}
+	c.mu.Unlock()
+}
+
+// removed records the marker that replaced the ticket whose last message
+// was last, unless a later ticket has written since.
+func (c *contender) removed(last, marker uint64) {
+	c.mu.Lock()
+	if c.seq == last {
+		c.seq, c.gone = marker, time.Now().Add(markerGone)
+	}
+	c.mu.Unlock()
 }
 
 // acquire takes key for the session, waiting while another holder has it
@@ -263,15 +302,15 @@ func (s *Session) acquireInLine(ctx context.Context, st *kvStore, key string, da
 	// this one (acquireFree), even before its ticket is seen.
 	w.look(func(v *keyView) { v.local++ })
 	defer w.look(func(v *keyView) { v.local-- })
-	t := newTicket(st, key, c.id, c.seq.Load())
+	t := newTicket(st, key, c.id, c.expect())
 	defer func() {
 		// The contender's next ticket expects this one, or its removal's
 		// marker once that is written.
 		last := t.seq
-		c.seq.Store(last)
+		c.wrote(last)
 		s.background(func() {
 			if seq := t.remove(s); seq != 0 {
-				c.seq.CompareAndSwap(last, seq)
+				c.removed(last, seq)
 			}
 		})
 	}()

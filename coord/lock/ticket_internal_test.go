@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/concordrpc/concord/coord/internal/condkv"
+	"github.com/concordrpc/concord/internal/nodetest"
 )
 
 // TestKeyViewOrder drives a keyView with the messages a watch of a key
@@ -87,4 +88,48 @@ func TestKeyViewOrder(t *testing.T) {
 	if got := first(22); got != "d" || v.served != 12 {
 		t.Fatalf("after a grant naming an order not before it: first %q, served %d", got, v.served)
 	}
+}
+
+// TestContenderExpectsAfterRemoval checks what a contender's next ticket
+// expects after a ticket's removal: the removal's marker while it lives,
+// and an empty key once the marker has expired, so that the next ticket's
+// first write is accepted at once (a stale sequence would conflict).
+func TestContenderExpectsAfterRemoval(t *testing.T) {
+	n := nodetest.Open(t)
+	ctx := nodetest.Within(t, 30*time.Second)
+	s, err := NewSession(ctx, FromNode(n), WithTTL(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := &contender{id: "c"}
+	put := func() *ticket {
+		t.Helper()
+		tk := newTicket(s.locks, "mutex.again", c.id, c.expect())
+		h := nats.Header{}
+		h.Set(hdrAttempt, tk.nonce)
+		seq, err := tk.st.b.Put(ctx, tk.key, nil, h, tk.seq, time.Minute)
+		if err != nil {
+			t.Fatalf("first write of a ticket expecting %d: %v", tk.seq, err)
+		}
+		tk.order, tk.seq = seq, seq
+		c.wrote(seq)
+		return tk
+	}
+	tk := put()
+	marker := tk.remove(s)
+	if marker == 0 {
+		t.Fatal("ticket not removed")
+	}
+	c.removed(tk.seq, marker)
+	if got := c.expect(); got != marker {
+		t.Fatalf("expect %d right after the removal, want its marker %d", got, marker)
+	}
+	tk = put() // the marker still lives: expecting it is right
+	c.removed(tk.seq, tk.remove(s))
+	time.Sleep(markerGone + 100*time.Millisecond)
+	if got := c.expect(); got != 0 {
+		t.Fatalf("expect %d once the marker expired, want 0", got)
+	}
+	put() // the marker is gone: expecting an empty key is right
 }
