@@ -172,7 +172,7 @@ type contender struct {
 // be gone (condkv.MarkerTTL and a margin for the server's expiry): the
 // next ticket then expects an empty key. A wrong guess costs a conflict
 // and a read, as a stale sequence does.
-const markerGone = condkv.MarkerTTL + 250*time.Millisecond
+const markerGone = condkv.MarkerTTL + 500*time.Millisecond
 
 // expect returns what the contender's next ticket expects its key's last
 // message to be: the last known sequence, or 0 once that was a removal's
@@ -186,10 +186,13 @@ func (c *contender) expect() uint64 {
 	return c.seq
 }
 
-// wrote records the sequence of a ticket's last message.
+// wrote records the sequence of a ticket key's last message as an
+// acquisition left it (unchanged if it published nothing).
 func (c *contender) wrote(seq uint64) {
 	c.mu.Lock()
-	c.seq, c.gone = seq, time.Time{}
+	if seq != c.seq {
+		c.seq, c.gone = seq, time.Time{}
+	}
 	c.mu.Unlock()
 }
 

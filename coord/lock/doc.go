@@ -209,10 +209,11 @@
 // # Status and metrics
 //
 // ReadStatus lists the held locks and the elections' leaders (holder or
-// leader value, token, time left), at most MaxStatusEntries of each, with
-// one batched direct read per bucket and no consumer: the status endpoint
-// and `concord status locks` show it. Tickets are not listed. WithHolder names a Mutex's holder
-// there. WithEvents reports grants, waits and lost leases, by kind only,
+// leader value, token, time left, how many wait in line), at most
+// MaxStatusEntries of each, with two batched direct reads per bucket (the
+// keys, then the tickets) and no consumer: the status endpoint and
+// `concord status locks` show it. Tickets are counted, not listed.
+// WithHolder names a Mutex's holder there. WithEvents reports grants, waits and lost leases, by kind only,
 // for metrics.
 //
 // # Tracing

@@ -3,6 +3,7 @@ package lock
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -70,10 +71,24 @@ type HeldLock struct {
 	ExpiresInMillis int64 `json:"expires_in_ms"`
 	// Waiting is how many Lock calls wait in line for it: tickets live at
 	// the read that no grant has served yet (see the package doc,
-	// "Order"); -1 when the tickets could not be read (more of them in
-	// the bucket than one read returns, condkv.MaxListed, or a failed
-	// read).
+	// "Order"); -1 when the tickets could not be read: more ticket keys
+	// in the bucket than one read returns (condkv.MaxListed, counting the
+	// tickets of every lock and those removed within the last second), or
+	// a failed read. JSON without the field (from a status before it)
+	// decodes as -1.
 	Waiting int `json:"waiting"`
+}
+
+// UnmarshalJSON decodes h, with Waiting -1 when the JSON has no
+// "waiting".
+func (h *HeldLock) UnmarshalJSON(b []byte) error {
+	type plain HeldLock
+	p := plain{Waiting: -1}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*h = HeldLock(p)
+	return nil
 }
 
 // ElectedLeader is the leader of one election.
@@ -88,6 +103,18 @@ type ElectedLeader struct {
 	ExpiresInMillis int64 `json:"expires_in_ms"`
 	// Waiting is how many candidates wait in line, as for HeldLock.
 	Waiting int `json:"waiting"`
+}
+
+// UnmarshalJSON decodes l, with Waiting -1 when the JSON has no
+// "waiting".
+func (l *ElectedLeader) UnmarshalJSON(b []byte) error {
+	type plain ElectedLeader
+	p := plain{Waiting: -1}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*l = ElectedLeader(p)
+	return nil
 }
 
 // ReadStatus reads the held locks and elected leaders of node, and how

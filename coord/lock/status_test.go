@@ -2,6 +2,7 @@ package lock_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -174,5 +175,24 @@ func TestReadStatusManyCandidates(t *testing.T) {
 	}
 	if err := leader.Resign(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStatusJSONWithoutWaiting checks that a status from before the
+// waiting count decodes with it unknown (-1), not as nobody waiting.
+func TestStatusJSONWithoutWaiting(t *testing.T) {
+	var st lock.Status
+	old := `{"held":[{"name":"a","holder":"h","token":3,"expires_in_ms":900}],"elections":[{"name":"e","leader":"l","token":2,"expires_in_ms":800}]}`
+	if err := json.Unmarshal([]byte(old), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Held) != 1 || st.Held[0] != (lock.HeldLock{Name: "a", Holder: "h", Token: 3, ExpiresInMillis: 900, Waiting: -1}) {
+		t.Errorf("held %+v", st.Held)
+	}
+	if len(st.Elections) != 1 || st.Elections[0] != (lock.ElectedLeader{Name: "e", Leader: "l", Token: 2, ExpiresInMillis: 800, Waiting: -1}) {
+		t.Errorf("elections %+v", st.Elections)
+	}
+	if err := json.Unmarshal([]byte(`{"held":[{"name":"a","waiting":2}]}`), &st); err != nil || st.Held[0].Waiting != 2 {
+		t.Errorf("held %+v, %v: want waiting 2", st.Held, err)
 	}
 }
